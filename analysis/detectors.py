@@ -1,0 +1,202 @@
+"""Dynamics detectors over one probe's logs: each says whether and at which step a failure began.
+
+Each detector reads the probe vocabulary of docs/run-directory.md and reports at most one event,
+at the *onset* step: the first step of the first run of steps where its condition held long
+enough. Probe logs are short and noisy (10-40 steps, 3-5 evaluations), so
+
+- per-step metrics are smoothed by a centred rolling median (``smooth_window``) and a condition
+  must hold for ``persistence`` consecutive steps; baselines are the median of the first
+  ``baseline_steps`` raw values;
+- held-out conditions must hold for ``eval_persistence`` consecutive evaluations; a collapse
+  that reaches the last evaluation also counts when its drop is significant (``collapse_z``
+  standard errors, paired over problems); evaluations of fewer than ``min_problems`` problems
+  are too small to judge, and the held-out detectors stay silent on them.
+
+The failures are those OctoThinker (seed 004) reports for RL from poorly mid-trained bases:
+
+=================  ==========================================================================
+length_explosion   len/mean >= (1 + length_growth) x baseline while clip_ratio >= clip_threshold
+                   and >= baseline + clip_rise (lengths "run to the limit", Fig. 5, 8, 10)
+collapse           held-out accuracy >= collapse_drawdown below its running peak, a peak being the
+                   level held at two consecutive evaluations (the long-CoT branch's drop after
+                   ~150-200 steps, Fig. 6, 8)
+repetition         repeat_rate >= repeat_threshold and >= baseline + repeat_rise
+multi_boxed        multi_boxed_rate >= multi_boxed_threshold and >= baseline + multi_boxed_rise
+                   ("Solution" repeated after \\boxed{}, FineMath, Fig. 5)
+entropy_collapse   entropy <= entropy_ratio x baseline
+kl_blowup          kl >= kl_max
+reward_hacking     train reward/mean >= baseline + hack_reward_rise while held-out accuracy
+                   gained <= hack_acc_flat since step 0
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from octo.analysis.config import AnalysisConfig
+from octo.analysis.heldout import HeldOut, heldout
+from octo.analysis.load import Probe
+from octo.analysis.series import baseline, column, first_run, rolling_median
+
+
+@dataclass
+class Event:
+    detector: str
+    step: int
+    probe_id: str
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _step(x: float) -> int:
+    return int(round(float(x)))
+
+
+def _series(probe: Probe, key: str, cfg: AnalysisConfig):
+    steps, raw = column(probe.metrics, key)
+    return steps, raw, rolling_median(raw, cfg.smooth_window), baseline(raw, cfg.baseline_steps)
+
+
+def _enough(raw: np.ndarray, cfg: AnalysisConfig) -> bool:
+    return int(np.sum(~np.isnan(raw))) >= cfg.baseline_steps + cfg.persistence
+
+
+def length_explosion(probe: Probe, cfg: AnalysisConfig) -> Event | None:
+    steps, len_raw, length, len0 = _series(probe, "len/mean", cfg)
+    _, clip_raw, clip, clip0 = _series(probe, "clip_ratio", cfg)
+    if not (_enough(len_raw, cfg) and _enough(clip_raw, cfg)) or not len0 > 0:
+        return None
+    with np.errstate(invalid="ignore"):
+        cond = ((length >= (1 + cfg.length_growth) * len0) & (clip >= cfg.clip_threshold)
+                & (clip >= clip0 + cfg.clip_rise))
+    i = first_run(cond, cfg.persistence)
+    if i is None:
+        return None
+    return Event("length_explosion", _step(steps[i]), probe.probe_id,
+                 f"len/mean {len0:.0f} -> {length[i]:.0f} (x{length[i] / len0:.1f}) with clip_ratio "
+                 f"{clip0:.2f} -> {clip[i]:.2f}")
+
+
+def _surge(probe: Probe, cfg: AnalysisConfig, name: str, key: str, threshold: float, rise: float) -> Event | None:
+    steps, raw, smooth, base = _series(probe, key, cfg)
+    if not _enough(raw, cfg):
+        return None
+    with np.errstate(invalid="ignore"):
+        cond = (smooth >= threshold) & (smooth >= base + rise)
+    i = first_run(cond, cfg.persistence)
+    if i is None:
+        return None
+    return Event(name, _step(steps[i]), probe.probe_id,
+                 f"{key} {base:.2f} -> {smooth[i]:.2f} (threshold {threshold:.2f}, rise {rise:.2f})")
+
+
+def repetition(probe: Probe, cfg: AnalysisConfig) -> Event | None:
+    return _surge(probe, cfg, "repetition", "repeat_rate", cfg.repeat_threshold, cfg.repeat_rise)
+
+
+def multi_boxed(probe: Probe, cfg: AnalysisConfig) -> Event | None:
+    return _surge(probe, cfg, "multi_boxed", "multi_boxed_rate", cfg.multi_boxed_threshold, cfg.multi_boxed_rise)
+
+
+def entropy_collapse(probe: Probe, cfg: AnalysisConfig) -> Event | None:
+    steps, raw, smooth, base = _series(probe, "entropy", cfg)
+    if not _enough(raw, cfg) or not base > 0:
+        return None
+    with np.errstate(invalid="ignore"):
+        cond = smooth <= cfg.entropy_ratio * base
+    i = first_run(cond, cfg.persistence)
+    if i is None:
+        return None
+    return Event("entropy_collapse", _step(steps[i]), probe.probe_id,
+                 f"entropy {base:.3f} -> {smooth[i]:.3f} (x{smooth[i] / base:.2f} <= x{cfg.entropy_ratio:.2f})")
+
+
+def kl_blowup(probe: Probe, cfg: AnalysisConfig) -> Event | None:
+    steps, raw, smooth, base = _series(probe, "kl", cfg)
+    if not _enough(raw, cfg):
+        return None
+    with np.errstate(invalid="ignore"):
+        cond = smooth >= cfg.kl_max
+    i = first_run(cond, cfg.persistence)
+    if i is None:
+        return None
+    return Event("kl_blowup", _step(steps[i]), probe.probe_id,
+                 f"kl {base:.3g} -> {smooth[i]:.3g} (>= {cfg.kl_max:g})")
+
+
+def _too_few_problems(ho: HeldOut | None, cfg: AnalysisConfig) -> bool:
+    return ho is None or len(ho.steps) < 2 or (ho.n is not None and ho.n < cfg.min_problems)
+
+
+def collapse(probe: Probe, cfg: AnalysisConfig, ho: HeldOut | None = None) -> Event | None:
+    ho = ho if ho is not None else heldout(probe)
+    if _too_few_problems(ho, cfg):
+        return None
+    acc = ho.combined
+    E = len(acc)
+    # The peak must be held at two consecutive evaluations (the lower of the pair counts), so that
+    # one lucky evaluation does not set a peak that every later point "collapses" from.
+    held = np.minimum(acc[:-1], acc[1:])
+    cond = np.zeros(E, dtype=bool)
+    z_known = np.zeros(E, dtype=bool)
+    info = {}
+    for e in range(1, E):
+        top = int(np.argmax(held[:e]))         # best pair (top, top + 1) with top + 1 <= e
+        j = top if acc[top] <= acc[top + 1] else top + 1
+        dd = float(acc[j] - acc[e])
+        se = ho.drop_se(j, e)
+        z = (dd / se if se > 0 else (np.inf if dd > 0 else 0.0)) if se is not None else None
+        z_known[e] = z is not None
+        cond[e] = dd >= cfg.collapse_drawdown - 1e-12 and (z is None or z >= cfg.collapse_z)
+        info[e] = (top, j, dd, z)
+    i = first_run(cond, cfg.eval_persistence, tail_ok=z_known)
+    if i is None:
+        return None
+    top, j, dd, z = info[i]
+    ztxt = f", z = {z:.1f}" if z is not None and np.isfinite(z) else ""
+    return Event("collapse", _step(ho.steps[i]), probe.probe_id,
+                 f"held-out accuracy fell from {acc[j]:.3f} (peak held at steps {_step(ho.steps[top])}-"
+                 f"{_step(ho.steps[top + 1])}) to {acc[i]:.3f} at step {_step(ho.steps[i])}: drawdown {dd:.3f} >= "
+                 f"{cfg.collapse_drawdown:g}{ztxt}")
+
+
+def reward_hacking(probe: Probe, cfg: AnalysisConfig, ho: HeldOut | None = None) -> Event | None:
+    ho = ho if ho is not None else heldout(probe)
+    steps, raw = column(probe.metrics, "reward/mean")
+    if _too_few_problems(ho, cfg) or not _enough(raw, cfg):
+        return None
+    r0 = baseline(raw, cfg.baseline_steps)
+    acc = ho.combined
+    E = len(acc)
+    cond = np.zeros(E, dtype=bool)
+    info = {}
+    for e in range(1, E):
+        window = raw[(steps <= ho.steps[e]) & ~np.isnan(raw)][-cfg.persistence:]
+        if ho.steps[e] <= 0 or not len(window):
+            continue
+        d_reward = float(np.median(window) - r0)
+        d_acc = float(acc[e] - acc[0])
+        cond[e] = d_reward >= cfg.hack_reward_rise and d_acc <= cfg.hack_acc_flat
+        info[e] = (d_reward, d_acc)
+    i = first_run(cond, cfg.eval_persistence)
+    if i is None:
+        return None
+    d_reward, d_acc = info[i]
+    return Event("reward_hacking", _step(ho.steps[i]), probe.probe_id,
+                 f"train reward/mean +{d_reward:.2f} since the start while held-out accuracy changed "
+                 f"{d_acc:+.3f} (<= {cfg.hack_acc_flat:+.3f})")
+
+
+def detect(probe: Probe, cfg: AnalysisConfig | None = None) -> list[Event]:
+    """Every detector on one probe, in the order of config.DETECTORS."""
+    cfg = cfg or AnalysisConfig()
+    ho = heldout(probe)
+    found = [length_explosion(probe, cfg), collapse(probe, cfg, ho), repetition(probe, cfg),
+             multi_boxed(probe, cfg), entropy_collapse(probe, cfg), kl_blowup(probe, cfg),
+             reward_hacking(probe, cfg, ho)]
+    return [e for e in found if e is not None]

@@ -1,0 +1,162 @@
+"""CPT gates beside readiness: stability gap, J(t), stop-rule verdict and the Pareto set (seed 001).
+
+Every row of ``cpt/<stage>/gates.jsonl`` becomes one table row. Against the *reference* M(0) (the
+base model: the final checkpoint of the root stage, or ``analysis.reference``):
+
+- stability gap (seed 001, 5.1): ``stab_gap/<metric> = M(t) - M(0)`` for ``ppl/general``, the domain
+  accuracy and ``format_rate``, each in its own units (a positive perplexity gap is a regression);
+- gate score (seed 001, 4.3), with normalised terms in accuracy-like units:
+  ``J = w_domain * (acc - acc_0) - w_general * max(0, ln(ppl/ppl_0)) - w_behavior * max(0, fmt_0 - fmt)``;
+- stop rule (seed 001, 4.1/4.4): ``stop: general regression`` when ln(ppl/ppl_0) > tau_g,
+  ``stop: behavior regression`` when fmt_0 - fmt > tau_b (octo's stand-in for tau_s), ``stop: no
+  domain gain`` when acc - acc_0 < eps_d for ``stop_patience`` consecutive evaluations of a stage;
+  ``pass`` otherwise;
+- Pareto set (seed 001, 4.2): rows not dominated on (domain accuracy up, ppl/general down,
+  format_rate up).
+
+Values the engine already wrote (``stab_gap/*``, ``J``, ``verdict``, ``pareto``) are kept as written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from octo.analysis.config import AnalysisConfig
+from octo.analysis.load import Run, num
+from octo.errors import OctoError
+
+ACC_KEY_RE = re.compile(r"^acc/[^/]+$")
+GENERAL = "ppl/general"
+FORMAT = "format_rate"
+
+
+def domain_key(rows: list[dict], cfg: AnalysisConfig) -> str | None:
+    if cfg.domain_metric:
+        return cfg.domain_metric
+    for row in rows:
+        for key in row:
+            if ACC_KEY_RE.match(key) and num(row[key]) is not None:
+                return key
+    return None
+
+
+def _all_rows(run: Run) -> list[dict]:
+    rows = []
+    for stage in run.stages.values():
+        for g in stage.gates:
+            step = int(num(g.get("step")) or 0)
+            rows.append({**g, "stage": stage.name, "step": step,
+                         "checkpoint_id": str(g.get("checkpoint_id") or f"{stage.name}.step-{step}")})
+    return rows
+
+
+def reference_row(run: Run, rows: list[dict], cfg: AnalysisConfig) -> dict | None:
+    """M(0): ``cfg.reference``, else the base model (see the module docstring), else None."""
+    by_id = {r["checkpoint_id"]: r for r in rows}
+    if cfg.reference:
+        if cfg.reference not in by_id:
+            known = ", ".join(by_id) or "(none)"
+            raise OctoError(f"analysis.reference '{cfg.reference}' is not a checkpoint with gates; gated "
+                            f"checkpoints: {known}")
+        return by_id[cfg.reference]
+    if not rows:
+        return None
+    roots = [s for s in run.stages.values() if s.init in ("random", "model") and s.gates]
+    if roots:
+        root = roots[0]
+        gated = [r for r in rows if r["stage"] == root.name]
+        return max(gated, key=lambda r: r["step"]) if root.init == "random" else min(gated, key=lambda r: r["step"])
+    if "pretrain" in run.stages and run.stages["pretrain"].gates:
+        return max((r for r in rows if r["stage"] == "pretrain"), key=lambda r: r["step"])
+    zero = [r for r in rows if r["step"] == 0]
+    return zero[0] if zero else None
+
+
+def pareto_set(points: dict[str, tuple[float, ...]]) -> set[str]:
+    """Ids whose point no other point dominates (>= on every coordinate, > on one); larger is better."""
+    out = set()
+    for a, pa in points.items():
+        dominated = any(all(x >= y for x, y in zip(pb, pa)) and any(x > y for x, y in zip(pb, pa))
+                        for b, pb in points.items() if b != a)
+        if not dominated:
+            out.add(a)
+    return out
+
+
+def gate_table(run: Run, cfg: AnalysisConfig) -> dict:
+    """``{"rows": [...], "reference": id | None, "domain_metric": key | None}``; rows in stage/step order."""
+    rows = _all_rows(run)
+    dm = domain_key(rows, cfg)
+    ref = reference_row(run, rows, cfg)
+    w = cfg.gate_weights
+    out_rows = []
+    for row in rows:
+        out = dict(row)
+        ppl, acc, fmt = num(row.get(GENERAL)), num(row.get(dm)) if dm else None, num(row.get(FORMAT))
+        derived: dict = {}
+        if ref is not None:
+            ppl0, acc0, fmt0 = num(ref.get(GENERAL)), num(ref.get(dm)) if dm else None, num(ref.get(FORMAT))
+            terms = []
+            if ppl is not None and ppl0 is not None:
+                derived[f"stab_gap/{GENERAL}"] = ppl - ppl0
+                reg_g = math.log(ppl / ppl0) if ppl > 0 and ppl0 > 0 else None
+                derived["reg/general"] = reg_g
+                if reg_g is not None:
+                    terms.append(-w["general"] * max(0.0, reg_g))
+            if acc is not None and acc0 is not None:
+                derived[f"stab_gap/{dm}"] = acc - acc0
+                terms.append(w["domain"] * (acc - acc0))
+            if fmt is not None and fmt0 is not None:
+                derived[f"stab_gap/{FORMAT}"] = fmt - fmt0
+                terms.append(-w["behavior"] * max(0.0, fmt0 - fmt))
+            derived["J"] = sum(terms) if terms else None
+        for key, value in derived.items():
+            if out.get(key) is None:
+                out[key] = value
+        out["reference"] = ref is not None and row is ref
+        out_rows.append(out)
+    _verdicts(out_rows, ref, dm, cfg)
+    points = {}
+    for r in out_rows:
+        ppl, acc, fmt = num(r.get(GENERAL)), num(r.get(dm)) if dm else None, num(r.get(FORMAT))
+        coords = [c for c in (acc, -ppl if ppl is not None else None, fmt)]
+        points[r["checkpoint_id"]] = coords
+    usable = [i for i in range(3) if all(p[i] is not None for p in points.values())] if points else []
+    front = pareto_set({k: tuple(p[i] for i in usable) for k, p in points.items()}) if usable else set()
+    for r in out_rows:
+        if r.get("pareto") is None:
+            r["pareto"] = (r["checkpoint_id"] in front) if usable else None
+    return {"rows": out_rows, "reference": ref["checkpoint_id"] if ref is not None else None, "domain_metric": dm}
+
+
+def _verdicts(rows: list[dict], ref: dict | None, dm: str | None, cfg: AnalysisConfig) -> None:
+    by_stage: dict[str, list[dict]] = {}
+    for r in rows:
+        by_stage.setdefault(r["stage"], []).append(r)
+    for stage_rows in by_stage.values():
+        low_gain = 0
+        for r in sorted(stage_rows, key=lambda x: x["step"]):
+            if r.get("verdict") is not None:
+                continue
+            if ref is None:
+                r["verdict"] = None
+                continue
+            if r["reference"]:
+                r["verdict"] = "reference"
+                continue
+            if r["stage"] == ref["stage"] and r["step"] < ref["step"]:
+                r["verdict"] = "before reference"
+                continue
+            reg_g = r.get("reg/general")
+            gap_f = num(r.get(f"stab_gap/{FORMAT}"))
+            gain = num(r.get(f"stab_gap/{dm}")) if dm else None
+            low_gain = low_gain + 1 if gain is not None and gain < cfg.eps_d else 0
+            if reg_g is not None and reg_g > cfg.tau_g:
+                r["verdict"] = "stop: general regression"
+            elif gap_f is not None and -gap_f > cfg.tau_b:
+                r["verdict"] = "stop: behavior regression"
+            elif low_gain >= cfg.stop_patience:
+                r["verdict"] = "stop: no domain gain"
+            else:
+                r["verdict"] = "pass"

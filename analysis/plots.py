@@ -1,0 +1,304 @@
+"""Matplotlib PNGs of a run: probe dynamics overlaid over all probes, CPT loss and mixtures, readiness.
+
+Figures are drawn with matplotlib's object API (``matplotlib.figure.Figure``, Agg canvas): no
+pyplot state, no display needed, and matplotlib is imported only when a plot is drawn.
+
+Probe plots draw one line per probe, coloured by the group it belongs to (its checkpoint id in
+a run; the entry label in ``octo compare``); greedy held-out accuracy is solid and sampled is
+dashed; negative-control probes are dotted. A detector event is a dotted vertical line at its
+onset step in the plot of the metric it watches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from octo.analysis.load import Probe, Run, num
+from octo.analysis.series import column, has
+
+DPI = 90
+
+
+@dataclass
+class Plot:
+    name: str          # file stem, e.g. "acc"
+    title: str
+    path: Path
+    caption: str
+
+
+# name -> (title, source file, [(key, panel title)], detectors marked, caption)
+PROBE_PLOTS: dict[str, tuple] = {
+    "acc": ("Held-out accuracy vs step", "evals", [("acc", "greedy (solid) and sampled (dashed)")],
+            ("collapse", "reward_hacking"),
+            "Held-out accuracy at each evaluation: greedy (solid) and mean of k samples (dashed)."),
+    "length": ("Mean completion length vs step", "metrics",
+               [("len/mean", "all"), ("len/correct", "correct"), ("len/incorrect", "incorrect")],
+               ("length_explosion",), "Mean completion tokens of the training rollouts: all, correct, incorrect."),
+    "clip": ("Clip ratio and max_len vs step", "metrics", [("clip_ratio", "clip_ratio"), ("max_len", "max_len")],
+             ("length_explosion",), "Share of rollouts cut at max_len, and the max_len schedule."),
+    "reward": ("Train reward vs step", "metrics", [("reward/mean", "reward/mean")], ("reward_hacking",),
+               "Mean reward of the training rollouts."),
+    "entropy": ("Policy entropy vs step", "metrics", [("entropy", "entropy")], ("entropy_collapse",),
+                "Mean token entropy of the policy on its rollouts."),
+    "kl": ("KL to the reference vs step", "metrics", [("kl", "kl")], ("kl_blowup",),
+           "KL divergence of the policy to the reference model (logged only when the KL coefficient beta > 0)."),
+    "repetition": ("Repetition and multi-boxed rates vs step", "metrics",
+                   [("repeat_rate", "repeat_rate"), ("multi_boxed_rate", "multi_boxed_rate")],
+                   ("repetition", "multi_boxed"), "Share of rollouts with a repeated span, and with more than one "
+                                                  "\\boxed{}."),
+}
+
+
+def legend_width(labels: list[str]) -> float:
+    """Inches a fontsize-7 legend of these labels needs (handle + text)."""
+    return 0.75 + 0.06 * max((len(x) for x in labels), default=10)
+
+
+def _figure(ncols: int = 1, *, height: float = 3.8, width: float | None = None, legend_in: float = 0.0,
+            left_in: float = 0.75):
+    """A figure with ``ncols`` axes in a row and ``legend_in`` inches at the right for a legend.
+
+    Margins are fixed in inches rather than by a layout engine, which would draw every figure twice.
+    """
+    from matplotlib.figure import Figure
+
+    width = width or (5.2 * ncols + legend_in)
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    right = 1 - (legend_in + 0.1) / width if legend_in else 0.97
+    fig.subplots_adjust(left=left_in / width + 0.02, right=right, bottom=0.55 / height, top=1 - 0.75 / height,
+                        wspace=0.28)
+    return fig, axes
+
+
+def _legend(fig, legend_in: float, handles, labels) -> None:
+    """A figure legend in the right-hand column that _figure kept free."""
+    if handles:
+        fig.legend(handles, labels, loc="upper left", fontsize=7, frameon=False,
+                   bbox_to_anchor=(1 - legend_in / fig.get_figwidth(), 1 - 0.3 / fig.get_figheight()))
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=DPI)
+    return path
+
+
+def _colours(labels: list[str]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"] if len(labels) <= 10 else colormaps["tab20"]
+    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
+def _no_data(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="0.4", wrap=True)
+
+
+def _group_label(label: str, probes: list[Probe]) -> str:
+    seeds = sum(1 for p in probes if not p.control)
+    controls = len(probes) - seeds
+    extra = [f"{seeds} seeds"] if seeds > 1 else []
+    extra += ["control"] if controls == 1 else ([f"{controls} controls"] if controls else [])
+    return label + (f" ({', '.join(extra)})" if extra else "")
+
+
+def probe_plots(groups: dict[str, list[Probe]], out_dir: Path, *, events: list[dict] | None = None,
+                prefix: str = "") -> list[Plot]:
+    """One PNG per entry of PROBE_PLOTS, every probe of every group overlaid.
+
+    The legend names the groups (one colour each); line styles: solid = a probe (greedy accuracy in
+    the accuracy plot), dashed = sampled accuracy, dotted = negative control; further seeds of a
+    group are drawn fainter.
+    """
+    from matplotlib.lines import Line2D
+
+    out_dir = Path(out_dir)
+    colours = _colours(list(groups))
+    events = events or []
+    memo: dict[tuple, tuple | None] = {}
+
+    def series(probe: Probe, source: str, key: str):
+        k = (id(probe), source, key)
+        if k not in memo:
+            rows = probe.evals if source == "evals" else probe.metrics
+            memo[k] = column(rows, key) if has(rows, key) else None
+        return memo[k]
+
+    names = {label: _group_label(label, probes) for label, probes in groups.items()}
+    has_control = any(p.control for probes in groups.values() for p in probes)
+    has_seeds = any(sum(1 for p in probes if not p.control) > 1 for probes in groups.values())
+    legend_in = legend_width(list(names.values()) + ["dotted: negative control"])
+    plots = []
+    for name, (title, source, panels, watched, caption) in PROBE_PLOTS.items():
+        fig, axes = _figure(len(panels), legend_in=legend_in)
+        fig.suptitle(title, fontsize=11)
+        any_line = False
+        for ax, (key, panel_title) in zip(axes, panels):
+            drawn = False
+            for label, probes in groups.items():
+                seed_no = 0
+                for probe in probes:
+                    alpha = 1.0 if probe.control else max(0.4, 1.0 - 0.25 * seed_no)
+                    seed_no += 0 if probe.control else 1
+                    keys = [(key, ":" if probe.control else "-", 1.5, "o")]
+                    if name == "acc":
+                        keys.append(("acc/sampled", ":" if probe.control else "--", 1.2, "s"))
+                    for k, style, lw, marker in keys:
+                        found = series(probe, source, k)
+                        if found is None:
+                            continue
+                        steps, vals = found
+                        ok = ~np.isnan(vals)
+                        ax.plot(steps[ok], vals[ok], style, color=colours[label], lw=lw, alpha=alpha,
+                                marker=marker if source == "evals" else None, ms=3)
+                        drawn = True
+                    for ev in events:
+                        if ev["probe_id"] == probe.probe_id and ev["detector"] in watched:
+                            ax.axvline(ev["step"], color=colours[label], ls=(0, (1, 2)), lw=1.2)
+                            ax.annotate(ev["detector"], (ev["step"], 1.0), xycoords=("data", "axes fraction"),
+                                        fontsize=7, color=colours[label], rotation=90, ha="right", va="top")
+            ax.set_title(panel_title, fontsize=9)
+            ax.set_xlabel("GRPO step", fontsize=8)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+            if not drawn:
+                hint = " (TRL logs it only when the KL coefficient beta > 0)" if key == "kl" else ""
+                _no_data(ax, f"{key} was not logged by any probe{hint}")
+            any_line = any_line or drawn
+        if any_line:
+            handles = [Line2D([], [], color=colours[label], lw=2) for label in groups]
+            labels = list(names.values())
+            styles = [("dashed: sampled", "--")] if name == "acc" else []
+            styles += [("dotted: negative control", ":")] if has_control else []
+            styles += [("fainter: further seeds", "-")] if has_seeds else []
+            for text, ls in styles:
+                handles.append(Line2D([], [], color="0.3", ls=ls, lw=1.5, alpha=0.5 if "fainter" in text else 1))
+                labels.append(text)
+            _legend(fig, legend_in, handles, labels)
+        path = _save(fig, out_dir / f"{prefix}{name}.png")
+        plots.append(Plot(name=f"{prefix}{name}", title=title, path=path, caption=caption))
+    return plots
+
+
+def _stage_offsets(run: Run) -> dict[str, float]:
+    """Tokens seen before each stage began (its init stage's offset + final tokens), for a shared x axis."""
+    offsets: dict[str, float] = {}
+
+    def offset(name: str, depth: int = 0) -> float:
+        if name in offsets:
+            return offsets[name]
+        stage = run.stages[name]
+        value = 0.0
+        parent = stage.init
+        if parent in run.stages and depth < len(run.stages):
+            prow = run.stages[parent].metrics
+            last = num(prow[-1].get("tokens")) if prow else None
+            value = offset(parent, depth + 1) + (last or 0.0)
+        offsets[name] = value
+        return value
+
+    for name in run.stages:
+        offset(name)
+    return offsets
+
+
+def cpt_plots(run: Run, out_dir: Path) -> list[Plot]:
+    """CPT loss per stage (on a shared token axis) and realized mixture shares per stage."""
+    out_dir = Path(out_dir)
+    stages = [s for s in run.stages.values() if s.metrics]
+    if not stages:
+        return []
+    colours = _colours([s.name for s in stages])
+    offsets = _stage_offsets(run)
+    fig, (ax,) = _figure(1, width=9.5)
+    for s in stages:
+        _, loss = column(s.metrics, "loss")
+        _, tokens = column(s.metrics, "tokens")
+        x = tokens if not np.all(np.isnan(tokens)) else np.arange(1, len(loss) + 1, dtype=float)
+        ok = ~np.isnan(loss) & ~np.isnan(x)
+        ax.plot(x[ok] + offsets.get(s.name, 0.0), loss[ok], color=colours[s.name], lw=1.3, label=s.name)
+    ax.set_xlabel("tokens (stages start where the stage they branch from ended)", fontsize=8)
+    ax.set_ylabel("training loss", fontsize=8)
+    ax.set_title("CPT loss per stage", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8, frameon=False)
+    plots = [Plot("cpt_loss", "CPT loss per stage", _save(fig, out_dir / "cpt_loss.png"),
+                  "Next-token training loss of every mid-training stage.")]
+
+    sources = sorted({k[4:] for s in stages for k in s.metrics[-1] if k.startswith("mix/")})
+    legend_in = legend_width(sources)
+    fig, (ax,) = _figure(1, width=9.5, height=0.6 * len(stages) + 1.6, legend_in=legend_in,
+                         left_in=0.3 + 0.065 * max(len(s.name) for s in stages))
+    if sources:
+        src_colours = _colours(sources)
+        names = [s.name for s in stages][::-1]
+        left = np.zeros(len(names))
+        for src in sources:
+            shares = np.array([num(run.stages[n].metrics[-1].get(f"mix/{src}")) or 0.0 for n in names])
+            ax.barh(names, shares, left=left, color=src_colours[src], label=src, edgecolor="white", lw=0.5)
+            for i, (x0, w) in enumerate(zip(left, shares)):
+                if w >= 0.06:
+                    ax.text(x0 + w / 2, i, f"{w:.2f}", ha="center", va="center", fontsize=7, color="white")
+            left += shares
+        ax.set_xlim(0, max(1.0, float(left.max())))
+        _legend(fig, legend_in, *ax.get_legend_handles_labels())
+    else:
+        _no_data(ax, "no mix/<source> columns in cpt/*/metrics.jsonl")
+    ax.set_xlabel("realized token share (whole stage)", fontsize=8)
+    ax.set_title("Data mixture per stage", fontsize=11)
+    ax.tick_params(labelsize=8)
+    plots.append(Plot("cpt_mixture", "Data mixture per stage", _save(fig, out_dir / "cpt_mixture.png"),
+                      "Realized token share of every source over each stage (last mix/<source> row)."))
+    return plots
+
+
+def readiness_plot(entries: list[dict], out_dir: Path, *, recommended: str | None = None,
+                   name: str = "readiness") -> Plot:
+    """Horizontal bars of readiness with CI whiskers; ``entries`` = [{"id", "score", "ci"}] best first."""
+    fig, (ax,) = _figure(1, width=9.5, height=0.5 * len(entries) + 1.6,
+                         left_in=0.3 + 0.065 * max(len(e["id"]) for e in entries))
+    ids = [e["id"] for e in entries][::-1]
+    scores = np.array([e["score"] for e in entries][::-1], dtype=float)
+    lo = np.array([e["ci"][0] for e in entries][::-1], dtype=float)
+    hi = np.array([e["ci"][1] for e in entries][::-1], dtype=float)
+    colours = ["#d62728" if i == recommended else "#1f77b4" for i in ids]
+    ax.barh(ids, scores, color=colours, alpha=0.85)
+    ax.errorbar(scores, ids, xerr=[scores - lo, hi - scores], fmt="none", ecolor="black", capsize=4, lw=1)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_xlabel("RL-readiness score (whiskers: confidence interval; red: recommended)", fontsize=8)
+    ax.set_title("RL-readiness per checkpoint", fontsize=11)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return Plot(name, "RL-readiness per checkpoint", _save(fig, Path(out_dir) / f"{name}.png"),
+                "Readiness score per checkpoint with its bootstrap confidence interval.")
+
+
+def gates_plot(table: dict, out_dir: Path) -> Plot | None:
+    """Domain accuracy against general perplexity for every gated checkpoint; the Pareto set ringed."""
+    dm = table.get("domain_metric")
+    rows = [r for r in table.get("rows", []) if dm and num(r.get(dm)) is not None
+            and num(r.get("ppl/general")) is not None and r.get("verdict") != "before reference"]
+    if not rows:
+        return None
+    fig, (ax,) = _figure(1, width=8.5, height=4.4)
+    for r in rows:
+        x, y = num(r["ppl/general"]), num(r[dm])
+        on = bool(r.get("pareto"))
+        ax.scatter([x], [y], s=60 if on else 30, facecolors="#2ca02c" if on else "0.6",
+                   edgecolors="black" if on else "none", zorder=3)
+        ax.annotate(r["checkpoint_id"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.margins(x=0.2, y=0.15)
+    ax.set_xlabel("ppl/general (lower is better)", fontsize=8)
+    ax.set_ylabel(f"{dm} (higher is better)", fontsize=8)
+    ax.set_title("CPT gates: domain accuracy vs general perplexity (green: Pareto set)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=8)
+    return Plot("gates", "CPT gates", _save(fig, Path(out_dir) / "gates.png"),
+                "Every gated checkpoint; the Pareto set (seed 001) is green.")

@@ -1,0 +1,125 @@
+"""Rollout throughput: the embedded ``hf`` backend vs ``vllm-server`` on the same toy checkpoint.
+
+    python benchmarks/rollout_throughput.py [--prompts 16] [--n 8] [--max-tokens 64] [--repeats 3]
+                                            [--python .venv-vllm/bin/python] [--threads N]
+                                            [--hidden 64] [--layers 2] [--train-steps 150]
+
+Builds the toy checkpoint of the rollout tests (tests/rollout/toymodel.py), starts its own vLLM
+server with ``start_server`` (the venv from scripts/install-vllm-server.sh, or --python /
+$OCTO_VLLM_PYTHON), and generates the same prompts x n x max_tokens at temperature 1 with both
+backends: once with the trained weights (sentences end with EOS after ~8 tokens) and once with
+freshly initialised weights pushed to the server with ``update_weights`` (completions run to
+``max_tokens``). Each figure is the median of ``--repeats`` timed calls after one warm-up call.
+Weight sync is timed over 5 ``update_weights`` calls (save model.safetensors + reload_weights +
+reset_prefix_cache). Prints one JSON object; the server is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def timed(backend, prompts, args) -> dict:
+    kw = dict(n=args.n, max_tokens=args.max_tokens, temperature=1.0)
+    backend.generate(prompts, seed=0, **kw)  # warm-up
+    times, tokens = [], []
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        groups = backend.generate(prompts, seed=r + 1, **kw)
+        times.append(time.perf_counter() - t0)
+        tokens.append(sum(len(c.token_ids) for g in groups for c in g))
+    sec = statistics.median(times)
+    tok = statistics.median(tokens)
+    return {"completion_tokens": tok, "seconds": round(sec, 4), "tokens_per_s": round(tok / sec, 1),
+            "mean_len": round(tok / (len(prompts) * args.n), 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--python", default=None, help="vLLM server venv python (default: $OCTO_VLLM_PYTHON, ./.venv-vllm)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for hf (default: torch's default)")
+    ap.add_argument("--hidden", type=int, default=64, help="toy model width (head_dim stays 32)")
+    ap.add_argument("--layers", type=int, default=2, help="toy model depth")
+    ap.add_argument("--train-steps", type=int, default=150, help="training steps of the toy checkpoint")
+    args = ap.parse_args()
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from octo.rollout import make_backend
+    from octo.rollout.config import RolloutConfig
+    from octo.rollout.serve import resolve_python, start_server
+    from tests.rollout.toymodel import build_checkpoint, build_model, prompts as make_prompts
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    python = resolve_python(args.python or (str(REPO / ".venv-vllm/bin/python")
+                                            if not os.environ.get("OCTO_VLLM_PYTHON") else None))
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="octo-bench-") as tmp:
+        ckpt = build_checkpoint(Path(tmp) / "toy", hidden=args.hidden, layers=args.layers,
+                                train_steps=args.train_steps)
+        tokenizer = AutoTokenizer.from_pretrained(ckpt)
+        model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
+        prompts = make_prompts(tokenizer, args.prompts)
+        t0 = time.perf_counter()
+        with start_server(ckpt, python=python, max_model_len=256, log_path=Path(tmp) / "vllm.log") as server:
+            start_s = time.perf_counter() - t0
+            hf = make_backend(RolloutConfig(backend="hf"), tokenizer=tokenizer, model=model)
+            vs = make_backend(RolloutConfig(backend="vllm-server", servers=[server.url]), tokenizer=tokenizer,
+                              model=model)
+            trained = {"hf": timed(hf, prompts, args), "vllm_server": timed(vs, prompts, args)}
+            syncs, saves = [], []
+            for _ in range(5):
+                vs.update_weights(model, step=0)
+                syncs.append(vs.last_sync_s)
+                from octo.rollout.weights import save_weights
+
+                t1 = time.perf_counter()
+                save_weights(model, Path(tmp) / "save-only")
+                saves.append(time.perf_counter() - t1)
+            fresh = build_model(tokenizer, hidden=args.hidden, layers=args.layers, heads=args.hidden // 32,
+                                seed=1).eval()  # untrained: completions run to max_tokens
+            hf_fresh = make_backend(RolloutConfig(backend="hf"), tokenizer=tokenizer, model=fresh)
+            vs.update_weights(fresh, step=1)
+            full = {"hf": timed(hf_fresh, prompts, args), "vllm_server": timed(vs, prompts, args)}
+            vs.close()
+    for case in (trained, full):
+        case["ratio"] = round(case["vllm_server"]["tokens_per_s"] / case["hf"]["tokens_per_s"], 2)
+    params = sum(p.numel() for p in model.parameters())
+    print(json.dumps({
+        "benchmark": "rollout_throughput",
+        "workload": {"prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens, "temperature": 1.0,
+                     "repeats": args.repeats},
+        "checkpoint": {"kind": "toy llama", "params": params, "layers": model.config.num_hidden_layers,
+                       "hidden": model.config.hidden_size, "vocab": model.config.vocab_size},
+        "trained_weights": trained,
+        "fresh_weights_full_length": full,
+        "ratio": full["ratio"],
+        "weight_sync_s": {"median": round(statistics.median(syncs), 4), "max": round(max(syncs), 4),
+                          "save_only_median": round(statistics.median(saves), 4)},
+        "server_start_s": round(start_s, 1),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "load_avg_before": [round(x, 2) for x in load_before],
+                    "load_avg_after": [round(x, 2) for x in os.getloadavg()], "gpu": torch.cuda.is_available()},
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,352 @@
+"""The recipe: one YAML file, validated into typed configs.
+
+A recipe names everything a run does: the toy world (optional), the model, the data
+sources, the mid-training stages (pretrain / stable / decay branches) with their token
+mixtures and LR schedules, the GRPO probes, the verifier and the readiness analysis.
+
+    recipe = load_recipe("recipes/toy/quickstart.yaml", overrides=["probe.steps=10"])
+
+Unknown keys, wrong types and bad values raise :class:`~octo.errors.ConfigError` naming
+the key (the CLI prints it and exits 2). ``dump_recipe`` writes the resolved recipe that
+every run directory keeps as ``recipe.resolved.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from octo.analysis.config import AnalysisConfig
+from octo.errors import ConfigError, OctoError
+from octo.rollout.config import RolloutConfig
+from octo.schema import apply_overrides, from_dict, opt, to_dict
+from octo.verifiers.config import RewardConfig, VerifierConfig
+
+STAGE_INITS = ("random", "model")
+
+
+@dataclass(kw_only=True)
+class WorldConfig:
+    """The toy world (octo.toyworld): a seeded generator of sources, problems and a tokenizer."""
+
+    seed: int = opt(0, help="seed of the world generator (changes every document and problem)")
+    max_number: int = opt(20, ge=5, le=999, help="largest number in a problem, an operand or an answer")
+    max_ops: int = opt(3, ge=1, le=6, help="problems have 1..max_ops operations (difficulty levels)")
+    docs_per_source: int = opt(3000, ge=10, help="documents generated for each training source")
+    prompts: int = opt(2000, ge=10, help="probe training prompts (question, answer) generated")
+    heldout_per_level: int = opt(100, ge=5, help="held-out evaluation problems per difficulty level")
+    vocab_size: int = opt(512, ge=300, le=65536, help="size of the BPE tokenizer trained on the world")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """The model every stage starts from: a fresh tiny Llama (init: toy) or an HF checkpoint dir."""
+
+    init: str = opt("toy", help="'toy' builds a tiny Llama with the sizes below; otherwise a path to a "
+                                "Hugging Face checkpoint directory")
+    hidden_size: int = opt(128, ge=32, help="toy model width")
+    num_layers: int = opt(3, ge=1, help="toy model transformer layers")
+    num_heads: int = opt(4, ge=1, help="toy model attention heads (head_dim = hidden_size / num_heads >= 32)")
+    num_kv_heads: int = opt(4, ge=1, help="toy model key/value heads (grouped-query attention when fewer)")
+    intermediate_size: int = opt(384, ge=8, help="toy model MLP width")
+    max_position: int = opt(512, ge=16, help="toy model maximum sequence length (RoPE positions)")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = opt(
+        "sdpa", help="attention kernel; flash_attention_2 needs the gpu extra")
+
+    def validate(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError("num_heads", f"must divide hidden_size={self.hidden_size}")
+        if self.hidden_size // self.num_heads < 32:
+            raise ConfigError("num_heads", "head_dim = hidden_size / num_heads must be >= 32 "
+                                           "(vLLM's CPU kernels need it); use fewer heads")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError("num_kv_heads", f"must divide num_heads={self.num_heads}")
+
+
+@dataclass(kw_only=True)
+class SourceConfig:
+    """One data source: a local file or a Hugging Face dataset, rendered by a template."""
+
+    path: str = opt(help="'toy:<name>' (a toy-world source), a local .jsonl/.parquet/.txt file, "
+                         "or 'hf:<dataset>' (a Hugging Face dataset, streamed)")
+    template: Literal["raw", "IF", "QA"] = opt(
+        "raw", help="raw: the text field; IF: 'User:{query}\\nAssistant:{content}'; "
+                    "QA: 'User:{query}\\nAssistant:<think>\\n{cot}</think>\\n{content}' (seed 004)")
+    fields: dict[str, str] = opt(default_factory=dict,
+                                 help="template slot -> column name, e.g. {query: question, cot: solution}")
+    heldout: int = opt(100, ge=0, help="documents held out of training for perplexity gates")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    sources: dict[str, SourceConfig] = opt(default_factory=dict, help="named data sources")
+    tokenizer: str = opt("toy", help="'toy' (trained on the toy world) or a path to a tokenizer directory")
+    prompts: str = opt("toy:prompts", help="probe training prompts: 'toy:prompts' or a JSONL of "
+                                           "{question, answer}")
+    heldout: str = opt("toy:heldout", help="held-out evaluation problems: 'toy:heldout' or a JSONL of "
+                                           "{question, answer[, level]}")
+
+
+@dataclass(kw_only=True)
+class ScheduleConfig:
+    """Learning-rate schedule of one stage (octo.cpt.schedules)."""
+
+    kind: Literal["constant", "cosine", "linear", "1-sqrt"] = opt(
+        "constant", help="constant (stable stage) or a decay shape from lr to final_lr")
+    lr: float | None = opt(None, gt=0, help="peak learning rate; null inherits the final LR of the "
+                                            "stage this one starts from (decay from the checkpoint's LR)")
+    final_lr: float | None = opt(None, ge=0, help="decay floor (OctoThinker: 1.5e-5 from 3e-5); "
+                                                  "null = 0.1 x lr")
+    warmup_steps: int = opt(0, ge=0, help="linear warmup steps from 0 to lr")
+
+
+@dataclass(kw_only=True)
+class StageConfig:
+    """One mid-training stage: where it starts, what it reads, how long, at what LR."""
+
+    init: str = opt(help="'random' (fresh toy model), 'model' (model.init weights) or the name of the "
+                         "stage whose final checkpoint this stage starts from")
+    restore: Literal["full", "weights"] = opt(
+        "full", help="full: weights + AdamW moments + RNG of the init checkpoint (seed 003 R_full); "
+                     "weights: weights only, fresh optimizer (R_weights)")
+    mixture: dict[str, float] = opt(help="source name -> share of training TOKENS; must sum to 1")
+    tokens: int = opt(ge=1, help="token budget of the stage")
+    schedule: ScheduleConfig = opt(default_factory=ScheduleConfig, help="learning-rate schedule")
+    save_every: int = opt(0, ge=0, help="full-state checkpoint every N optimizer steps (0: only the last)")
+    keep_last: int = opt(2, ge=1, help="keep the last K intermediate checkpoints (the final one is kept)")
+
+    def validate(self) -> None:
+        total = sum(self.mixture.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError("mixture", f"token shares must sum to 1 (they sum to {total:.6g}); "
+                                         "octo does not renormalise")
+        for name, share in self.mixture.items():
+            if share < 0:
+                raise ConfigError(f"mixture.{name}", f"share must be >= 0 (got {share})")
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    betas: list[float] = opt(default_factory=lambda: [0.9, 0.95], help="AdamW betas")
+    eps: float = opt(1.0e-8, gt=0, help="AdamW epsilon")
+    weight_decay: float = opt(0.1, ge=0, help="AdamW weight decay (not applied to norms and biases)")
+    grad_clip: float = opt(1.0, ge=0, help="gradient-norm clip (0: off)")
+
+    def validate(self) -> None:
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError("betas", f"must be two numbers in [0, 1) (got {self.betas})")
+
+
+@dataclass(kw_only=True)
+class GatesConfig:
+    """Cheap CPT gates computed on each stage's final checkpoint (gates.jsonl)."""
+
+    heldout_docs: int = opt(64, ge=0, help="held-out documents per source for perplexity")
+    problems: int = opt(200, ge=0, help="held-out problems for greedy accuracy (acc/toy)")
+    max_new_tokens: int = opt(96, ge=8, help="generation limit for the accuracy gate")
+
+
+@dataclass(kw_only=True)
+class CPTConfig:
+    seq_len: int = opt(256, ge=16, help="packed sequence length (tokens)")
+    micro_batch_size: int = opt(16, ge=1, help="sequences per forward/backward pass")
+    batch_tokens: int = opt(4096, ge=16, help="tokens per optimizer step (gradient accumulation reaches "
+                                              "it); must be a multiple of seq_len x micro_batch_size")
+    optimizer: OptimConfig = opt(default_factory=OptimConfig, help="AdamW settings")
+    stages: dict[str, StageConfig] = opt(default_factory=dict,
+                                         help="stages by name: pretrain, stable, decay-<branch>, ...")
+    gates: GatesConfig = opt(default_factory=GatesConfig, help="gates on each stage's final checkpoint")
+    threads: int = opt(0, ge=0, help="torch CPU threads (0: all cores)")
+
+    def validate(self) -> None:
+        per_pass = self.seq_len * self.micro_batch_size
+        if self.batch_tokens % per_pass:
+            raise ConfigError("batch_tokens", f"must be a multiple of seq_len x micro_batch_size = {per_pass} "
+                                              f"(got {self.batch_tokens})")
+
+
+@dataclass(kw_only=True)
+class LengthScheduleConfig:
+    """Maximum response length per probe step (octo.probe.length); steps are optimizer steps."""
+
+    kind: Literal["constant", "stair", "linear", "adaptive"] = opt(
+        "stair", help="constant: max_len; stair: value of the last stair step <= current step; linear: "
+                      "max_len to end_len over ramp_steps; adaptive: start at max_len, multiply by factor "
+                      "when clip_ratio > clip_threshold for patience consecutive steps, up to end_len")
+    max_len: int = opt(64, ge=1, help="constant limit; the start of linear/adaptive; the stair's value "
+                                      "before its first step")
+    stairs: dict[int, int] = opt(default_factory=dict,
+                                 help="stair: optimizer step -> max_len from that step on (OctoThinker: "
+                                      "{0: 2048, 200: 4096, 320: 8192})")
+    end_len: int = opt(0, ge=0, help="linear: final length; adaptive: cap (0: max_len, i.e. no growth)")
+    ramp_steps: int = opt(0, ge=0, help="linear: steps of the ramp from max_len to end_len")
+    clip_threshold: float = opt(0.2, ge=0, le=1, help="adaptive: clip ratio that counts as saturated")
+    patience: int = opt(3, ge=1, help="adaptive: consecutive saturated steps before raising the limit")
+    factor: float = opt(2.0, gt=1, help="adaptive: multiplier applied when raising the limit")
+
+    def validate(self) -> None:
+        for step, value in self.stairs.items():
+            if step < 0 or value < 1:
+                raise ConfigError(f"stairs.{step}", "steps must be >= 0 and lengths >= 1")
+        if self.kind == "stair" and not self.stairs:
+            raise ConfigError("stairs", "a stair schedule needs at least one step, e.g. {0: 64, 20: 96}")
+        if self.kind == "linear" and (self.end_len < 1 or self.ramp_steps < 1):
+            raise ConfigError("end_len", "a linear schedule needs end_len >= 1 and ramp_steps >= 1")
+
+
+@dataclass(kw_only=True)
+class ProbeConfig:
+    """A short GRPO run from a checkpoint (TRL GRPOTrainer + an octo rollout backend)."""
+
+    checkpoints: list[str] = opt(default_factory=list,
+                                 help="stages whose final checkpoint is probed (e.g. pretrain, decay-long)")
+    steps: int = opt(30, ge=1, help="GRPO optimizer steps")
+    prompts_per_step: int = opt(16, ge=1, help="distinct prompts per step")
+    num_generations: int = opt(8, ge=2, help="completions per prompt (the GRPO group size G)")
+    lr: float = opt(2.0e-5, gt=0, help="policy learning rate (constant)")
+    beta: float = opt(0.0, ge=0, help="KL coefficient (OctoThinker: 0)")
+    temperature: float = opt(1.0, gt=0, help="sampling temperature of rollouts")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = opt("dapo", help="TRL GRPO loss type")
+    mask_truncated_completions: bool = opt(False, help="exclude completions cut at max_len from the loss")
+    max_len: LengthScheduleConfig = opt(default_factory=LengthScheduleConfig,
+                                        help="max response length schedule")
+    eval_every: int = opt(10, ge=1, help="held-out evaluation every N steps (and at step 0 and the end)")
+    eval_problems: int = opt(200, ge=1, help="held-out problems per evaluation")
+    eval_samples: int = opt(4, ge=1, help="samples per problem for sampled accuracy and pass@k")
+    save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
+    seeds: list[int] = opt(default_factory=lambda: [0], help="probe seeds (one probe per seed)")
+    log_samples: int = opt(16, ge=0, help="completions per step written to samples.jsonl")
+    control: Literal["none", "random", "format"] = opt(
+        "none", help="also run a negative-control probe per checkpoint: random +-1 reward or format-only")
+    prompt_template: str = opt("User:{question}\nAssistant:<think>\n",
+                               help="prompt text; {question} is replaced by the problem")
+    rollout: RolloutConfig = opt(default_factory=RolloutConfig, help="generation backend")
+    reward: RewardConfig = opt(default_factory=RewardConfig, help="reward components and weights")
+
+    def validate(self) -> None:
+        if "{question}" not in self.prompt_template:
+            raise ConfigError("prompt_template", "must contain {question}")
+
+
+@dataclass(kw_only=True)
+class Recipe:
+    name: str = opt(help="run name; the run directory defaults to runs/<name>")
+    seed: int = opt(0, help="global seed (model init, data order, probes)")
+    run_dir: str = opt("", help="run directory (default: runs/<name>)")
+    world: WorldConfig | None = opt(None, help="toy world to generate (sources 'toy:<name>')")
+    model: ModelConfig = opt(default_factory=ModelConfig, help="model to start from")
+    data: DataConfig = opt(default_factory=DataConfig, help="sources, tokenizer, prompts, held-out set")
+    cpt: CPTConfig = opt(default_factory=CPTConfig, help="mid-training stages")
+    probe: ProbeConfig = opt(default_factory=ProbeConfig, help="GRPO probes")
+    verifier: VerifierConfig = opt(default_factory=VerifierConfig, help="answer checking")
+    analysis: AnalysisConfig = opt(default_factory=AnalysisConfig, help="readiness score and detectors")
+
+    def validate(self) -> None:
+        uses_toy = any(s.path.startswith("toy:") for s in self.data.sources.values()) or any(
+            p.startswith("toy:") for p in (self.data.prompts, self.data.heldout, self.data.tokenizer))
+        if uses_toy and self.world is None:
+            raise ConfigError("world", "toy sources ('toy:...') need a 'world:' section")
+        for stage_name, stage in self.cpt.stages.items():
+            for src in stage.mixture:
+                if src not in self.data.sources:
+                    raise ConfigError(f"cpt.stages.{stage_name}.mixture.{src}",
+                                      f"is not a source; defined sources: {', '.join(self.data.sources) or '(none)'}")
+            if stage.init not in STAGE_INITS and stage.init not in self.cpt.stages:
+                raise ConfigError(f"cpt.stages.{stage_name}.init",
+                                  f"must be random, model or a stage name ({', '.join(self.cpt.stages)})")
+            if stage.init == stage_name:
+                raise ConfigError(f"cpt.stages.{stage_name}.init", "a stage cannot start from itself")
+            if stage.init in STAGE_INITS and stage.schedule.lr is None:
+                raise ConfigError(f"cpt.stages.{stage_name}.schedule.lr",
+                                  "is required when the stage does not start from another stage")
+            if stage.init == "random" and self.model.init != "toy":
+                raise ConfigError(f"cpt.stages.{stage_name}.init",
+                                  "'random' needs model.init: toy; use 'model' to start from a checkpoint")
+        stage_order(self)  # raises on cycles
+        for i, name in enumerate(self.probe.checkpoints):
+            if name not in self.cpt.stages:
+                raise ConfigError(f"probe.checkpoints[{i}]",
+                                  f"'{name}' is not a stage; stages: {', '.join(self.cpt.stages) or '(none)'}")
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir or os.path.join("runs", self.name))
+
+
+def stage_order(recipe: Recipe) -> list[str]:
+    """Stages in dependency order (a stage after the stage it starts from)."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise ConfigError(f"cpt.stages.{name}.init", "stages start from each other in a cycle")
+        visiting.add(name)
+        init = recipe.cpt.stages[name].init
+        if init in recipe.cpt.stages:
+            visit(init)
+        visiting.discard(name)
+        order.append(name)
+
+    for name in recipe.cpt.stages:
+        visit(name)
+    return order
+
+
+def load_recipe_dict(path: str | os.PathLike) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise OctoError(f"recipe file {path} does not exist; pass a YAML recipe such as "
+                        "recipes/toy/quickstart.yaml")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise OctoError(f"recipe {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    except UnicodeDecodeError:
+        raise OctoError(f"recipe {path} is not UTF-8 text") from None
+    if not isinstance(raw, dict):
+        raise OctoError(f"recipe {path} must be a YAML mapping of keys to values")
+    return raw
+
+
+def parse_recipe(raw: dict, overrides: list[str] | None = None) -> Recipe:
+    raw = apply_overrides(raw, list(overrides or []))
+    return from_dict(Recipe, raw)
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
+    return parse_recipe(load_recipe_dict(path), overrides)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    import yaml
+
+    return yaml.safe_dump(to_dict(recipe), sort_keys=False, allow_unicode=True, width=100)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, *, recipe_required: bool = True) -> None:
+    """The options every recipe-driven command takes."""
+    if recipe_required:
+        parser.add_argument("recipe", help="recipe YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key (repeatable), e.g. --set probe.steps=10")
+    parser.add_argument("--run-dir", default=None, help="run directory (default: the recipe's run_dir)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved recipe and exit without writing anything")
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    overrides = list(args.overrides)
+    if getattr(args, "run_dir", None):
+        overrides.append(f"run_dir={args.run_dir}")
+    return load_recipe(args.recipe, overrides)

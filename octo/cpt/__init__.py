@@ -1,0 +1,1 @@
+"""Mid-training (continued pre-training): schedules, checkpoints, the training loop, gates."""

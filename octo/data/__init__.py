@@ -1,0 +1,1 @@
+"""Data for mid-training: sources, templates, the token-weighted mixture, packing."""

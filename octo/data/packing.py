@@ -1,0 +1,83 @@
+"""Packing documents into fixed-length sequences with no padding.
+
+Documents (each ending in EOS) are concatenated and cut into ``seq_len`` windows; a
+document cut at a window's end continues at the start of the next window. Inside a window
+``position_ids`` restart at 0 at every document start, which transformers turns into a
+block-diagonal attention mask (varlen kernels with flash-attention), so attention never
+crosses a document boundary. The first token of each document gets label -100: predicting
+it from the previous document's EOS would teach a cross-document dependency.
+
+Optionally the prompt tokens of IF/QA documents are masked out of the loss
+(``mask_prompt``); mid-training trains on all tokens by default (seed 000).
+"""
+
+from __future__ import annotations
+
+from octo.data.mixture import TokenMixture
+
+IGNORE = -100
+
+
+class Packer:
+    def __init__(self, mixture: TokenMixture, seq_len: int, *, mask_prompt: bool = False):
+        self.mixture = mixture
+        self.seq_len = seq_len
+        self.mask_prompt = mask_prompt
+        self._ids: list[int] = []
+        self._pos: list[int] = []
+        self._lab: list[int] = []
+
+    def _pull(self) -> None:
+        _, doc = self.mixture.next()
+        n = len(doc.ids)
+        self._ids.extend(doc.ids)
+        self._pos.extend(range(n))
+        labels = list(doc.ids)
+        labels[0] = IGNORE
+        if self.mask_prompt:
+            for i in range(min(doc.n_prompt, n)):
+                labels[i] = IGNORE
+        self._lab.extend(labels)
+
+    def next_sequence(self) -> tuple[list[int], list[int], list[int]]:
+        while len(self._ids) < self.seq_len:
+            self._pull()
+        L = self.seq_len
+        ids, pos, lab = self._ids[:L], self._pos[:L], self._lab[:L]
+        self._ids, self._pos, self._lab = self._ids[L:], self._pos[L:], self._lab[L:]
+        if self._pos and self._pos[0] != 0:
+            # the rest of a cut document starts a new window: positions restart there
+            start = self._pos[0]
+            k = 0
+            while k < len(self._pos) and (k == 0 or self._pos[k] != 0):
+                self._pos[k] -= start
+                k += 1
+        return ids, pos, lab
+
+    def next_batch(self, batch_size: int):
+        import torch
+
+        seqs = [self.next_sequence() for _ in range(batch_size)]
+        return {
+            "input_ids": torch.tensor([s[0] for s in seqs], dtype=torch.long),
+            "position_ids": torch.tensor([s[1] for s in seqs], dtype=torch.long),
+            "labels": torch.tensor([s[2] for s in seqs], dtype=torch.long),
+        }
+
+    def state_dict(self) -> dict:
+        return {"mixture": self.mixture.state_dict(), "ids": list(self._ids), "pos": list(self._pos),
+                "lab": list(self._lab)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mixture.load_state_dict(state["mixture"])
+        self._ids, self._pos, self._lab = list(state["ids"]), list(state["pos"]), list(state["lab"])
+
+
+def packed_logits(model, input_ids, position_ids):
+    """Logits of packed rows with attention isolated per document.
+
+    transformers builds the block-diagonal mask from ``position_ids`` only when there is
+    no attention mask and no KV cache; ``use_cache=False`` is what guarantees the latter
+    (a model in eval mode would otherwise create a cache and attend across documents).
+    """
+    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits

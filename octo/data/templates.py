@@ -1,0 +1,36 @@
+"""Document templates (seed 004, OctoThinker Table 1).
+
+- ``raw``: the text field as is.
+- ``IF``:  ``User:{query}\\nAssistant:{content}``
+- ``QA``:  ``User:{query}\\nAssistant:<think>\\n{cot}</think>\\n{content}``
+
+A rendered document is a (prompt, response) pair. They are tokenized separately and
+concatenated, so the prompt's tokens are exactly those a GRPO probe feeds the model
+(``User:{question}\\nAssistant:<think>\\n``); the split also lets the trainer mask prompt
+tokens out of the loss when a recipe asks for it.
+"""
+
+from __future__ import annotations
+
+from octo.errors import OctoError
+
+SLOTS = {"raw": ("text",), "IF": ("query", "content"), "QA": ("query", "cot", "content")}
+
+
+def field_map(template: str, fields: dict[str, str]) -> dict[str, str]:
+    """Template slot -> column name (a slot is its own column name unless mapped)."""
+    unknown = set(fields) - set(SLOTS[template])
+    if unknown:
+        raise OctoError(f"template {template} has no slot(s) {', '.join(sorted(unknown))}; "
+                        f"its slots are {', '.join(SLOTS[template])}")
+    return {slot: fields.get(slot, slot) for slot in SLOTS[template]}
+
+
+def render(template: str, row: dict, columns: dict[str, str]) -> tuple[str, str]:
+    """(prompt, response) text of one row; raw documents are all response."""
+    vals = {slot: row[col] for slot, col in columns.items()}
+    if template == "raw":
+        return "", str(vals["text"])
+    if template == "IF":
+        return f"User:{vals['query']}\nAssistant:", str(vals["content"])
+    return f"User:{vals['query']}\nAssistant:<think>\n", f"{vals['cot']}</think>\n{vals['content']}"

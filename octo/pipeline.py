@@ -1,0 +1,76 @@
+"""``octo run RECIPE``: the whole loop on one recipe.
+
+1. prepare the run directory (toy world, tokenizer, manifest);
+2. every mid-training stage in dependency order (pretrain -> stable -> decay branches);
+3. a GRPO probe from the final checkpoint of every stage in ``probe.checkpoints`` (per seed,
+   plus a negative control when asked);
+4. readiness scores (``scores.json``) and the report (``report/index.html``, ``report.md``).
+
+Every step skips what is already complete, so rerunning the same command after an
+interruption (Ctrl-C, kill -9) resumes from the last checkpoint and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from octo import progress
+from octo.config import Recipe, add_recipe_arguments, dump_recipe, recipe_from_args, stage_order
+from octo.context import RunContext
+from octo.runio import PROBES_DIR
+
+
+def probe_specs(ctx: RunContext) -> list:
+    from octo.cpt.trainer import read_done
+    from octo.probe.grpo import ProbeSpec
+
+    recipe: Recipe = ctx.recipe
+    specs = []
+    for stage in recipe.probe.checkpoints:
+        done = read_done(ctx, stage)
+        base = dict(checkpoint=ctx.run_dir / done["final_checkpoint"],
+                    checkpoint_id=f"{stage}.step-{done['step']}", stage=stage, cpt_step=done["step"],
+                    cpt_tokens=done["tokens"])
+        for i, seed in enumerate(recipe.probe.seeds):
+            specs.append(ProbeSpec(seed=seed, control=None, seed_suffix=i > 0, **base))
+        if recipe.probe.control != "none":
+            specs.append(ProbeSpec(seed=recipe.probe.seeds[0], control=recipe.probe.control, **base))
+    return specs
+
+
+def run_pipeline(recipe: Recipe) -> dict:
+    from octo.analysis import score_run, write_report
+    from octo.cpt.trainer import run_stage
+    from octo.probe.grpo import run_probe
+
+    t0 = time.monotonic()
+    ctx = RunContext(recipe)
+    progress.info(f"run {recipe.name} in {ctx.run_dir}")
+    ctx.prepare()
+    for stage in stage_order(recipe):
+        run_stage(ctx, stage)
+    for spec in probe_specs(ctx):
+        run_probe(recipe, spec, ctx.run_dir / PROBES_DIR / spec.probe_id, tokenizer=ctx.tokenizer)
+    progress.info("scoring checkpoints")
+    scores = score_run(ctx.run_dir)
+    report = write_report(ctx.run_dir)
+    progress.info(f"done in {time.monotonic() - t0:.0f}s; report: {report}")
+    return scores
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(parser)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    recipe = recipe_from_args(args)
+    if args.dry_run:
+        sys.stdout.write(dump_recipe(recipe))
+        return 0
+    scores = run_pipeline(recipe)
+    rec = scores.get("recommended")
+    if rec:
+        print(f"recommended checkpoint: {rec} — {scores.get('reason', '')}")
+    return 0

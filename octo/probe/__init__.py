@@ -1,0 +1,1 @@
+"""GRPO probes: short RL runs from a checkpoint whose dynamics score its RL readiness."""

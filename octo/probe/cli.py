@@ -1,0 +1,61 @@
+"""``octo probe CHECKPOINT --recipe RECIPE``: a GRPO probe from one checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from octo.config import add_recipe_arguments, dump_recipe, recipe_from_args
+from octo.errors import OctoError
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_identity(path: Path) -> tuple[str, str | None, int | None]:
+    """(checkpoint id, stage, step) of a checkpoint path; cpt/<stage>/checkpoints/step-<N> is recognised."""
+    m = STEP_DIR.match(path.name)
+    if m and path.parent.name == "checkpoints":
+        stage = path.parent.parent.name
+        return f"{stage}.step-{m.group(1)}", stage, int(m.group(1))
+    return path.name, None, None
+
+
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint directory (HF format), e.g. "
+                                           "runs/x/cpt/stable/checkpoints/step-40")
+    parser.add_argument("--recipe", required=True, help="recipe whose probe/data/verifier sections are used")
+    add_recipe_arguments(parser, recipe_required=False)
+    parser.add_argument("--seed", type=int, default=None, help="probe seed (default: the recipe's first)")
+    parser.add_argument("--control", choices=["random", "format"], default=None,
+                        help="run a negative-control probe instead of the real reward")
+    parser.add_argument("--out", default=None, help="probe directory (default: <run>/probes/<probe-id>)")
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from octo.context import RunContext
+    from octo.model import load_tokenizer
+    from octo.probe.grpo import ProbeSpec, check_probe_checkpoint
+    from octo.probe.grpo import run_probe as _run
+
+    args.recipe, recipe_path = args.recipe, args.recipe
+    recipe = recipe_from_args(argparse.Namespace(recipe=recipe_path, overrides=args.overrides,
+                                                 run_dir=args.run_dir))
+    if args.dry_run:
+        sys.stdout.write(dump_recipe(recipe))
+        return 0
+    ckpt = Path(args.checkpoint)
+    if not ckpt.exists():
+        raise OctoError(f"checkpoint {ckpt} does not exist")
+    check_probe_checkpoint(ckpt)
+    ckpt_id, stage, step = checkpoint_identity(ckpt.resolve())
+    seed = args.seed if args.seed is not None else recipe.probe.seeds[0]
+    spec = ProbeSpec(checkpoint=ckpt, checkpoint_id=ckpt_id, seed=seed, control=args.control, stage=stage,
+                     cpt_step=step, seed_suffix=seed != recipe.probe.seeds[0])
+    ctx = RunContext(recipe)
+    ctx.prepare()
+    out = Path(args.out) if args.out else ctx.run_dir / "probes" / spec.probe_id
+    _run(recipe, spec, out, tokenizer=load_tokenizer(ckpt))
+    print(out)
+    return 0

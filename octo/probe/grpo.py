@@ -1,0 +1,345 @@
+"""A GRPO probe: a short RL run from one checkpoint, logged for readiness analysis.
+
+    octo probe runs/quickstart/cpt/decay-long/checkpoints/step-8 --recipe recipes/toy/quickstart.yaml
+
+Built on TRL's ``GRPOTrainer`` (its losses, optimizer and accelerate integration). Three
+things are octo's own, through TRL's public hooks:
+
+- generation goes through an octo rollout backend via ``rollout_func`` — that is the only
+  way to change the generation limit from step to step (setting TRL's
+  ``max_completion_length`` mid-run does nothing), so the max-length scheduler really
+  bounds every rollout;
+- the reward is ``octo.verifiers``' combined reward (or a negative control), and every
+  component, the verifier statuses and the lengths are logged in the probe vocabulary
+  (docs/run-directory.md) by a callback;
+- held-out evaluation (greedy and sampled accuracy, pass@k, lengths, clip ratio) runs at
+  step 0, every ``eval_every`` steps and at the end.
+
+A probe writes TRL checkpoints every ``save_every`` steps; a probe killed at any point
+resumes from the newest complete one, and its JSONL files are cut back to that step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean, pstdev
+
+from octo import progress
+from octo.config import ProbeConfig, Recipe
+from octo.errors import OctoError
+from octo.probe.length import LengthSchedule
+from octo.runio import (EVALS_FILE, METRICS_FILE, PROBE_META_FILE, SAMPLES_FILE, JsonlWriter, read_json,
+                        read_jsonl, truncate_jsonl, write_json_atomic)
+
+CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class ProbeSpec:
+    """What one probe runs: a checkpoint, a seed, a control."""
+
+    checkpoint: Path          # HF checkpoint directory
+    checkpoint_id: str        # <stage>.step-<N>
+    seed: int
+    control: str | None       # None | "random" | "format"
+    stage: str | None = None
+    cpt_step: int | None = None
+    cpt_tokens: int | None = None
+
+    @property
+    def probe_id(self) -> str:
+        pid = self.checkpoint_id
+        if self.seed_suffix:
+            pid += f".seed-{self.seed}"
+        if self.control:
+            pid += f".control-{self.control}"
+        return pid
+
+    seed_suffix: bool = False
+
+
+@dataclass
+class _StepStats:
+    """What the rollout function and the reward saw during the current step."""
+
+    max_len: int = 0
+    time_rollout: float = 0.0
+    time_verify: float = 0.0
+    rows: list = field(default_factory=list)   # per completion dicts
+    group: int = 1
+
+
+def _latest_probe_checkpoint(ckpt_root: Path) -> tuple[int, Path] | None:
+    if not ckpt_root.exists():
+        return None
+    found = []
+    for d in ckpt_root.iterdir():
+        m = CKPT_RE.match(d.name)
+        # trainer_state.json is written last by transformers' Trainer: without it the checkpoint is partial
+        if m and (d / "trainer_state.json").exists() and (d / "optimizer.pt").exists():
+            found.append((int(m.group(1)), d))
+    return max(found) if found else None
+
+
+def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=None) -> dict:
+    """Run (or resume, or skip if done) one probe; returns its probe.json."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from octo.evaluate import evaluate_problems, select_problems
+    from octo.model import load_model, load_tokenizer
+    from octo.rollout import make_backend
+    from octo.verifiers import MathReward, score_completions, shared_pool
+
+    cfg: ProbeConfig = recipe.probe
+    probe_dir = Path(probe_dir)
+    if (probe_dir / "DONE.json").exists():
+        progress.info(f"probe {spec.probe_id}: already complete, skipping")
+        return read_json(probe_dir / PROBE_META_FILE)
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizer or load_tokenizer(spec.checkpoint)
+    schedule = LengthSchedule(cfg.max_len)
+    meta = {
+        "probe_id": spec.probe_id, "checkpoint_id": spec.checkpoint_id, "checkpoint": str(spec.checkpoint),
+        "stage": spec.stage, "cpt_step": spec.cpt_step, "cpt_tokens": spec.cpt_tokens, "seed": spec.seed,
+        "control": spec.control, "backend": cfg.rollout.backend, "steps": cfg.steps,
+        "prompts_per_step": cfg.prompts_per_step, "num_generations": cfg.num_generations, "lr": cfg.lr,
+        "beta": cfg.beta, "temperature": cfg.temperature, "loss_type": cfg.loss_type,
+        "max_len": {"kind": cfg.max_len.kind, "max_len": cfg.max_len.max_len, "stairs": cfg.max_len.stairs},
+        "eval_every": cfg.eval_every, "rollout_tokens": None,
+    }
+    write_json_atomic(probe_dir / PROBE_META_FILE, meta)
+
+    from octo.context import RunContext  # for problem files relative to the run
+
+    ctx = RunContext(recipe)
+    prompts = ctx.problems(recipe.data.prompts)
+    heldout = select_problems(ctx.problems(recipe.data.heldout), cfg.eval_problems)
+    meta["heldout_hash"] = hashlib.sha256(json.dumps([(p["question"], p["answer"]) for p in heldout])
+                                          .encode()).hexdigest()[:16]
+    write_json_atomic(probe_dir / PROBE_META_FILE, meta)
+    dataset = Dataset.from_list([{"prompt": cfg.prompt_template.format(question=p["question"]),
+                                  "answer": p["answer"]} for p in prompts])
+
+    ckpt_root = probe_dir / "checkpoints"
+    resume = _latest_probe_checkpoint(ckpt_root)
+    resume_step = resume[0] if resume else 0
+    for name in (METRICS_FILE, EVALS_FILE, SAMPLES_FILE):
+        truncate_jsonl(probe_dir / name, keep_step_le=resume_step)
+    if resume:
+        progress.info(f"probe {spec.probe_id}: resuming from {resume[1].name}")
+    else:
+        progress.info(f"probe {spec.probe_id}: start from {spec.checkpoint_id}, {cfg.steps} steps, "
+                      f"{cfg.prompts_per_step} prompts x {cfg.num_generations}")
+    clip_history = [r.get("clip_ratio") for r in read_jsonl(probe_dir / METRICS_FILE)]
+
+    model = load_model(spec.checkpoint, attn_implementation=recipe.model.attn_implementation)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    pool = shared_pool(recipe.verifier)
+    stats = _StepStats(group=cfg.num_generations)
+    backend_box: dict = {}
+
+    def backend_for(trainer):
+        if "b" not in backend_box:
+            live = trainer.accelerator.unwrap_model(trainer.model) if trainer is not None else model
+            backend_box["b"] = make_backend(cfg.rollout, tokenizer=tokenizer, model=live,
+                                            model_path=str(spec.checkpoint))
+            backend_box["synced"] = resume_step
+        return backend_box["b"]
+
+    def rollout_func(prompts: list[str], trainer) -> dict:
+        backend = backend_for(trainer)
+        step = trainer.state.global_step
+        if backend_box["synced"] != step:
+            backend.update_weights(trainer.accelerator.unwrap_model(trainer.model), step=step)
+            backend_box["synced"] = step
+        stats.max_len = schedule.limit(step, clip_history)
+        t0 = time.perf_counter()
+        # TRL hands each prompt num_generations times in a row; generate n per distinct prompt.
+        G = cfg.num_generations
+        distinct = prompts[::G]
+        ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in distinct]
+        was_training = trainer.model.training
+        trainer.model.eval()
+        groups = backend.generate(ids, n=G, max_tokens=stats.max_len, temperature=cfg.temperature,
+                                  seed=spec.seed * 1_000_003 + step)
+        if was_training:
+            trainer.model.train()
+        stats.time_rollout = time.perf_counter() - t0
+        out = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "finish_reason": []}
+        for p_ids, group in zip(ids, groups):
+            for c in group:
+                out["prompt_ids"].append(p_ids)
+                out["completion_ids"].append(c.token_ids)
+                out["logprobs"].append(c.logprobs)
+                out["finish_reason"].append(c.finish_reason)
+        return out
+
+    math_reward = MathReward(recipe.probe.reward, recipe.verifier)
+
+    def reward(prompts, completions, completion_ids=None, answer=None, finish_reason=None, trainer_state=None,
+               **_):
+        t0 = time.perf_counter()
+        lengths = [len(c) for c in completion_ids]
+        parts = score_completions(completions, answer, reward=recipe.probe.reward, verifier=recipe.verifier,
+                                  lengths=lengths, max_len=stats.max_len, pool=pool)
+        step = trainer_state.global_step if trainer_state is not None else 0
+        if spec.control == "random":
+            rng = random.Random(spec.seed * 7_919 + step)
+            totals = [rng.choice([-1.0, 1.0]) for _ in parts]
+        elif spec.control == "format":
+            totals = [1.0 if p.result.n_boxed == 1 else 0.0 for p in parts]
+        else:
+            totals = [p.total for p in parts]
+        stats.time_verify = time.perf_counter() - t0
+        stats.rows = [{"prompt": pr, "completion": c, "gold": g, "reward": t, "parts": p, "length": n,
+                       "finish_reason": fr} for pr, c, g, t, p, n, fr in
+                      zip(prompts, completions, answer, totals, parts, lengths, finish_reason)]
+        return totals
+
+    reward.__name__ = getattr(math_reward, "__name__", "reward")
+
+    metrics_w = JsonlWriter(probe_dir / METRICS_FILE)
+    evals_w = JsonlWriter(probe_dir / EVALS_FILE)
+    samples_w = JsonlWriter(probe_dir / SAMPLES_FILE)
+
+    def run_eval(step: int, trainer=None) -> None:
+        live = trainer.accelerator.unwrap_model(trainer.model) if trainer is not None else model
+        was = live.training
+        live.eval()
+        # evaluations use the schedule's largest limit at every step, so the learning curve does not
+        # jump when a stair step raises the training limit
+        res = evaluate_problems(backend_for(trainer), tokenizer, heldout, template=cfg.prompt_template,
+                                max_new_tokens=schedule.maximum, verifier=recipe.verifier,
+                                pool=pool, k=cfg.eval_samples, temperature=cfg.temperature,
+                                seed=spec.seed * 7 + 12345)
+        if was:
+            live.train()
+        res.pop("_greedy")
+        evals_w.write({"step": step, "max_len": schedule.maximum, **res})
+
+    class ProbeCallback(TrainerCallback):
+        def __init__(self):
+            self.t_step = 0.0
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = progress.bar(cfg.steps, spec.probe_id, initial=state.global_step)
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t_step = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs or "loss" not in logs or not stats.rows:
+                return
+            rows = stats.rows
+            parts = [r["parts"] for r in rows]
+            correct = [int(p.result.correct) for p in parts]
+            lengths = [r["length"] for r in rows]
+            rewards = [r["reward"] for r in rows]
+            G = stats.group
+            zero_std = [pstdev(rewards[i:i + G]) == 0 for i in range(0, len(rewards), G)]
+            comps = sorted({k for p in parts for k in p.components})
+            step = state.global_step
+            elapsed = time.perf_counter() - self.t_step
+            row = {
+                "step": step, "max_len": stats.max_len,
+                "reward/mean": mean(rewards), "reward/std": pstdev(rewards),
+                **{f"reward/{k}": mean(p.components.get(k, 0.0) for p in parts) for k in comps},
+                "acc": mean(correct), "frac_zero_std": mean(zero_std),
+                "len/mean": mean(lengths),
+                "len/correct": mean([n for n, c in zip(lengths, correct) if c]) if any(correct) else None,
+                "len/incorrect": mean([n for n, c in zip(lengths, correct) if not c]) if not all(correct) else None,
+                "clip_ratio": mean(int(r["finish_reason"] == "length") for r in rows),
+                "repeat_rate": mean(int(p.repeated) for p in parts),
+                "multi_boxed_rate": mean(int(p.multi_boxed) for p in parts),
+                "no_answer_rate": mean(int(p.result.status == "no_answer") for p in parts),
+                "entropy": logs.get("entropy"), "kl": logs.get("kl"), "loss": logs.get("loss"),
+                "grad_norm": logs.get("grad_norm"), "lr": logs.get("learning_rate"),
+                "time/rollout": stats.time_rollout, "time/verify": stats.time_verify,
+                "time/train": max(0.0, elapsed - stats.time_rollout - stats.time_verify),
+            }
+            clip_history.append(row["clip_ratio"])
+            metrics_w.write(row)
+            for r in rows[: cfg.log_samples]:
+                res = r["parts"].result
+                samples_w.write({"step": step, "prompt": r["prompt"], "completion": r["completion"],
+                                 "gold": r["gold"], "reward": r["reward"], "status": res.status,
+                                 "extracted": res.extracted, "length": r["length"],
+                                 "finish_reason": r["finish_reason"]})
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(acc=f"{row['acc']:.2f}", len=f"{row['len/mean']:.0f}", refresh=False)
+
+        def on_step_end(self, args, state, control, trainer=None, **kw):
+            step = state.global_step
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                run_eval(step, trainer_ref["t"])
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.bar is not None:
+                self.bar.close()
+
+    use_cpu = not torch.cuda.is_available()
+    args = GRPOConfig(
+        output_dir=str(ckpt_root), per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        num_generations=cfg.num_generations, gradient_accumulation_steps=1, steps_per_generation=1,
+        learning_rate=cfg.lr, lr_scheduler_type="constant", warmup_steps=0, max_steps=cfg.steps,
+        beta=cfg.beta, temperature=cfg.temperature, loss_type=cfg.loss_type,
+        mask_truncated_completions=cfg.mask_truncated_completions,
+        max_completion_length=schedule.maximum, bf16=False, fp16=False, use_cpu=use_cpu,
+        activation_checkpointing=False, logging_steps=1, save_strategy="steps", save_steps=cfg.save_every,
+        save_total_limit=2, report_to=[], seed=spec.seed, data_seed=spec.seed, disable_tqdm=True,
+        log_completions=False, dataloader_num_workers=0, shuffle_dataset=True,
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
+                              processing_class=tokenizer, rollout_func=rollout_func,
+                              callbacks=[ProbeCallback()])
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer_ref = {"t": trainer}
+    try:
+        if resume is None:
+            run_eval(0, trainer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+    finally:
+        metrics_w.close()
+        evals_w.close()
+        samples_w.close()
+        b = backend_box.get("b")
+        if b is not None:
+            b.close()
+    rows = read_jsonl(probe_dir / METRICS_FILE)
+    per_step = cfg.prompts_per_step * cfg.num_generations
+    meta["rollout_tokens"] = int(round(sum((r.get("len/mean") or 0) * per_step for r in rows)))
+    write_json_atomic(probe_dir / PROBE_META_FILE, meta)
+    write_json_atomic(probe_dir / "DONE.json", {"probe_id": spec.probe_id, "steps": len(rows)})
+    evals = read_jsonl(probe_dir / EVALS_FILE)
+    if evals:
+        progress.info(f"probe {spec.probe_id}: done; held-out acc {evals[0]['acc']:.3f} -> {evals[-1]['acc']:.3f}"
+                      + (f", sampled {evals[0].get('acc/sampled', 0):.3f} -> {evals[-1].get('acc/sampled', 0):.3f}"
+                         if cfg.eval_samples else ""))
+    return meta
+
+
+def check_probe_checkpoint(path: Path) -> None:
+    if not (Path(path) / "config.json").exists():
+        raise OctoError(f"{path} is not a checkpoint directory (no config.json); pass a "
+                        "cpt/<stage>/checkpoints/step-N directory")

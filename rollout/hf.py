@@ -1,0 +1,183 @@
+"""The embedded ``hf`` backend: batched generation with a KV cache on a transformers model.
+
+It generates with the model object it is given (the probe's live training model, no copy), so
+``update_weights`` with that same object costs nothing. The decoding loop is written here
+rather than calling ``model.generate`` for three reasons:
+
+- the sampling distribution must be exactly ``softmax(logits / T)`` (top-p optional), with the
+  log-probability of each sampled token returned beside it, as TRL's GRPO trainer recomputes it;
+  ``generate`` merges the checkpoint's ``generation_config.json`` (``top_k=50``, repetition
+  penalties, ...) into every call, which would silently change that distribution;
+- randomness comes from a private ``torch.Generator`` seeded per call, so results are
+  reproducible from ``seed`` and the caller's global RNG stream is left untouched;
+- it is the probe's hot loop: one forward per token, nothing else.
+
+Prompts are left-padded; ``position_ids`` count real tokens only (``cumsum(mask) - 1``), so a
+padded batch computes the same logits as each prompt alone (tested: greedy output is identical).
+Sequences are processed in chunks of ``config.batch_size`` (the ``n`` copies of a prompt are
+consecutive). Sequences that reached EOS keep being fed a pad token until the whole chunk is
+done; their outputs are cut at EOS.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from octo.errors import OctoError
+from octo.rollout.base import Completion, check_request
+from octo.rollout.config import RolloutConfig
+
+
+def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    ids: set[int] = set()
+    if getattr(tokenizer, "eos_token_id", None) is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if gen_eos is not None:
+        ids.update(int(i) for i in (gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos]))
+    return sorted(ids)
+
+
+def top_p_filter(scaled_logits, top_p: float):
+    """Set to -inf the logits outside the smallest set of tokens whose probability reaches
+    ``top_p`` (nucleus sampling; the most likely token always stays). Same rule as vLLM's
+    ``apply_top_k_top_p``: a token is kept when the mass of the tokens more likely than it is
+    below ``top_p``."""
+    import torch
+
+    sorted_logits, order = scaled_logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs
+    drop_sorted = mass_before >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return scaled_logits.masked_fill(drop, float("-inf"))
+
+
+class HFBackend:
+    """Generation on a transformers causal LM, in process. See the module docstring."""
+
+    name = "hf"
+
+    def __init__(self, config: RolloutConfig, *, tokenizer: Any, model: Any = None, model_path: str | None = None):
+        if model is None:
+            model = self._load(model_path)
+        self.config = config
+        self.tokenizer = tokenizer
+        self.model = model
+        self.eos_ids = _eos_ids(tokenizer, model)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    @staticmethod
+    def _load(model_path: str | None):
+        if model_path is None:
+            raise OctoError("rollout backend 'hf' needs a model or a checkpoint directory; pass model= or "
+                            "model_path= to make_backend")
+        path = Path(model_path)
+        if not (path / "config.json").is_file():
+            raise OctoError(f"rollout backend 'hf': {path} is not a model checkpoint directory (no config.json); "
+                            f"point it at a saved checkpoint")
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(path).eval()
+
+    # -- protocol ---------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[list[int]], *, n: int, max_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int | None = None) -> list[list[Completion]]:
+        import torch
+
+        check_request(prompts, n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p)
+        if not prompts:
+            return []
+        device = next(self.model.parameters()).device
+        gen = torch.Generator(device=device)
+        if seed is None:
+            gen.seed()
+        else:
+            gen.manual_seed(int(seed) & ((1 << 63) - 1))
+        seqs = [list(p) for p in prompts for _ in range(n)]
+        rows: list[tuple[list[int], list[float], bool]] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(seqs), self.config.batch_size):
+                    rows.extend(self._generate_chunk(seqs[start:start + self.config.batch_size], device=device,
+                                                     max_tokens=max_tokens, temperature=temperature,
+                                                     top_p=top_p, gen=gen))
+        finally:
+            if was_training:
+                self.model.train()
+        texts = self.tokenizer.batch_decode([r[0] for r in rows], skip_special_tokens=True)
+        flat = [Completion(token_ids=ids, text=text, logprobs=lps, finish_reason="stop" if eos else "length")
+                for (ids, lps, eos), text in zip(rows, texts)]
+        return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def update_weights(self, model: Any, *, step: int | None = None) -> None:
+        """No-op for the model object this backend generates with; otherwise copy its weights in."""
+        if model is self.model:
+            return
+        self.model.load_state_dict(model.state_dict())
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- decoding ---------------------------------------------------------------------------------
+
+    def _generate_chunk(self, seqs: list[list[int]], *, device, max_tokens: int, temperature: float,
+                        top_p: float, gen) -> list[tuple[list[int], list[float], bool]]:
+        import torch
+
+        batch = len(seqs)
+        width = max(len(s) for s in seqs)
+        ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp_(min=0)
+        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=device)
+        tokens = torch.full((batch, max_tokens), self.pad_id, dtype=torch.long, device=device)
+        logps = torch.zeros((batch, max_tokens), dtype=torch.float32, device=device)
+        lengths = torch.full((batch,), max_tokens, dtype=torch.long, device=device)
+        stopped = torch.zeros(batch, dtype=torch.bool, device=device)
+        extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
+
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+        for t in range(max_tokens):
+            logits = out.logits[:, -1, :].float()
+            if temperature == 0:
+                logprobs = logits.log_softmax(-1)
+                tok = logits.argmax(-1)
+            else:
+                scaled = logits / temperature
+                if top_p < 1.0:
+                    scaled = top_p_filter(scaled, top_p)
+                logprobs = scaled.log_softmax(-1)
+                tok = torch.multinomial(logprobs.exp(), 1, generator=gen).squeeze(1)
+            tok = tok.masked_fill(stopped, self.pad_id)
+            tokens[:, t] = tok
+            logps[:, t] = logprobs.gather(1, tok[:, None]).squeeze(1)
+            hit = ~stopped & torch.isin(tok, eos)
+            lengths[hit] = t + 1
+            stopped |= hit
+            if t == max_tokens - 1 or bool(stopped.all()):
+                break
+            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+            positions = positions[:, -1:] + 1
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=positions,
+                             past_key_values=out.past_key_values, use_cache=True)
+
+        tokens, logps, lengths, stopped = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
+        return [(tokens[i][:lengths[i]], logps[i][:lengths[i]], stopped[i]) for i in range(batch)]

@@ -1,0 +1,189 @@
+"""The report: self-contained index.html, report.md with its PNGs, one plot per probe metric."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from octo.analysis.plots import PROBE_PLOTS
+from octo.analysis.load import load_run
+from octo.analysis.report import ensure_scores, write_report
+from octo.analysis.score import score_run
+
+PROBE_METRIC_PLOTS = ["acc", "length", "clip", "reward", "entropy", "kl"]   # the brief's list, in order
+ALL_PLOTS = ["readiness", *PROBE_PLOTS, "cpt_loss", "cpt_mixture", "gates"]
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory, branches_template):
+    """The branches run with its report written (scores.json absent before: write_report computes it)."""
+    run = tmp_path_factory.mktemp("reported") / "run"
+    shutil.copytree(branches_template, run)
+    assert not (run / "scores.json").exists()
+    index = write_report(run)
+    return run, index
+
+
+def test_report_files(reported):
+    run, index = reported
+    assert index == run / "report" / "index.html"
+    assert (run / "scores.json").exists()                 # computed because it was missing
+    assert (run / "report" / "report.md").exists()
+    for name in ALL_PLOTS:
+        png = run / "report" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_probe_metric_plots_are_all_there():
+    assert set(PROBE_METRIC_PLOTS) <= set(PROBE_PLOTS)
+
+
+def test_index_html_is_self_contained(reported):
+    run, index = reported
+    page = index.read_text()
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert len(srcs) == len(ALL_PLOTS)
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
+    for name in ALL_PLOTS:
+        assert f'id="plot-{name}"' in page, name
+    assert "<link" not in page and "http://" not in page and "https://" not in page
+    assert "<script" not in page
+
+
+def test_index_html_content(reported):
+    run, index = reported
+    page = index.read_text()
+    scores = json.loads((run / "scores.json").read_text())
+    assert '<table id="summary">' in page and '<table id="gates">' in page and '<table id="events">' in page
+    summary = page.split('<table id="summary">')[1].split("</table>")[0]
+    assert summary.count("<tr") == 1 + len(scores["ranking"])
+    # rows in ranking order, the recommended one marked
+    positions = [summary.index(cid) for cid in scores["ranking"]]
+    assert positions == sorted(positions)
+    assert scores["recommended"] == "decay-short.step-20"
+    assert "Recommended checkpoint: decay-short.step-20" in page
+    assert html.escape(scores["reason"]) in page
+    events = page.split('<table id="events">')[1].split("</table>")[0]
+    assert "length_explosion" in events and "collapse" in events and "decay-long.step-20" in events
+    gates = page.split('<table id="gates">')[1].split("</table>")[0]
+    assert "pretrain.step-40 (reference)" in gates
+
+
+def test_report_md_links_its_pngs(reported):
+    run, _ = reported
+    md = (run / "report" / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted(links) == sorted(f"{n}.png" for n in ALL_PLOTS)
+    for link in links:
+        assert (run / "report" / link).exists()
+    assert "**Recommended checkpoint: decay-short.step-20**" in md
+    assert "| rank | checkpoint |" in md
+
+
+def _small_run(root):
+    from tests.analysis.synth import RunBuilder
+
+    b = RunBuilder(root, analysis={"bootstrap": 200})
+    b.probe("a.step-1", "clean", rng_seed=1, steps=12, eval_every=6, n=90, k=2)
+    b.probe("b.step-1", "flat", rng_seed=2, steps=12, eval_every=6, n=90, k=2)
+    return root
+
+
+def test_fresh_scores_are_reused_and_stale_ones_recomputed(tmp_path):
+    """scores.json newer than every log is reused; an older one, or one for other probes, is recomputed."""
+    run = _small_run(tmp_path / "run")
+    scores = score_run(run)
+    scores["reason"] = "MARKER-REASON"
+    (run / "scores.json").write_text(json.dumps(scores))
+    assert ensure_scores(run, None, load_run(run))["reason"] == "MARKER-REASON"
+    old = time.time() - 3600
+    os.utime(run / "scores.json", (old, old))                  # older than the probe logs now
+    assert ensure_scores(run, None, load_run(run))["reason"] != "MARKER-REASON"
+    scores["reason"] = "MARKER-REASON"
+    (run / "scores.json").write_text(json.dumps(scores))        # fresh again, but ...
+    shutil.rmtree(run / "probes" / "b.step-1")                  # ... a scored probe is gone
+    fresh = ensure_scores(run, None, load_run(run))
+    assert fresh["reason"] != "MARKER-REASON" and fresh["ranking"] == ["a.step-1"]
+    assert json.loads((run / "scores.json").read_text())["ranking"] == ["a.step-1"]
+
+
+def test_report_of_a_run_without_cpt_stages(tmp_path):
+    run = _small_run(tmp_path / "run")
+    page = write_report(run).read_text()
+    assert "No cpt/*/gates.jsonl in this run." in page
+    assert 'id="plot-cpt_loss"' not in page and 'id="plot-gates"' not in page and 'id="plot-acc"' in page
+    assert (run / "report" / "index.html").stat().st_mode & 0o777 == 0o644
+
+
+# --- rendering in a real browser -------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Appended to a copy of index.html: once the page has loaded, write what every image decoded to into the DOM,
+# which --dump-dom then prints. One image that cannot decode proves the check sees failures.
+CHECK = """<figure id="octo-broken-control"><img src="data:image/png;base64,AAAA" alt="broken on purpose"></figure>
+<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.map.call(document.images, function (i) {
+    return {id: i.parentElement ? i.parentElement.id : '', complete: i.complete, width: i.naturalWidth};
+  });
+  var summary = document.getElementById('summary');
+  var out = document.createElement('pre');
+  out.id = 'octo-check';
+  out.textContent = JSON.stringify({images: imgs, summary_rows: summary ? summary.rows.length : -1});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium() -> str | None:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None,
+                    reason="chromium is not installed (/usr/bin/chromium); run scripts/install-chromium.sh")
+def test_index_html_renders_in_headless_chromium(reported, tmp_path):
+    run, index = reported
+    chromium = _chromium()
+    page = index.read_text()
+    check = tmp_path / "check.html"
+    check.write_text(page.replace("</body>", CHECK + "\n</body>"))
+    res = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'profile-a'}", "--virtual-time-budget=10000",
+                          "--dump-dom", check.as_uri()], capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    found = re.search(r'<pre id="octo-check">(.*?)</pre>', res.stdout, re.S)
+    assert found, "the check script did not run: " + res.stdout[-500:]
+    data = json.loads(html.unescape(found.group(1)))
+    broken = [i for i in data["images"] if i["id"] == "octo-broken-control"]
+    real = [i for i in data["images"] if i["id"] != "octo-broken-control"]
+    assert len(broken) == 1 and broken[0]["width"] == 0
+    assert len(real) == page.count("<img ") == len(ALL_PLOTS)
+    assert all(i["complete"] and i["width"] > 0 for i in real), real
+    assert sorted(i["id"] for i in real) == sorted(f"plot-{n}" for n in ALL_PLOTS)
+    scores = json.loads((run / "scores.json").read_text())
+    assert data["summary_rows"] == 1 + len(scores["ranking"])
+
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "report.png"
+    shot.unlink(missing_ok=True)
+    res = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'profile-b'}", "--hide-scrollbars",
+                          "--window-size=1280,2400", f"--screenshot={shot}", index.as_uri()],
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

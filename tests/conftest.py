@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny recipes and a prepared tiny run (toy world + tokenizer), built locally."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "recipes" / "toy" / "quickstart.yaml"
+
+# A recipe small enough that a whole `octo run` takes seconds: the quickstart's structure with
+# tiny budgets. Tests that need other sizes copy it and change keys.
+TINY_OVERRIDES = [
+    "world.docs_per_source=200", "world.prompts=200", "world.heldout_per_level=20",
+    "model.hidden_size=64", "model.num_heads=2", "model.num_kv_heads=2", "model.intermediate_size=128",
+    "model.num_layers=2",
+    "cpt.seq_len=128", "cpt.micro_batch_size=4", "cpt.batch_tokens=512",
+    "cpt.gates.heldout_docs=8", "cpt.gates.problems=12", "cpt.gates.max_new_tokens=24",
+    "cpt.stages.pretrain.tokens=2048", "cpt.stages.pretrain.schedule.warmup_steps=1",
+    "cpt.stages.stable.tokens=8192", "cpt.stages.decay-long.tokens=1024",
+    "cpt.stages.decay-short.tokens=1024", "cpt.stages.decay-hybrid.tokens=1024",
+    "cpt.stages.stable.save_every=4",
+    "probe.steps=2", "probe.prompts_per_step=2", "probe.num_generations=2", "probe.eval_every=1",
+    "probe.eval_problems=6", "probe.eval_samples=2", "probe.save_every=1",
+    "probe.max_len.stairs={0: 12, 1: 16}", "probe.log_samples=2",
+]
+
+
+@pytest.fixture(scope="session")
+def quickstart_raw() -> dict:
+    from octo.config import load_recipe_dict
+
+    return load_recipe_dict(QUICKSTART)
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, quickstart_raw):
+    """The tiny recipe in a fresh run directory."""
+    from octo.config import parse_recipe
+
+    return parse_recipe(copy.deepcopy(quickstart_raw), TINY_OVERRIDES + [f"run_dir={tmp_path / 'run'}"])
+
+
+@pytest.fixture(scope="session")
+def tiny_ctx(tmp_path_factory, quickstart_raw):
+    """A prepared tiny run (world, tokenizer, manifest) shared by read-only tests."""
+    from octo.config import parse_recipe
+    from octo.context import RunContext
+
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    recipe = parse_recipe(copy.deepcopy(quickstart_raw), TINY_OVERRIDES + [f"run_dir={run}"])
+    ctx = RunContext(recipe)
+    ctx.prepare()
+    return ctx

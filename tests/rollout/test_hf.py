@@ -1,0 +1,197 @@
+"""The embedded ``hf`` backend on the toy checkpoint."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from octo.errors import OctoError
+from octo.rollout import Completion, RolloutBackend, make_backend
+from octo.rollout.config import RolloutConfig
+from octo.rollout.hf import top_p_filter
+
+
+def hf(model, tokenizer, **cfg):
+    return make_backend(RolloutConfig(backend="hf", **cfg), tokenizer=tokenizer, model=model)
+
+
+def recomputed_logprobs(model, prompt, completion, temperature):
+    """Log-probs of ``completion`` after ``prompt`` from one full forward, as TRL recomputes them."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1].float()
+    if temperature > 0:
+        logits = logits / temperature
+    return logits.log_softmax(-1).gather(1, torch.tensor(completion)[:, None]).squeeze(1).tolist()
+
+
+def test_shapes_and_counts(toy_model, toy_tokenizer, toy_prompts):
+    backend = hf(toy_model, toy_tokenizer)
+    assert isinstance(backend, RolloutBackend) and backend.name == "hf"
+    groups = backend.generate(toy_prompts[:3], n=4, max_tokens=12, temperature=1.0, seed=0)
+    assert len(groups) == 3 and all(len(g) == 4 for g in groups)
+    for group in groups:
+        for c in group:
+            assert isinstance(c, Completion)
+            assert 1 <= len(c.token_ids) <= 12
+            assert len(c.logprobs) == len(c.token_ids)
+            assert all(lp <= 0 and math.isfinite(lp) for lp in c.logprobs)
+            assert c.finish_reason in ("stop", "length")
+            assert c.text == toy_tokenizer.decode(c.token_ids, skip_special_tokens=True)
+    assert backend.generate([], n=2, max_tokens=4) == []
+
+
+def test_max_tokens_gives_length(toy_model, toy_tokenizer, toy_prompts):
+    groups = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=2, max_tokens=3, temperature=1.0, seed=1)
+    eos = toy_tokenizer.eos_token_id
+    for c in (c for g in groups for c in g):
+        assert len(c.token_ids) <= 3
+        if eos in c.token_ids:
+            assert c.finish_reason == "stop" and c.token_ids[-1] == eos
+        else:
+            assert len(c.token_ids) == 3 and c.finish_reason == "length"
+    assert sum(c.finish_reason == "length" for g in groups for c in g) >= 12  # sentences need > 3 tokens
+
+
+def test_eos_stops_and_is_kept(toy_model, toy_tokenizer, toy_prompts):
+    eos = toy_tokenizer.eos_token_id
+    groups = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=2)
+    flat = [c for g in groups for c in g]
+    stopped = [c for c in flat if c.finish_reason == "stop"]
+    assert len(stopped) >= len(flat) // 2  # the toy model ends its sentences
+    for c in stopped:
+        assert c.token_ids[-1] == eos and eos not in c.token_ids[:-1]
+        assert "</s>" not in c.text
+    for c in flat:
+        if c.finish_reason == "length":
+            assert len(c.token_ids) == 40 and eos not in c.token_ids
+
+
+def test_greedy_padded_batch_equals_one_by_one(toy_model, toy_tokenizer, toy_prompts):
+    assert len({len(p) for p in toy_prompts}) > 1  # the batch really is padded
+    backend = hf(toy_model, toy_tokenizer)
+    batch = backend.generate(toy_prompts, n=1, max_tokens=24, temperature=0)
+    for prompt, group in zip(toy_prompts, batch):
+        alone = backend.generate([prompt], n=1, max_tokens=24, temperature=0)[0][0]
+        assert group[0].token_ids == alone.token_ids
+        assert group[0].logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+
+
+def test_greedy_n_copies_and_small_chunks(toy_model, toy_tokenizer, toy_prompts):
+    whole = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=3, max_tokens=16, temperature=0)
+    chunked = hf(toy_model, toy_tokenizer, batch_size=2).generate(toy_prompts, n=3, max_tokens=16, temperature=0)
+    for g1, g2 in zip(whole, chunked):
+        assert len({tuple(c.token_ids) for c in g1}) == 1
+        assert [c.token_ids for c in g1] == [c.token_ids for c in g2]
+
+
+def test_greedy_matches_transformers_generate(toy_model, toy_tokenizer, toy_prompts):
+    """The hand-written loop decodes exactly what ``model.generate`` decodes greedily."""
+    ours = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=1, max_tokens=20, temperature=0)
+    eos = toy_tokenizer.eos_token_id
+    for prompt, group in zip(toy_prompts, ours):
+        out = toy_model.generate(torch.tensor([prompt]), max_new_tokens=20, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=toy_tokenizer.pad_token_id)
+        assert group[0].token_ids == out[0, len(prompt):].tolist()
+
+
+def test_seed_determinism(toy_model, toy_tokenizer, toy_prompts):
+    backend = hf(toy_model, toy_tokenizer)
+    a = backend.generate(toy_prompts, n=4, max_tokens=16, temperature=1.0, seed=7)
+    b = backend.generate(toy_prompts, n=4, max_tokens=16, temperature=1.0, seed=7)
+    c = backend.generate(toy_prompts, n=4, max_tokens=16, temperature=1.0, seed=8)
+    ids = lambda groups: [[x.token_ids for x in g] for g in groups]  # noqa: E731
+    assert ids(a) == ids(b)
+    assert [[x.logprobs for x in g] for g in a] == [[x.logprobs for x in g] for g in b]
+    assert ids(a) != ids(c)
+    # the n samples of one prompt differ from each other (not n copies of one draw)
+    assert any(len({tuple(x.token_ids) for x in g}) > 1 for g in a)
+
+
+def test_global_rng_untouched(toy_model, toy_tokenizer, toy_prompts):
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    hf(toy_model, toy_tokenizer).generate(toy_prompts, n=2, max_tokens=8, temperature=1.0, seed=0)
+    hf(toy_model, toy_tokenizer).generate(toy_prompts, n=2, max_tokens=8, temperature=1.0)  # seed=None too
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 0])
+def test_logprobs_equal_recomputation(toy_model, toy_tokenizer, toy_prompts, temperature):
+    groups = hf(toy_model, toy_tokenizer).generate(toy_prompts[:4], n=2, max_tokens=16,
+                                                   temperature=temperature, seed=3)
+    for prompt, group in zip(toy_prompts, groups):
+        for c in group:
+            ref = recomputed_logprobs(toy_model, prompt, c.token_ids, temperature)
+            assert c.logprobs == pytest.approx(ref, abs=1e-4)
+
+
+def test_top_p_tiny_is_greedy(toy_model, toy_tokenizer, toy_prompts):
+    backend = hf(toy_model, toy_tokenizer)
+    greedy = backend.generate(toy_prompts, n=1, max_tokens=16, temperature=0)
+    nucleus = backend.generate(toy_prompts, n=2, max_tokens=16, temperature=1.0, top_p=1e-6, seed=0)
+    for g, s in zip(greedy, nucleus):
+        assert all(c.token_ids == g[0].token_ids for c in s)
+        assert all(lp == pytest.approx(0.0, abs=1e-6) for c in s for lp in c.logprobs)  # one token left
+
+
+def test_top_p_filter_keeps_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([[0.5, 0.2, 0.2, 0.1]]))
+    kept = lambda p: torch.isfinite(top_p_filter(logits, p))[0].tolist()  # noqa: E731
+    assert kept(0.5) == [True, False, False, False]
+    assert kept(0.6)[0] and sum(kept(0.6)) == 2  # 0.5 + one of the tied 0.2s reaches 0.6
+    assert kept(0.75) == [True, True, True, False]
+    assert kept(0.95) == [True, True, True, True]
+    assert kept(1e-9) == [True, False, False, False]
+
+
+def test_training_mode_restored_and_same_model_update_is_noop(toy_model, toy_tokenizer, toy_prompts):
+    backend = hf(toy_model, toy_tokenizer)
+    toy_model.train()
+    before = {k: v.clone() for k, v in toy_model.state_dict().items()}
+    backend.generate(toy_prompts[:2], n=1, max_tokens=4, temperature=1.0, seed=0)
+    assert toy_model.training
+    backend.update_weights(toy_model, step=1)
+    assert backend.model is toy_model
+    assert all(torch.equal(before[k], v) for k, v in toy_model.state_dict().items())
+
+
+def test_live_model_changes_are_seen(toy_model, toy_tokenizer, toy_prompts):
+    """The backend generates with the live object: an optimizer step shows up without a copy."""
+    backend = hf(toy_model, toy_tokenizer)
+    before = backend.generate(toy_prompts, n=1, max_tokens=16, temperature=0)
+    with torch.no_grad():
+        toy_model.lm_head.weight.add_(torch.randn_like(toy_model.lm_head.weight), alpha=2.0)
+    backend.update_weights(toy_model, step=1)
+    after = backend.generate(toy_prompts, n=1, max_tokens=16, temperature=0)
+    assert [g[0].token_ids for g in before] != [g[0].token_ids for g in after]
+
+
+def test_update_weights_from_another_model_copies(toy_checkpoint, toy_tokenizer, toy_prompts):
+    from transformers import AutoModelForCausalLM
+
+    backend = make_backend(RolloutConfig(backend="hf"), tokenizer=toy_tokenizer, model_path=str(toy_checkpoint))
+    trainer_model = AutoModelForCausalLM.from_pretrained(toy_checkpoint)
+    with torch.no_grad():
+        for p in trainer_model.parameters():
+            p.add_(torch.randn_like(p), alpha=0.2)
+    backend.update_weights(trainer_model, step=3)
+    assert backend.model is not trainer_model
+    ours = backend.generate(toy_prompts, n=1, max_tokens=16, temperature=0)
+    theirs = hf(trainer_model, toy_tokenizer).generate(toy_prompts, n=1, max_tokens=16, temperature=0)
+    assert [g[0].token_ids for g in ours] == [g[0].token_ids for g in theirs]
+
+
+def test_bad_arguments(toy_model, toy_tokenizer, tmp_path):
+    backend = hf(toy_model, toy_tokenizer)
+    with pytest.raises(ValueError, match="max_tokens"):
+        backend.generate([[5]], n=1, max_tokens=0)
+    with pytest.raises(ValueError, match="empty"):
+        backend.generate([[5], []], n=1, max_tokens=2)
+    with pytest.raises(ValueError, match="top_p"):
+        backend.generate([[5]], n=1, max_tokens=2, top_p=0)
+    with pytest.raises(OctoError, match="no config.json"):
+        make_backend(RolloutConfig(backend="hf"), tokenizer=toy_tokenizer, model_path=str(tmp_path))
+    with pytest.raises(OctoError, match="needs a model"):
+        make_backend(RolloutConfig(backend="hf"), tokenizer=toy_tokenizer)

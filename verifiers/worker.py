@@ -1,0 +1,105 @@
+"""A verifier worker process: ``python -m octo.verifiers.worker CONFIG_JSON``.
+
+Started by :class:`~octo.verifiers.pool.VerifierPool`; not a user command. Messages are
+pickled dicts, each preceded by its length (4 bytes, big-endian), so that any Python string
+(NUL characters, lone surrogates) arrives unchanged. It reads requests
+``{"i": id, "g": gold, "c": completion, "t": task}`` on stdin, runs
+:func:`~octo.verifiers.check.check_item` on its main thread (where the item timer's signal
+works), and writes ``{"i": id, "r": result}`` on its own copy of stdout. Its first message is
+``{"ready": True, "pid": ...}``, sent after math-verify and sympy are imported, so that import
+time never counts against an item's timeout.
+
+File descriptor 1 is pointed at stderr so that a library that prints cannot corrupt the
+protocol. The process limits its own address space (``worker_memory_mb``) and asks the
+kernel to kill it when the pool's thread that started it goes away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        sys.exit(0)
+
+
+def _limit_memory(mb: int) -> None:
+    if mb <= 0:
+        return
+    try:
+        import resource
+
+        limit = mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+_WARM_UP = [
+    ("x^2+1", "\\boxed{1+x^2}"),
+    ("\\frac{\\sqrt{2}}{2}", "\\boxed{\\frac{1}{\\sqrt{2}}}"),
+    ("(1,\\infty)", "\\boxed{[1, \\infty)}"),
+    ("\\{1,2\\}", "\\boxed{\\{2,1\\}}"),
+    ("\\pi", "\\boxed{3.14159265}"),
+]
+
+
+def main(argv: list[str]) -> int:
+    from octo.schema import from_dict
+    from octo.verifiers.check import _math_verify, check_item, error_result
+    from octo.verifiers.config import VerifierConfig
+
+    config = from_dict(VerifierConfig, json.loads(argv[1]))
+    parent_pid = int(argv[2]) if len(argv) > 2 else os.getppid()
+    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    _die_with_parent(parent_pid)
+    _limit_memory(config.worker_memory_mb)
+    _math_verify()
+    for gold, completion in _WARM_UP:  # load sympy's lazy parts now, not during the first items
+        check_item(gold, completion, config)
+
+    def send(obj: dict) -> None:
+        out.write(frame(obj))
+
+    send({"ready": True, "pid": os.getpid()})
+    inp = sys.stdin.buffer
+    while True:
+        head = inp.read(4)
+        if len(head) < 4:
+            return 0  # the pool closed our input: done
+        body = inp.read(int.from_bytes(head, "big"))
+        req = pickle.loads(body)
+        try:
+            result = check_item(req["g"], req["c"], config, req.get("t"))
+        except BaseException as err:  # noqa: BLE001 - report and keep serving (MemoryError, stray timer)
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            result = error_result(None, err)
+        send({"i": req["i"], "r": result.to_dict()})
+
+
+def frame(obj: dict) -> bytes:
+    """One message on a worker pipe: 4-byte big-endian length, then the pickle."""
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(body).to_bytes(4, "big") + body
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv))
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(0)
