@@ -31,6 +31,7 @@ _EXPORTS = {
     "overlong_penalty": "octo.verifiers.rewards",
     "MathReward": "octo.verifiers.rewards",
     "ControlReward": "octo.verifiers.rewards",
+    "control_rewards": "octo.verifiers.rewards",
     "has_repetition": "octo.verifiers.repetition",
     "has_ngram_repetition": "octo.verifiers.repetition",
 }

@@ -177,11 +177,19 @@ class ControlReward:
     def __call__(self, prompts=None, completions=None, completion_ids=None, **columns) -> list[float]:
         if completions is None:
             raise TypeError("ControlReward needs completions=")
-        texts = [completion_text(c) for c in completions]
-        if self.kind == "random":
-            rng = random.Random(self.seed * 1_000_003 + self.calls)
-            values = [rng.choice((-1.0, 1.0)) for _ in texts]
-        else:
-            values = [1.0 if count_boxed(t) == 1 else 0.0 for t in texts]
+        values = control_rewards(self.kind, [completion_text(c) for c in completions],
+                                 seed=self.seed, step=self.calls)
         self.calls += 1
         return values
+
+
+def control_rewards(kind: str, texts: Sequence[str], *, seed: int, step: int) -> list[float]:
+    """Negative-control rewards for one batch: ``random`` ±1 drawn from ``(seed, step)`` alone
+    (a resumed run that replays a step draws the same values), or ``format`` (1 for exactly one
+    top-level box, else 0)."""
+    if kind == "random":
+        rng = random.Random(seed * 1_000_003 + step)
+        return [rng.choice((-1.0, 1.0)) for _ in texts]
+    if kind == "format":
+        return [1.0 if count_boxed(t) == 1 else 0.0 for t in texts]
+    raise ValueError(f"control kind must be 'random' or 'format' (got {kind!r})")

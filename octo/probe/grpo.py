@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -71,6 +70,7 @@ class _StepStats:
     max_len: int = 0
     time_rollout: float = 0.0
     time_verify: float = 0.0
+    time_sync: float = 0.0
     rows: list = field(default_factory=list)   # per completion dicts
     group: int = 1
 
@@ -97,7 +97,7 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
     from octo.evaluate import evaluate_problems, select_problems
     from octo.model import load_model, load_tokenizer
     from octo.rollout import make_backend
-    from octo.verifiers import MathReward, score_completions, shared_pool
+    from octo.verifiers import control_rewards, score_completions, shared_pool
 
     cfg: ProbeConfig = recipe.probe
     probe_dir = Path(probe_dir)
@@ -159,9 +159,11 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
     def rollout_func(prompts: list[str], trainer) -> dict:
         backend = backend_for(trainer)
         step = trainer.state.global_step
+        t0 = time.perf_counter()
         if backend_box["synced"] != step:
             backend.update_weights(trainer.accelerator.unwrap_model(trainer.model), step=step)
             backend_box["synced"] = step
+        stats.time_sync = time.perf_counter() - t0
         stats.max_len = schedule.limit(step, clip_history)
         t0 = time.perf_counter()
         # TRL hands each prompt num_generations times in a row; generate n per distinct prompt.
@@ -184,8 +186,6 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
                 out["finish_reason"].append(c.finish_reason)
         return out
 
-    math_reward = MathReward(recipe.probe.reward, recipe.verifier)
-
     def reward(prompts, completions, completion_ids=None, answer=None, finish_reason=None, trainer_state=None,
                **_):
         t0 = time.perf_counter()
@@ -193,11 +193,8 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
         parts = score_completions(completions, answer, reward=recipe.probe.reward, verifier=recipe.verifier,
                                   lengths=lengths, max_len=stats.max_len, pool=pool)
         step = trainer_state.global_step if trainer_state is not None else 0
-        if spec.control == "random":
-            rng = random.Random(spec.seed * 7_919 + step)
-            totals = [rng.choice([-1.0, 1.0]) for _ in parts]
-        elif spec.control == "format":
-            totals = [1.0 if p.result.n_boxed == 1 else 0.0 for p in parts]
+        if spec.control:
+            totals = control_rewards(spec.control, completions, seed=spec.seed, step=step)
         else:
             totals = [p.total for p in parts]
         stats.time_verify = time.perf_counter() - t0
@@ -206,7 +203,7 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
                       zip(prompts, completions, answer, totals, parts, lengths, finish_reason)]
         return totals
 
-    reward.__name__ = getattr(math_reward, "__name__", "reward")
+    reward.__name__ = f"control_{spec.control}" if spec.control else "math_reward"
 
     metrics_w = JsonlWriter(probe_dir / METRICS_FILE)
     evals_w = JsonlWriter(probe_dir / EVALS_FILE)
@@ -266,7 +263,8 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
                 "entropy": logs.get("entropy"), "kl": logs.get("kl"), "loss": logs.get("loss"),
                 "grad_norm": logs.get("grad_norm"), "lr": logs.get("learning_rate"),
                 "time/rollout": stats.time_rollout, "time/verify": stats.time_verify,
-                "time/train": max(0.0, elapsed - stats.time_rollout - stats.time_verify),
+                "time/sync": stats.time_sync,
+                "time/train": max(0.0, elapsed - stats.time_rollout - stats.time_verify - stats.time_sync),
             }
             clip_history.append(row["clip_ratio"])
             metrics_w.write(row)

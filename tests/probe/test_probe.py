@@ -1,0 +1,177 @@
+"""GRPO probes end to end on the toy world: metrics, the length schedule, controls, kill -9 + resume,
+and the same probe with rollouts from a real vLLM server (marker ``vllm``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import QUICKSTART, TINY_OVERRIDES
+
+pytestmark = pytest.mark.slow
+
+STEPS = 10
+PROBE_OVERRIDES = TINY_OVERRIDES + [
+    f"probe.steps={STEPS}", "probe.save_every=2", "probe.eval_every=5", "probe.eval_problems=4",
+    "probe.max_len.kind=stair", "probe.max_len.stairs={0: 8, 4: 12, 7: 16}", "probe.log_samples=4",
+]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
+    return env
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _prepare(run_dir: Path, overrides: list[str]) -> Path:
+    """The run's world and tokenizer, and a fresh toy model saved as a checkpoint; returns it."""
+    from octo.config import load_recipe_dict, parse_recipe
+    from octo.context import RunContext
+    from octo.model import build_toy_model
+
+    recipe = parse_recipe(copy.deepcopy(load_recipe_dict(QUICKSTART)), overrides + [f"run_dir={run_dir}"])
+    ctx = RunContext(recipe)
+    ctx.prepare()
+    tok = ctx.tokenizer
+    ckpt = run_dir / "init-ckpt"
+    build_toy_model(recipe.model, tok, seed=0).save_pretrained(str(ckpt))
+    tok.save_pretrained(str(ckpt))
+    return ckpt
+
+
+def _probe_cmd(ckpt: Path, run_dir: Path, overrides: list[str], *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "octo.cli", "probe", str(ckpt), "--recipe", str(QUICKSTART),
+           "--run-dir", str(run_dir), *extra]
+    for o in overrides:
+        cmd += ["--set", o]
+    return cmd
+
+
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("probe") / "run"
+    return run_dir, _prepare(run_dir, PROBE_OVERRIDES)
+
+
+def _check_metrics(pdir: Path, overrides: list[str]) -> list[dict]:
+    from octo.config import load_recipe_dict, parse_recipe
+    from octo.probe.length import LengthSchedule
+
+    recipe = parse_recipe(copy.deepcopy(load_recipe_dict(QUICKSTART)), overrides)
+    schedule = LengthSchedule(recipe.probe.max_len)
+    rows = _rows(pdir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
+    # the limit of step s is the schedule's value when its rollouts were generated (after s-1 updates)
+    assert [r["max_len"] for r in rows] == [schedule.limit(r["step"] - 1, []) for r in rows]
+    assert [r["max_len"] for r in rows][:4] == [8, 8, 8, 8] and rows[-1]["max_len"] == 16
+    for r in rows:
+        assert -3.5 <= r["reward/mean"] <= 1.5 and 0 <= r["acc"] <= 1 and 0 <= r["clip_ratio"] <= 1
+        assert r["len/mean"] <= r["max_len"]
+        assert {"reward/correctness", "reward/format", "time/rollout", "time/verify", "time/sync",
+                "time/train", "grad_norm", "loss"} <= set(r)
+    for s in _rows(pdir / "samples.jsonl"):  # the limit really bounds generation
+        assert s["length"] <= next(r["max_len"] for r in rows if r["step"] == s["step"])
+    evals = _rows(pdir / "evals.jsonl")
+    assert [e["step"] for e in evals] == [0, 5, 10]
+    assert all(e["n"] == 4 and 0 <= e["acc"] <= 1 for e in evals)
+    done = json.loads((pdir / "probe.json").read_text())
+    assert done["steps"] == STEPS and (pdir / "DONE.json").exists()
+    return rows
+
+
+def test_ten_step_probe_then_kill_and_resume(probe_run):
+    run_dir, ckpt = probe_run
+    out = run_dir / "probes" / "killed"
+    proc = subprocess.Popen(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES, "--out", str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    deadline = time.monotonic() + 300
+    # kill once a checkpoint exists and the probe has gone past it
+    while time.monotonic() < deadline and proc.poll() is None:
+        ckpts = sorted((out / "checkpoints").glob("checkpoint-*/trainer_state.json")) \
+            if (out / "checkpoints").exists() else []
+        rows = _rows(out / "metrics.jsonl") if (out / "metrics.jsonl").exists() else []
+        if ckpts and rows and rows[-1]["step"] >= 5:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the probe ended before it could be killed: {proc.stderr.read()[-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "DONE.json").exists()
+    res = subprocess.run(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES, "--out", str(out)),
+                         capture_output=True, text=True, env=_env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming from checkpoint-" in res.stderr
+    _check_metrics(out, PROBE_OVERRIDES)
+    # a finished probe is not run again
+    again = subprocess.run(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES, "--out", str(out)),
+                           capture_output=True, text=True, env=_env(), timeout=600)
+    assert again.returncode == 0 and "already complete" in again.stderr
+
+
+@pytest.mark.parametrize("control", ["random", "format"])
+def test_negative_controls_replace_the_reward(probe_run, control):
+    run_dir, ckpt = probe_run
+    overrides = PROBE_OVERRIDES + ["probe.steps=3", "probe.eval_every=3"]
+    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--control", control),
+                         capture_output=True, text=True, env=_env(), timeout=600)
+    # a changed recipe in the same run directory is refused; the control gets its own run directory
+    assert res.returncode == 2 and "recipe" in res.stderr and "Traceback" not in res.stderr
+    other = run_dir.parent / f"run-{control}"
+    res = subprocess.run(_probe_cmd(ckpt, other, overrides, "--control", control),
+                         capture_output=True, text=True, env=_env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    pdir = other / "probes" / f"{ckpt.name}.control-{control}"
+    rewards = [s["reward"] for s in _rows(pdir / "samples.jsonl")]
+    assert rewards
+    if control == "random":
+        assert set(rewards) <= {-1.0, 1.0}
+    else:
+        boxed = [s["completion"].count("\\boxed{") == 1 for s in _rows(pdir / "samples.jsonl")]
+        assert rewards == [1.0 if b else 0.0 for b in boxed]
+    assert json.loads((pdir / "probe.json").read_text())["control"] == control
+
+
+@pytest.mark.vllm
+def test_same_probe_with_rollouts_from_a_vllm_server(tmp_path):
+    from tests.rollout.conftest import find_vllm_python
+
+    python, why = find_vllm_python()
+    if python is None:
+        pytest.skip(why)
+    from octo.rollout.serve import _die_with_parent, free_port
+
+    run_dir = tmp_path / "run"
+    ckpt = _prepare(run_dir, PROBE_OVERRIDES)
+    serve = subprocess.Popen([sys.executable, "-m", "octo.cli", "serve", str(ckpt), "--python", python,
+                              "--port", str(free_port()),
+                              "--max-model-len", "256", "--log", str(tmp_path / "vllm.log")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                             preexec_fn=_die_with_parent)
+    try:
+        url = serve.stdout.readline().strip()
+        assert url.startswith("http://"), serve.stderr.read()[-3000:] if serve.poll() is not None else url
+        overrides = PROBE_OVERRIDES + ["probe.rollout.backend=vllm-server", f"probe.rollout.servers=[{url}]"]
+        vrun = tmp_path / "vrun"
+        res = subprocess.run(_probe_cmd(ckpt, vrun, overrides), capture_output=True, text=True, env=_env(),
+                             timeout=900)
+        assert res.returncode == 0, res.stderr[-3000:]
+        rows = _check_metrics(vrun / "probes" / ckpt.name, overrides)
+        assert all(r["time/sync"] > 0 for r in rows[1:])  # weights pushed to the server before each step
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
