@@ -51,15 +51,23 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print scores.json instead of the table")
 
 
+def _config_or_dry_run(args: argparse.Namespace):
+    """The analysis config of ``args.run_dir``; None after printing it when ``--dry-run``."""
+    _check_dir(args.run_dir)
+    cfg = _config(args.run_dir, args)
+    if args.dry_run:
+        _print_config(cfg)
+        return None
+    return cfg
+
+
 def run_score(args: argparse.Namespace) -> int:
     import json
 
     from octo.analysis.score import score_run
 
-    _check_dir(args.run_dir)
-    cfg = _config(args.run_dir, args)
-    if args.dry_run:
-        _print_config(cfg)
+    cfg = _config_or_dry_run(args)
+    if cfg is None:
         return 0
     scores = score_run(args.run_dir, cfg)
     if args.json:
@@ -108,10 +116,8 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from octo.analysis.report import write_report
 
-    _check_dir(args.run_dir)
-    cfg = _config(args.run_dir, args)
-    if args.dry_run:
-        _print_config(cfg)
+    cfg = _config_or_dry_run(args)
+    if cfg is None:
         return 0
     path = write_report(args.run_dir, cfg if args.overrides else None)
     if args.wandb:

@@ -12,6 +12,12 @@ freshly initialised weights pushed to the server with ``update_weights`` (comple
 ``max_tokens``). Each figure is the median of ``--repeats`` timed calls after one warm-up call.
 Weight sync is timed over 5 ``update_weights`` calls (save model.safetensors + reload_weights +
 reset_prefix_cache). Prints one JSON object; the server is stopped on the way out.
+
+Probe-step breakdown (``--probe-steps``, 0 to skip): the quickstart's GRPO probe (its model size,
+8 prompts x 8 generations, stair max length 128 -> 256) from a freshly initialised checkpoint,
+run with ``octo probe`` once per backend (vllm-server against a server of its own); reported are
+the medians over steps 2.. of ``time/rollout``, ``time/verify``, ``time/sync`` and ``time/train``
+from the probe's metrics.jsonl, and the share of the step spent in weight sync.
 """
 
 from __future__ import annotations
@@ -46,6 +52,46 @@ def timed(backend, prompts, args) -> dict:
             "mean_len": round(tok / (len(prompts) * args.n), 2)}
 
 
+PROBE_PARTS = ("time/rollout", "time/verify", "time/sync", "time/train")
+
+
+def probe_breakdown(steps: int, python: str) -> dict:
+    """Median seconds per probe step in each part, with the hf and the vllm-server backend."""
+    import subprocess
+
+    from octo.rollout.serve import start_server
+    from tests.conftest import QUICKSTART
+    from tests.probe.test_probe import _prepare
+
+    overrides = ["world.docs_per_source=200", "world.prompts=200", "world.heldout_per_level=10",
+                 f"probe.steps={steps}", f"probe.eval_every={steps}", "probe.eval_problems=8",
+                 f"probe.save_every={steps}"]
+    out: dict = {}
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    with tempfile.TemporaryDirectory(prefix="octo-bench-probe-") as tmp:
+        ckpt = _prepare(Path(tmp) / "run-hf", overrides)
+        log = Path(tempfile.gettempdir()) / "octo-bench-probe-vllm.log"
+        with start_server(ckpt, python=python, max_model_len=512, log_path=log) as server:
+            for backend, extra in (("hf", []), ("vllm_server", ["probe.rollout.backend=vllm-server",
+                                                                f"probe.rollout.servers=[{server.url}]"])):
+                run_dir = Path(tmp) / f"run-{backend}"
+                cmd = [sys.executable, "-m", "octo.cli", "probe", str(ckpt), "--recipe", str(QUICKSTART),
+                       "--run-dir", str(run_dir)]
+                for o in overrides + extra:
+                    cmd += ["--set", o]
+                res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if res.returncode != 0:
+                    raise SystemExit(f"octo probe with {backend} failed (server log: {log}):\n{res.stderr[-3000:]}")
+                rows = [json.loads(x) for x in (run_dir / "probes" / ckpt.name / "metrics.jsonl")
+                        .read_text().splitlines() if x.strip()][1:]  # step 1 includes warm-up
+                part = {k.split("/")[1]: round(statistics.median(r[k] for r in rows), 4) for k in PROBE_PARTS}
+                part["step"] = round(sum(part.values()), 4)
+                part["sync_share"] = round(part["sync"] / part["step"], 4)
+                part["mean_len"] = round(statistics.median(r["len/mean"] for r in rows), 1)
+                out[backend] = part
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=16)
@@ -57,6 +103,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64, help="toy model width (head_dim stays 32)")
     ap.add_argument("--layers", type=int, default=2, help="toy model depth")
     ap.add_argument("--train-steps", type=int, default=150, help="training steps of the toy checkpoint")
+    ap.add_argument("--probe-steps", type=int, default=6, help="steps of the probe-step breakdown (0: skip)")
     args = ap.parse_args()
 
     import torch
@@ -103,6 +150,7 @@ def main() -> None:
     for case in (trained, full):
         case["ratio"] = round(case["vllm_server"]["tokens_per_s"] / case["hf"]["tokens_per_s"], 2)
     params = sum(p.numel() for p in model.parameters())
+    breakdown = probe_breakdown(args.probe_steps, python) if args.probe_steps > 0 else None
     print(json.dumps({
         "benchmark": "rollout_throughput",
         "workload": {"prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens, "temperature": 1.0,
@@ -115,6 +163,7 @@ def main() -> None:
         "weight_sync_s": {"median": round(statistics.median(syncs), 4), "max": round(max(syncs), 4),
                           "save_only_median": round(statistics.median(saves), 4)},
         "server_start_s": round(start_s, 1),
+        "probe_step_breakdown_s": breakdown,
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_avg_before": [round(x, 2) for x in load_before],
                     "load_avg_after": [round(x, 2) for x in os.getloadavg()], "gpu": torch.cuda.is_available()},

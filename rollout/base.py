@@ -47,6 +47,19 @@ class RolloutBackend(Protocol):
         ...
 
 
+class ContextClosing:
+    """``with backend: ...`` closes the backend on the way out (every backend inherits this)."""
+
+    def close(self) -> None:  # pragma: no cover - every backend defines its own
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def check_request(prompts: list[list[int]], *, n: int, max_tokens: int, temperature: float,
                   top_p: float) -> None:
     """Reject arguments no backend can honour (these are bugs in the caller, not user errors)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from octo.errors import OctoError
-from octo.rollout.base import Completion, check_request
+from octo.rollout.base import Completion, ContextClosing, check_request
 from octo.rollout.config import RolloutConfig
 
 
@@ -55,7 +55,7 @@ def top_p_filter(scaled_logits, top_p: float):
     return scaled_logits.masked_fill(drop, float("-inf"))
 
 
-class HFBackend:
+class HFBackend(ContextClosing):
     """Generation on a transformers causal LM, in process. See the module docstring."""
 
     name = "hf"
@@ -126,11 +126,6 @@ class HFBackend:
     def close(self) -> None:
         pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- decoding ---------------------------------------------------------------------------------
 

@@ -227,7 +227,10 @@ def start_server(model_dir: str | Path, *, python: str | None = None, port: int 
            "--host", host, "--port", str(port), "--dtype", dtype or ("auto" if gpu else "float32"),
            "--logprobs-mode", "processed_logprobs", "--generation-config", "vllm"]
     if not gpu:
-        cmd.append("--enforce-eager")
+        # No chunked prefill on CPU: vLLM's CPU worker crashes ("CPU Generator does not use
+        # offset") when it rewinds the generator of a seeded request whose prefill was split
+        # over steps, and every probe rollout is seeded. Whole prompts per step avoid that path.
+        cmd += ["--enforce-eager", "--no-enable-chunked-prefill"]
     if max_model_len is not None:
         cmd += ["--max-model-len", str(max_model_len)]
     cmd += list(extra_args)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from octo.errors import OctoError
-from octo.rollout.base import Completion, check_request, mix_seed
+from octo.rollout.base import Completion, ContextClosing, check_request, mix_seed
 from octo.rollout.config import RolloutConfig
 from octo.rollout.weights import save_weights
 
@@ -29,7 +29,7 @@ def is_vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-class VLLMBackend:
+class VLLMBackend(ContextClosing):
     """Generation with ``vllm.LLM`` in this process."""
 
     name = "vllm"
@@ -54,6 +54,10 @@ class VLLMBackend:
         kwargs = dict(model=str(model_path), dtype=config.dtype, gpu_memory_utilization=config.gpu_memory_utilization,
                       max_model_len=config.max_model_len, enforce_eager=config.enforce_eager, seed=0,
                       enable_prefix_caching=True, logprobs_mode="processed_logprobs", generation_config="vllm")
+        if not _cuda_available():
+            # vLLM's CPU worker crashes on seeded requests whose prefill is split over steps
+            # (see octo.rollout.serve.start_server): whole prompts per step on CPU
+            kwargs["enable_chunked_prefill"] = False
         kwargs.update(engine_kwargs)
         self.llm = LLM(**kwargs)
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
@@ -115,8 +119,8 @@ class VLLMBackend:
         if self._own_sync_dir:
             shutil.rmtree(self.sync_dir, ignore_errors=True)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

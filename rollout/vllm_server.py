@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from octo.errors import OctoError
-from octo.rollout.base import Completion, check_request, mix_seed
+from octo.rollout.base import Completion, ContextClosing, check_request, mix_seed
 from octo.rollout.config import RolloutConfig
 from octo.rollout.transport import RequestFailed, ServerClient
 from octo.rollout.weights import save_weights
@@ -69,7 +69,7 @@ class _Server:
         return self.client.url
 
 
-class VLLMServerBackend:
+class VLLMServerBackend(ContextClosing):
     """Rollouts from one or more vLLM servers. See the module docstring for the protocol."""
 
     name = "vllm-server"
@@ -288,8 +288,3 @@ class VLLMServerBackend:
         if self._own_sync_dir:
             shutil.rmtree(self.sync_dir, ignore_errors=True)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

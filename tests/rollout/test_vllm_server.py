@@ -161,6 +161,16 @@ def test_update_weights_follows_the_trainer(served, toy_model, toy_tokenizer, to
     assert [g[0].token_ids for g in after] != [g[0].token_ids for g in before]
 
 
+def test_many_long_seeded_prompts_at_once(served, toy_model, toy_prompts):
+    """More prompt tokens than one engine step takes: a CPU server with chunked prefill crashes
+    here on seeded requests (vLLM rewinds a CPU generator's offset), so octo serve turns it off."""
+    long_prompts = [(p * 40)[:150] for p in toy_prompts] * 4  # 32 prompts x 150 tokens x n=4
+    with server_backend(served, toy_model) as be:
+        groups = be.generate(long_prompts, n=4, max_tokens=8, temperature=1.0, seed=5)
+    assert len(groups) == 32 and all(len(g) == 4 and all(c.token_ids for c in g) for g in groups)
+    assert served.proc.poll() is None
+
+
 def test_continues_when_one_of_two_servers_is_dead(served, toy_model, toy_prompts):
     dead = closed_port_url()
     with server_backend(served, toy_model, servers=[dead, served.url], max_retries=0) as be:
