@@ -148,3 +148,25 @@ def test_kill_mid_stage_then_resume_matches_uninterrupted(finished_run, tmp_path
         got = [(r["step"], r["loss"]) for r in _jsonl(run_dir / "cpt" / stage / "metrics.jsonl")]
         ref = [(r["step"], r["loss"]) for r in _jsonl(ref_dir / "cpt" / stage / "metrics.jsonl")]
         assert got == ref, stage
+
+
+def test_ctrl_c_during_the_probes_then_rerun_finishes(tmp_path):
+    """SIGINT (Ctrl-C) once the probes have started: exit code 130 with one line saying how to resume;
+    the rerun keeps every finished stage and completes the run."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=_env())
+    metrics = run_dir / "probes" / "pretrain.step-4" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (metrics.exists() and metrics.stat().st_size):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
+    res = subprocess.run(_cmd(run_dir), capture_output=True, text=True, env=_env(), timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for stage in STAGES:
+        assert f"stage {stage}: already complete" in res.stderr
+    assert (run_dir / "scores.json").exists() and (run_dir / "probes" / "pretrain.step-4" / "DONE.json").exists()
