@@ -10,7 +10,8 @@ $OCTO_VLLM_PYTHON), and generates the same prompts x n x max_tokens at temperatu
 backends: once with the trained weights (sentences end with EOS after ~8 tokens) and once with
 freshly initialised weights pushed to the server with ``update_weights`` (completions run to
 ``max_tokens``). Each figure is the median of ``--repeats`` timed calls after one warm-up call.
-Weight sync is timed over 5 ``update_weights`` calls (save model.safetensors + reload_weights +
+Plain ``model.generate`` (transformers, sampling, KV cache, one left-padded batch) runs the same
+request as a second baseline. Weight sync is timed over 5 ``update_weights`` calls (save model.safetensors + reload_weights +
 reset_prefix_cache). Prints one JSON object; the server is stopped on the way out.
 
 Probe-step breakdown (``--probe-steps``, 0 to skip): the quickstart's GRPO probe (its model size,
@@ -92,6 +93,35 @@ def probe_breakdown(steps: int, python: str) -> dict:
     return out
 
 
+def timed_plain_generate(model, tokenizer, prompts, args) -> dict:
+    """The same request with plain ``model.generate`` (left-padded batch, sampling, KV cache):
+    what a user gets from transformers without octo's rollout loop."""
+    import torch
+
+    pad = tokenizer.pad_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    kw = dict(attention_mask=mask, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=args.max_tokens,
+              num_return_sequences=args.n, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+    with torch.no_grad():
+        model.generate(ids, **kw)  # warm-up
+        times, tokens = [], []
+        for r in range(args.repeats):
+            torch.manual_seed(r + 1)
+            t0 = time.perf_counter()
+            out = model.generate(ids, **kw)[:, width:]
+            times.append(time.perf_counter() - t0)
+            # tokens up to and including the first EOS of each row
+            n = 0
+            for row in out.tolist():
+                n += row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+            tokens.append(n)
+    sec, tok = statistics.median(times), statistics.median(tokens)
+    return {"completion_tokens": tok, "seconds": round(sec, 4), "tokens_per_s": round(tok / sec, 1),
+            "mean_len": round(tok / (len(prompts) * args.n), 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=16)
@@ -131,7 +161,8 @@ def main() -> None:
             hf = make_backend(RolloutConfig(backend="hf"), tokenizer=tokenizer, model=model)
             vs = make_backend(RolloutConfig(backend="vllm-server", servers=[server.url]), tokenizer=tokenizer,
                               model=model)
-            trained = {"hf": timed(hf, prompts, args), "vllm_server": timed(vs, prompts, args)}
+            trained = {"hf": timed(hf, prompts, args), "vllm_server": timed(vs, prompts, args),
+                       "plain_generate": timed_plain_generate(model, tokenizer, prompts, args)}
             syncs, saves = [], []
             for _ in range(5):
                 vs.update_weights(model, step=0)
@@ -145,10 +176,14 @@ def main() -> None:
                                 seed=1).eval()  # untrained: completions run to max_tokens
             hf_fresh = make_backend(RolloutConfig(backend="hf"), tokenizer=tokenizer, model=fresh)
             vs.update_weights(fresh, step=1)
-            full = {"hf": timed(hf_fresh, prompts, args), "vllm_server": timed(vs, prompts, args)}
+            full = {"hf": timed(hf_fresh, prompts, args), "vllm_server": timed(vs, prompts, args),
+                    "plain_generate": timed_plain_generate(fresh, tokenizer, prompts, args)}
             vs.close()
     for case in (trained, full):
         case["ratio"] = round(case["vllm_server"]["tokens_per_s"] / case["hf"]["tokens_per_s"], 2)
+        case["ratio_vs_plain_generate"] = round(
+            case["vllm_server"]["tokens_per_s"] / case["plain_generate"]["tokens_per_s"], 2)
+        case["hf_vs_plain_generate"] = round(case["hf"]["tokens_per_s"] / case["plain_generate"]["tokens_per_s"], 2)
     params = sum(p.numel() for p in model.parameters())
     breakdown = probe_breakdown(args.probe_steps, python) if args.probe_steps > 0 else None
     print(json.dumps({
