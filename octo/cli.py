@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 
-from octo import __version__
+from octo import __version__, progress
 from octo.errors import OctoError
 
 # name -> (module, one-line help). Nested commands ("data preview") share a group parser.
@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # octo prints its own progress; the libraries' loading bars would interleave with it
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):
@@ -81,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args._run(args)
     except OctoError as err:
+        progress.end_bars()
         print(f"octo: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        progress.end_bars()
         print("\nocto: interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130

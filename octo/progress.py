@@ -27,6 +27,20 @@ def quiet_libraries() -> None:
         pass
 
 
+def end_bars() -> None:
+    """Close every open progress bar and end its line, so that a message printed next (an error)
+    starts on a line of its own, in a terminal and in a log file alike."""
+    tqdm = sys.modules.get("tqdm")
+    instances = list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or [])
+    for inst in instances:
+        try:
+            inst.close()
+        except Exception:  # noqa: BLE001 - a bar that cannot close must not hide the error
+            pass
+    if instances:
+        print(file=sys.stderr, flush=True)
+
+
 def bar(total: int, desc: str, initial: int = 0, unit: str = "step"):
     from tqdm.auto import tqdm
 

@@ -69,6 +69,10 @@ class _Server:
         return self.client.url
 
 
+class _Garbage(Exception):
+    """A server answered, but with something that is not a valid completion."""
+
+
 class VLLMServerBackend(ContextClosing):
     """Rollouts from one or more vLLM servers. See the module docstring for the protocol."""
 
@@ -80,6 +84,8 @@ class VLLMServerBackend(ContextClosing):
                             "and list its URL in probe.rollout.servers")
         self.config = config
         self.tokenizer = tokenizer
+        # token ids a server may return: the model's (padded) vocabulary, when the model is known
+        self._vocab: int | None = getattr(getattr(model, "config", None), "vocab_size", None)
         api_key = read_api_key(config.api_key_env)
         urls = list(dict.fromkeys(config.servers))  # keep order, drop duplicates
         self._servers = [_Server(ServerClient(url, connect_timeout_s=config.connect_timeout_s,
@@ -218,12 +224,17 @@ class VLLMServerBackend(ContextClosing):
             try:
                 data = server.client.request("POST", "/v1/completions", dict(req, model=server.model))
             except RequestFailed as err:
-                if err.transient:
+                # a failure of the server (transient after its retries, or an answer that is not
+                # JSON) drops it; an HTTP 4xx is a refusal of this request and stops the probe
+                if err.transient or err.status is None:
                     self._drop(server, err.detail)
                     continue
                 raise OctoError(f"vLLM server {server.url} rejected a completion request{self._at_step()}: "
                                 f"{err.detail}") from None
-            return self._parse(server, data, req["n"])
+            try:
+                return self._parse(server, data, req["n"])
+            except _Garbage as err:  # a broken server: drop it, the request goes to a healthy one
+                self._drop(server, str(err))
 
     def _parse(self, server: _Server, data: Any, n: int) -> list[Completion]:
         try:
@@ -239,16 +250,16 @@ class VLLMServerBackend(ContextClosing):
                     raise ValueError(f"{len(ids)} tokens but {len(logprobs)} logprobs")
                 reason = ch.get("finish_reason")
                 if reason not in ("stop", "length"):
-                    raise OctoError(f"vLLM server {server.url} ended a completion with finish_reason={reason!r}"
-                                    f"{self._at_step()}; see the server's log")
-                out.append(Completion(token_ids=[int(t) for t in ids], text="", logprobs=logprobs,
-                                      finish_reason=reason))
+                    raise _Garbage(f"it ended a completion with finish_reason={reason!r} (see the server's log)")
+                token_ids = [int(t) for t in ids]
+                if self._vocab is not None and any(not 0 <= t < self._vocab for t in token_ids):
+                    raise ValueError(f"token ids outside the vocabulary of {self._vocab}")
+                out.append(Completion(token_ids=token_ids, text="", logprobs=logprobs, finish_reason=reason))
         except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise OctoError(f"vLLM server {server.url} answered /v1/completions in an unexpected form ({err}); "
-                            f"is it a vLLM OpenAI-compatible server?") from None
+            raise _Garbage(f"it answered /v1/completions in an unexpected form ({err}); is it a vLLM "
+                           f"OpenAI-compatible server?") from None
         if len(out) != n:
-            raise OctoError(f"vLLM server {server.url} returned {len(out)} completions where {n} were asked; "
-                            f"is it a vLLM OpenAI-compatible server?")
+            raise _Garbage(f"it returned {len(out)} completions where {n} were asked")
         return out
 
     def update_weights(self, model: Any, *, step: int | None = None) -> None:

@@ -175,3 +175,41 @@ def test_same_probe_with_rollouts_from_a_vllm_server(tmp_path):
             serve.wait(timeout=60)
         except subprocess.TimeoutExpired:
             serve.kill()
+
+
+def test_rollout_server_dying_mid_probe_stops_naming_it_then_resumes(probe_run, tmp_path):
+    """The vllm-server path against a fake OpenAI-compatible peer (tests/rollout/fake_peer.py): when the
+    only server starts failing, the probe stops with exit 2 naming the server and the step, keeps its
+    last checkpoint, and resumes from it once the server is back."""
+    from tests.rollout.fake_peer import FakePeer
+
+    _, ckpt = probe_run
+    peer = FakePeer(max_model_len=512)
+    try:
+        overrides = PROBE_OVERRIDES + ["probe.rollout.backend=vllm-server", f"probe.rollout.servers=[{peer.url}]",
+                                       "probe.rollout.max_retries=1", "probe.rollout.retry_backoff_s=0.05"]
+        run_dir = tmp_path / "run"
+        pdir = run_dir / "probes" / ckpt.name
+        proc = subprocess.Popen(_probe_cmd(ckpt, run_dir, overrides), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=_env())
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            rows = _rows(pdir / "metrics.jsonl") if (pdir / "metrics.jsonl").exists() else []
+            if rows and rows[-1]["step"] >= 3:
+                break
+            time.sleep(0.02)
+        peer.fail_status = 502
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2, err[-3000:]
+        line = [ln for ln in err.splitlines() if ln.startswith("octo: error:")]
+        assert len(line) == 1 and peer.url in line[0] and "at step" in line[0] and "HTTP 502" in line[0]
+        assert "Traceback" not in err
+        assert sorted(p.name for p in (pdir / "checkpoints").glob("checkpoint-*"))  # the last one is kept
+        peer.fail_status = None
+        res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides), capture_output=True, text=True, env=_env(),
+                             timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "resuming from checkpoint-" in res.stderr
+        assert [r["step"] for r in _rows(pdir / "metrics.jsonl")] == list(range(1, STEPS + 1))
+    finally:
+        peer.close()

@@ -25,6 +25,7 @@ class FakePeer:
         self.fail_first = 0  # answer the first k completion requests with 503
         self.hang_s = 0.0  # sleep this long before answering a completion or a reload
         self.rpc_status: int | None = None  # answer /collective_rpc with this status
+        self.garbage: str | None = None  # answer completions with: "not-json", "no-choices", "bad-ids", "abort"
         self._lock = threading.Lock()
         self._release = threading.Event()
         peer = self
@@ -51,7 +52,17 @@ class FakePeer:
                         return self._send(peer.fail_status, {"error": {"message": "fake failure", "code": 0}})
                     if index < peer.fail_first:
                         return self._send(503, {"error": {"message": "fake overload"}})
-                    return self._send(200, peer._completion(body))
+                    if peer.garbage == "not-json":
+                        return self._send(200, None, raw=b"<html>502 Bad Gateway</html>")
+                    if peer.garbage == "no-choices":
+                        return self._send(200, {"object": "error"})
+                    answer = peer._completion(body)
+                    for ch in answer["choices"]:
+                        if peer.garbage == "bad-ids":
+                            ch["token_ids"] = [10**9] * len(ch["token_ids"])
+                        elif peer.garbage == "abort":
+                            ch["finish_reason"] = "abort"
+                    return self._send(200, answer)
                 if self.path == "/collective_rpc":
                     if peer.hang_s:
                         peer._release.wait(peer.hang_s)
@@ -62,8 +73,8 @@ class FakePeer:
                     return self._send(200, {"success": True})
                 self._send(404, {"detail": "Not Found"})
 
-            def _send(self, status, payload):
-                data = json.dumps(payload).encode()
+            def _send(self, status, payload, raw: bytes | None = None):
+                data = raw if raw is not None else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")

@@ -158,6 +158,32 @@ def test_hanging_server_times_out(peers):
     assert a.url in str(err.value) and "within 0.5 s" in str(err.value)
 
 
+@pytest.mark.parametrize("garbage", ["not-json", "no-choices", "bad-ids", "abort"])
+def test_server_answering_garbage_is_dropped_and_others_continue(peers, garbage):
+    bad, good = peers(2)
+    bad.garbage = garbage
+    model = torch.nn.Linear(3, 2)
+    model.config = type("Cfg", (), {"vocab_size": 100})()
+    with backend([bad.url, good.url], model=model, sync_on_start=False) as be:
+        groups = be.generate(PROMPTS, n=2, max_tokens=3, temperature=1.0, seed=0)
+        assert be.healthy_servers == [good.url] and bad.url in be.dropped_servers
+    assert [[c.token_ids for c in g] for g in groups] == [[expected_ids(p, j, 3) for j in range(2)] for p in PROMPTS]
+
+
+@pytest.mark.parametrize("garbage", ["not-json", "bad-ids"])
+def test_only_server_answering_garbage_stops_the_probe_naming_it(peers, garbage):
+    (bad,) = peers(1)
+    bad.garbage = garbage
+    model = torch.nn.Linear(3, 2)
+    model.config = type("Cfg", (), {"vocab_size": 100})()
+    with backend([bad.url], model=model, sync_on_start=False) as be:
+        be._step = 4
+        with pytest.raises(OctoError) as err:
+            be.generate(PROMPTS[:2], n=1, max_tokens=2, temperature=1.0)
+    msg = str(err.value)
+    assert bad.url in msg and "step 4" in msg and ("not JSON" in msg or "vocabulary" in msg)
+
+
 def test_client_error_is_not_retried(peers):
     (a,) = peers(1)
     a.fail_status = 400
