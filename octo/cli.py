@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 
-from octo import __version__, progress
+from octo import __version__, progress, runlock
 from octo.errors import OctoError
 
 # name -> (module, one-line help). Nested commands ("data preview") share a group parser.
@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "_run"):
         parser.print_help()
         return 2
+    held = runlock.held_locks()
     try:
         code = args._run(args)
     except OctoError as err:
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nocto: interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    finally:
+        runlock.release_new(held)  # the run directories this command wrote are free again
     return int(code or 0)
 
 

@@ -78,6 +78,10 @@ class SourceConfig:
     fields: dict[str, str] = opt(default_factory=dict,
                                  help="template slot -> column name, e.g. {query: question, cot: solution}")
     heldout: int = opt(100, ge=0, help="documents held out of training for perplexity gates")
+    on_bad_rows: Literal["error", "skip"] = opt(
+        "error", help="malformed rows (invalid JSON, not UTF-8, no template field, empty document): error "
+                      "stops before any training with the file and line; skip drops them, counts them by "
+                      "reason in manifest.json (data_bad_rows) and says so once")
 
 
 @dataclass(kw_only=True)

@@ -1,15 +1,19 @@
 """A run: its recipe, its directory, and what every stage shares (tokenizer, sources, problems).
 
-``RunContext.prepare()`` makes the run directory ready: it writes ``recipe.resolved.yaml``
-(refusing to reuse a directory made by a different recipe), generates the toy world,
-trains or copies the tokenizer, and writes ``manifest.json`` (versions, git commit, seeds,
-tokenizer hash, data fingerprints). Each step is skipped when its output already exists,
-so a rerun of the same command resumes.
+``RunContext.prepare()`` makes the run directory ready: it takes the directory's write lock
+(``.lock``, one writer per run directory, :mod:`octo.runlock`), writes ``recipe.resolved.yaml``
+(refusing to reuse a directory made by a different recipe), reads and checks every row of the
+file data sources (bad rows stop the run here, before anything trains, unless a source says
+``on_bad_rows: skip``), generates the toy world, trains or copies the tokenizer, and writes
+``manifest.json`` (versions, git commit, seeds, tokenizer hash, data fingerprints, skipped bad
+rows). Each step is skipped when its output already exists, so a rerun of the same command resumes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 import subprocess
 from functools import cached_property
@@ -21,6 +25,7 @@ from octo import progress
 from octo.config import Recipe, dump_recipe
 from octo.errors import OctoError
 from octo.runio import MANIFEST_FILE, RECIPE_FILE, read_json, write_json_atomic, write_text_atomic
+from octo.runlock import RunLock
 
 
 def _flatten(d, prefix=""):
@@ -31,6 +36,44 @@ def _flatten(d, prefix=""):
     else:
         out[prefix] = d
     return out
+
+
+_FIELD_DEFAULTS: list[tuple[re.Pattern, object]] | None = None
+
+
+def _field_default(key: str) -> tuple[bool, object]:
+    """(True, default) when ``key`` is a config field inside a user-named map (``data.sources.*.x``)."""
+    global _FIELD_DEFAULTS
+    if _FIELD_DEFAULTS is None:
+        from octo.schema import iter_fields
+
+        _FIELD_DEFAULTS = []
+        for path, f, tp in iter_fields(Recipe):
+            if "*" not in path or dataclasses.is_dataclass(tp):
+                continue
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                continue
+            pattern = re.compile(r"\.".join("[^.]+" if p == "*" else re.escape(p) for p in path.split(".")) + "$")
+            _FIELD_DEFAULTS.append((pattern, default))
+    for pattern, default in _FIELD_DEFAULTS:
+        if pattern.match(key):
+            return True, default
+    return False, None
+
+
+def _new_default(key: str, a: dict, b: dict) -> bool:
+    """A key on one side only that is a config field at its default (a field added to, e.g.,
+    SourceConfig after the run began) inside an entry present on both sides is not an edit."""
+    known, default = _field_default(key)
+    if not known:
+        return False
+    value = a[key] if key in a else b[key]
+    entry = key.rsplit(".", 1)[0] + "."
+    return value == default and any(k.startswith(entry) for k in a) and any(k.startswith(entry) for k in b)
 
 
 def git_commit() -> str | None:
@@ -47,6 +90,8 @@ class RunContext:
         self.recipe = recipe
         self.run_dir = recipe.run_path
         self._sources: dict = {}
+        self.lock: RunLock | None = None
+        self.data_bad_rows: dict[str, dict[str, int]] = {}
 
     # --- paths --------------------------------------------------------------------------
     @property
@@ -68,7 +113,10 @@ class RunContext:
     # --- preparation --------------------------------------------------------------------
     def prepare(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.lock is None or not self.lock.held:  # before the first write; re-entrant within this process
+            self.lock = RunLock.acquire_dir(self.run_dir)
         self._check_or_write_recipe()
+        self.data_bad_rows = self._check_sources()
         if self.recipe.world is not None and not (self.world_dir / "world.json").exists():
             from octo.toyworld import generate_world
 
@@ -78,6 +126,40 @@ class RunContext:
             self._make_tokenizer()
         if not (self.run_dir / MANIFEST_FILE).exists():
             self._write_manifest()
+        elif self.manifest.get("data_bad_rows", {}) != self.data_bad_rows:
+            # the skipped rows of this run are those of the files as read now (a resumed run rereads them)
+            write_json_atomic(self.run_dir / MANIFEST_FILE, {**self.manifest, "data_bad_rows": self.data_bad_rows})
+            self.__dict__.pop("manifest", None)
+
+    def release(self) -> None:
+        """Give up this context's hold on the run directory's write lock.
+
+        A process holds the lock until it exits; library callers that prepare a directory and then
+        hand it to another octo process (tests, notebooks) release it first.
+        """
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _check_sources(self) -> dict[str, dict[str, int]]:
+        """Read every row of every file source now, so bad data stops the run before anything trains.
+
+        Toy sources are generated by octo and always clean. Returns the skipped rows per source and
+        reason (sources with ``on_bad_rows: skip``) and says so once per source.
+        """
+        from octo.data.sources import load_rows, resolve_path
+        from octo.data.templates import field_map
+
+        out: dict[str, dict[str, int]] = {}
+        for name, src in self.recipe.data.sources.items():
+            if src.path.startswith("toy:"):
+                continue
+            path = resolve_path(src.path, self.run_dir)
+            _rows, bad = load_rows(path, src.template, field_map(src.template, src.fields), name, src.on_bad_rows)
+            if bad.total:
+                progress.info(bad.summary())
+                out[name] = dict(sorted(bad.counts.items()))
+        return out
 
     def _check_or_write_recipe(self) -> None:
         text = dump_recipe(self.recipe)
@@ -91,7 +173,7 @@ class RunContext:
             user_maps = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")
             diff = sorted(k for k in set(a) | set(b)
                           if (k in a and k in b and a[k] != b[k])
-                          or ((k in a) != (k in b) and k.startswith(user_maps)))
+                          or ((k in a) != (k in b) and k.startswith(user_maps) and not _new_default(k, a, b)))
             if diff:
                 shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
                 raise OctoError(f"run directory {self.run_dir} was made by a different recipe (differs in: "
@@ -144,7 +226,7 @@ class RunContext:
         write_json_atomic(self.run_dir / MANIFEST_FILE, {
             "name": self.recipe.name, "seed": self.recipe.seed, "git_commit": git_commit(),
             "versions": package_versions(), "tokenizer_hash": tokenizer_hash(self.tokenizer_dir),
-            "data_fingerprints": fps,
+            "data_fingerprints": fps, "data_bad_rows": self.data_bad_rows,
         })
 
     # --- shared objects -----------------------------------------------------------------

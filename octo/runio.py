@@ -13,9 +13,13 @@ and the tests all use it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -60,29 +64,100 @@ def dumps(row: Any) -> str:
     return json.dumps(_clean(row), ensure_ascii=False, allow_nan=False)
 
 
+# errno values of a write that the user can fix, then resume: a full disk or quota, a read-only file
+# system, a file or directory without write permission
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EROFS, errno.EACCES, errno.EPERM)
+# how libraries quote an errno: Rust's io::Error (safetensors, tokenizers) "os error 28", torch's
+# file writer "open file failed because of errno 13 on fopen"
+_ERRNO_IN_TEXT = re.compile(r"(?:os error|errno) (\d+)")
+# torch's file writer when a write comes up short, with no errno (torch.save into a full disk)
+_TORCH_SHORT_WRITE = re.compile(r"inline_container\.cc.*(?:unexpected pos|file write failed)", re.DOTALL)
+_LOW_SPACE = 64 << 20
+
+
+def write_errno(err: BaseException) -> int | None:
+    """The errno behind a failed write, found in the exception or what it was raised from.
+
+    Libraries do not always raise OSError: ``torch.save`` into a full disk raises a RuntimeError
+    ("unexpected pos ...") whose context is the OSError of the file object it wrote to, and
+    safetensors a SafetensorError that quotes "(os error 28)".
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno is not None:
+            return err.errno
+        m = _ERRNO_IN_TEXT.search(str(err))
+        if m:
+            return int(m.group(1))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def write_error(err: BaseException, path: str | os.PathLike, what: str = "write",
+                note: str = "") -> OctoError | None:
+    """An OctoError that says what failed, on which path, and how to go on, for a write that failed
+    because the disk is full or the path is not writable; None for any other failure (re-raise it).
+    ``note`` is put before the advice (e.g. "earlier checkpoints are intact")."""
+    code = write_errno(err)
+    if code is None and _TORCH_SHORT_WRITE.search(str(err)) and _free_bytes(path) < _LOW_SPACE:
+        code = errno.ENOSPC  # a short write of torch.save on a disk that is (nearly) full
+    if code in _FULL:
+        advice = "free space and rerun the same command to resume"
+    elif code in _DENIED:
+        advice = "make it writable and rerun the same command to resume"
+    else:
+        return None
+    return OctoError(f"cannot {what} {path} ({os.strerror(code)}); {note + ': ' if note else ''}{advice}")
+
+
+def _free_bytes(path: str | os.PathLike) -> int:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 1 << 62
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: ``os.write`` may write part of it (a disk filling up) before it fails."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class JsonlWriter:
-    """Append rows to a JSONL file, flushing each row (a kill -9 loses at most one line)."""
+    """Append rows to a JSONL file, one unbuffered write per row (a kill -9 loses at most one line).
+
+    Unbuffered on purpose: a buffered file whose flush failed (disk full) keeps the row and fails
+    again when closed, so the error of a ``finally: close()`` would replace the first, clear one.
+    A failed write raises OctoError naming the file; the partial row it may leave is dropped on
+    resume (see :func:`truncate_jsonl`).
+    """
 
     def __init__(self, path: str | os.PathLike, *, mode: str = "a"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = None
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
         try:
-            self._fh = open(self.path, mode, encoding="utf-8")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, flags, 0o666)
         except OSError as err:
-            raise OctoError(f"cannot open {self.path} for writing ({err.strerror}); "
-                            "check the run directory's permissions and free space") from None
+            raise (write_error(err, self.path, "open for writing") or err) from None
 
     def write(self, row: dict) -> None:
         try:
-            self._fh.write(dumps(row) + "\n")
-            self._fh.flush()
+            _write_all(self._fd, (dumps(row) + "\n").encode("utf-8"))
         except OSError as err:
-            raise OctoError(f"cannot write to {self.path} ({err.strerror}); free space or fix "
-                            "permissions, then rerun the same command to resume") from None
+            raise (write_error(err, self.path) or err) from None
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def __enter__(self) -> JsonlWriter:
         return self
@@ -130,18 +205,22 @@ def truncate_jsonl(path: str | os.PathLike, *, keep_step_le: int | None, key: st
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            _write_all(fd, text.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give them the usual permissions
         os.replace(tmp, path)
     except OSError as err:
-        raise OctoError(f"cannot write {path} ({err.strerror}); free space or fix permissions, "
-                        "then rerun the same command to resume") from None
+        if tmp is not None:  # a failed write leaves no temp file behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise (write_error(err, path) or err) from None
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

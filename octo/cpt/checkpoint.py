@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 import shutil
 import sys
 from pathlib import Path
 
 from octo.errors import OctoError
-from octo.runio import read_json, write_json_atomic
+from octo.runio import read_json, write_error, write_json_atomic
 
 STEP_RE = re.compile(r"^step-(\d+)$")
 MANIFEST = "manifest.json"
 STATE = "trainer_state.pt"
+TMP_PREFIX = ".tmp-"     # a checkpoint being written: .tmp-step-<N>-<pid>
+DEL_PREFIX = ".del-"     # a checkpoint being removed: .del-step-<N>-<pid>
+STALE_RE = re.compile(r"^\.(?:tmp|del)-step-\d+-(\d+)$")
 
 
 def file_digest(path: Path) -> str:
@@ -52,34 +56,73 @@ def package_versions() -> dict[str, str]:
 
 
 def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | None, manifest: dict) -> Path:
-    """Write a checkpoint atomically; returns its final path."""
+    """Write a checkpoint atomically; returns its final path.
+
+    A write that fails because the disk is full or not writable raises OctoError naming the
+    checkpoint; the temporary directory is removed and the previous checkpoints are untouched.
+    """
     import torch
 
     ckpt_dir = Path(ckpt_dir)
-    tmp = ckpt_dir.parent / f".tmp-{ckpt_dir.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = ckpt_dir.parent / f"{TMP_PREFIX}{ckpt_dir.name}-{os.getpid()}"
     try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         if trainer_state is not None:
-            torch.save(trainer_state, tmp / STATE)
-        files = {}
-        for f in sorted(tmp.iterdir()):
-            if f.is_file():
-                files[f.name] = {"size": f.stat().st_size, "sha256": file_digest(f)}
-        write_json_atomic(tmp / MANIFEST, {**manifest, "files": files, "versions": package_versions()})
+            # through a Python file object: torch.save into a path hides the OSError of a full disk
+            # behind "unexpected pos ..."; with a file object it stays the RuntimeError's context
+            with open(tmp / STATE, "wb") as fh:
+                torch.save(trainer_state, fh)
+        write_file_manifest(tmp, manifest)
         _fsync_dir(tmp)
         if ckpt_dir.exists():
-            shutil.rmtree(ckpt_dir)
+            _remove_dir(ckpt_dir)
         os.replace(tmp, ckpt_dir)
         _fsync_dir(ckpt_dir.parent)
-    except OSError as err:
+    except Exception as err:
+        # the libraries raise RuntimeError (torch) or SafetensorError (safetensors) for a full disk,
+        # not OSError; write_error finds the errno behind them and passes anything else on
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OctoError(f"cannot write checkpoint {ckpt_dir} ({err.strerror}); the previous checkpoint is "
-                        "intact: free space or fix permissions, then rerun the same command to resume") from None
+        octo_err = write_error(err, ckpt_dir, "write checkpoint", "earlier checkpoints are intact")
+        if octo_err is None:
+            raise
+        raise octo_err from None
     return ckpt_dir
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove a directory so that it never exists half-deleted under its name: rename, then delete
+    (a kill during the delete leaves a ``.del-`` directory, which :func:`remove_stale` clears)."""
+    trash = path.parent / f"{DEL_PREFIX}{path.name}-{os.getpid()}"
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(checkpoints_dir: Path, log=print) -> None:
+    """Remove what killed writers left in a checkpoints directory: ``.tmp-`` directories of a
+    checkpoint being written, ``.del-`` directories being deleted (those of live processes stay)."""
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.exists():
+        return
+    for d in checkpoints_dir.iterdir():
+        m = STALE_RE.match(d.name)
+        if m and d.is_dir() and not _pid_alive(int(m.group(1))):
+            if m.group(0).startswith(TMP_PREFIX):
+                log(f"removing {d.name}, a checkpoint whose writer was stopped before it was complete")
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -93,6 +136,17 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_file_manifest(ckpt_dir: Path, extra: dict) -> None:
+    """Write ``manifest.json`` into a checkpoint directory: ``extra``, the package versions, and the
+    size and sha256 of every file in it (what :func:`verify_checkpoint` checks at load)."""
+    ckpt_dir = Path(ckpt_dir)
+    files = {}
+    for f in sorted(ckpt_dir.iterdir()):
+        if f.is_file() and f.name != MANIFEST:
+            files[f.name] = {"size": f.stat().st_size, "sha256": file_digest(f)}
+    write_json_atomic(ckpt_dir / MANIFEST, {**extra, "files": files, "versions": package_versions()})
 
 
 def verify_checkpoint(ckpt_dir: Path) -> str | None:
@@ -144,7 +198,13 @@ def load_trainer_state(ckpt_dir: Path) -> dict:
     if not path.exists():
         raise OctoError(f"{ckpt_dir} is a weights-only checkpoint (no {STATE}); a full-state restore needs "
                         "one, or set the stage's restore: weights")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        # weights_only: a state file can hold tensors and plain data, never code to run at load
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise OctoError(f"{path} holds objects other than tensors and plain data, which octo refuses to load "
+                        "(weights_only=True: loading them could run code); it was not written by octo — "
+                        "delete that checkpoint to resume from an earlier one") from None
 
 
 def prune_checkpoints(checkpoints_dir: Path, keep_last: int, keep: set[int] = frozenset()) -> None:
@@ -152,4 +212,7 @@ def prune_checkpoints(checkpoints_dir: Path, keep_last: int, keep: set[int] = fr
     ckpts = list_checkpoints(checkpoints_dir)
     for step, d in ckpts[:-keep_last] if keep_last > 0 else ckpts:
         if step not in keep:
-            shutil.rmtree(d, ignore_errors=True)
+            try:
+                _remove_dir(d)
+            except OSError:
+                shutil.rmtree(d, ignore_errors=True)

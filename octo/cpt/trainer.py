@@ -23,7 +23,7 @@ from pathlib import Path
 
 from octo import progress
 from octo.context import RunContext
-from octo.cpt.checkpoint import (latest_good_checkpoint, load_trainer_state, prune_checkpoints,
+from octo.cpt.checkpoint import (latest_good_checkpoint, load_trainer_state, prune_checkpoints, remove_stale,
                                  save_checkpoint)
 from octo.cpt.schedules import LRSchedule
 from octo.errors import OctoError
@@ -111,6 +111,9 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
     streams = {name: DocStream(ctx.source(name).train, recipe.seed, name) for name in scfg.mixture}
     packer = Packer(TokenMixture(streams, scfg.mixture), cfg.seq_len)
 
+    # a process killed while writing or pruning a checkpoint leaves a .tmp-/.del- directory: never a
+    # resume point (its name is not step-<N>), but it holds a model's worth of disk
+    remove_stale(sdir / "checkpoints", log=progress.info)
     resume = latest_good_checkpoint(sdir / "checkpoints", log=progress.info)
     if resume is not None:
         from octo.model import load_model

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,11 @@ from statistics import mean, pstdev
 
 from octo import progress
 from octo.config import ProbeConfig, Recipe
+from octo.cpt.checkpoint import MANIFEST, verify_checkpoint, write_file_manifest
 from octo.errors import OctoError
 from octo.probe.length import LengthSchedule
 from octo.runio import (EVALS_FILE, METRICS_FILE, PROBE_META_FILE, SAMPLES_FILE, JsonlWriter, read_json,
-                        read_jsonl, truncate_jsonl, write_json_atomic)
+                        read_jsonl, truncate_jsonl, write_error, write_json_atomic)
 
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -75,15 +77,50 @@ class _StepStats:
     group: int = 1
 
 
-def _latest_probe_checkpoint(ckpt_root: Path) -> tuple[int, Path] | None:
+# What transformers' Trainer writes into checkpoint-<N>/ before trainer_state.json, which comes last
+# (any one of each tuple: the weights may be sharded).
+_CKPT_FILES = (("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"), ("config.json",),
+               ("optimizer.pt",), ("scheduler.pt",))
+
+
+def probe_checkpoint_complete(d: Path, step: int) -> bool:
+    """True when a TRL checkpoint-<N> directory was written to the end.
+
+    The Trainer writes checkpoints in place (not under a temporary name), so a probe killed while
+    saving leaves checkpoint-<N>/ with some files, and its checkpoint rotation, killed mid-way, a
+    directory with some files removed. trainer_state.json is written last but not atomically:
+    a kill during that write leaves a truncated file, and resuming from it would fail on every
+    rerun. So it must parse and name step N, and the files written before it must all be there.
+    """
+    if not all(any((d / f).is_file() for f in names) for names in _CKPT_FILES + ((MANIFEST,),)):
+        return False  # octo's manifest is written after the Trainer's files (ProbeCallback.on_save)
+    try:
+        state = json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == step
+
+
+def _latest_probe_checkpoint(ckpt_root: Path, *, remove_partial: bool = False) -> tuple[int, Path] | None:
+    """The newest complete checkpoint; with ``remove_partial``, incomplete ones are deleted (resume
+    only: the Trainer would otherwise write into, or rotate by mtime among, half-written directories)."""
     if not ckpt_root.exists():
         return None
     found = []
     for d in ckpt_root.iterdir():
         m = CKPT_RE.match(d.name)
-        # trainer_state.json is written last by transformers' Trainer: without it the checkpoint is partial
-        if m and (d / "trainer_state.json").exists() and (d / "optimizer.pt").exists():
-            found.append((int(m.group(1)), d))
+        if not (m and d.is_dir()):
+            continue
+        if probe_checkpoint_complete(d, int(m.group(1))):
+            problem = verify_checkpoint(d)
+            if problem is None:
+                found.append((int(m.group(1)), d))
+            else:  # kept for inspection; resume falls back to an older one
+                progress.info(f"warning: skipping damaged probe checkpoint: {problem}; "
+                              "falling back to the previous one")
+        elif remove_partial:
+            progress.info(f"removing incomplete probe checkpoint {d.name} (the probe was stopped while writing it)")
+            shutil.rmtree(d, ignore_errors=True)
     return max(found) if found else None
 
 
@@ -130,10 +167,12 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
                                   "answer": p["answer"]} for p in prompts])
 
     ckpt_root = probe_dir / "checkpoints"
-    resume = _latest_probe_checkpoint(ckpt_root)
+    resume = _latest_probe_checkpoint(ckpt_root, remove_partial=True)
     resume_step = resume[0] if resume else 0
     for name in (METRICS_FILE, EVALS_FILE, SAMPLES_FILE):
-        truncate_jsonl(probe_dir / name, keep_step_le=resume_step)
+        # without a checkpoint the probe starts over, step-0 evaluation included: keep no row (keeping
+        # step <= 0 left the killed attempt's step-0 eval row, and the new one was appended after it)
+        truncate_jsonl(probe_dir / name, keep_step_le=resume_step if resume else -1)
     if resume:
         progress.info(f"probe {spec.probe_id}: resuming from {resume[1].name}")
     else:
@@ -229,6 +268,13 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
             self.t_step = 0.0
             self.bar = None
 
+        def on_save(self, args, state, control, **kw):
+            # sizes and hashes of the Trainer's checkpoint files: a truncated or altered file is
+            # found at resume (verify_checkpoint), which then falls back to an older checkpoint
+            d = ckpt_root / f"checkpoint-{state.global_step}"
+            if d.is_dir():
+                write_file_manifest(d, {"probe_id": spec.probe_id, "step": state.global_step})
+
         def on_train_begin(self, args, state, control, **kw):
             self.bar = progress.bar(cfg.steps, spec.probe_id, initial=state.global_step)
 
@@ -317,6 +363,18 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trainer.train(resume_from_checkpoint=str(resume[1]) if resume else None)
+    except OctoError:
+        raise
+    except Exception as err:
+        # the Trainer's checkpoint writes (torch.save, safetensors) fail on a full or read-only disk with
+        # RuntimeError / SafetensorError: say so in one line, and drop the half-written checkpoint
+        # (never a resume point: see probe_checkpoint_complete) to give the space back
+        octo_err = write_error(err, ckpt_root, "write probe checkpoints in",
+                               "the last complete checkpoint is intact")
+        if octo_err is None:
+            raise
+        _latest_probe_checkpoint(ckpt_root, remove_partial=True)
+        raise octo_err from None
     finally:
         metrics_w.close()
         evals_w.close()

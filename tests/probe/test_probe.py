@@ -48,6 +48,7 @@ def _prepare(run_dir: Path, overrides: list[str]) -> Path:
     ckpt = run_dir / "init-ckpt"
     build_toy_model(recipe.model, tok, seed=0).save_pretrained(str(ckpt))
     tok.save_pretrained(str(ckpt))
+    ctx.release()  # the `octo probe` processes below write this run directory: one writer at a time
     return ckpt
 
 
