@@ -293,12 +293,7 @@ def test_probe_metrics_write_fails_then_rerun_resumes(base, reference, tmp_path,
     assert rc == 2
     line = _one_error_line(err)
     assert f"cannot write {pdir / 'metrics.jsonl'} (No space left on device); {ADVICE}" in line, line
-    assert _probe_checkpoints(pdir) == {2: True}
-    rc, err = _octo(capsys, "probe", run_dir)
-    assert rc == 0, err[-3000:]
-    assert "resuming from checkpoint-2" in err
-    assert _metrics(pdir / "metrics.jsonl") == reference["probe"]
-    assert _metrics(pdir / "evals.jsonl") == reference["evals"]
+    _probe_resumes_from_checkpoint_2(capsys, run_dir, pdir, reference)
 
 
 def test_probe_checkpoint_write_fails_then_rerun_resumes(base, reference, tmp_path, monkeypatch, capsys):
@@ -313,6 +308,11 @@ def test_probe_checkpoint_write_fails_then_rerun_resumes(base, reference, tmp_pa
     line = _one_error_line(err)
     assert f"cannot write probe checkpoints in {pdir / 'checkpoints'} (No space left on device)" in line, line
     assert "the last complete checkpoint is intact" in line and ADVICE in line
+    _probe_resumes_from_checkpoint_2(capsys, run_dir, pdir, reference)
+
+
+def _probe_resumes_from_checkpoint_2(capsys, run_dir, pdir, reference) -> None:
+    """Only checkpoint-2 survived the fault; the rerun resumes from it and ends like the reference."""
     assert _probe_checkpoints(pdir) == {2: True}
     rc, err = _octo(capsys, "probe", run_dir)
     assert rc == 0, err[-3000:]
