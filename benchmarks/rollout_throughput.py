@@ -47,10 +47,14 @@ def timed(backend, prompts, args) -> dict:
         groups = backend.generate(prompts, seed=r + 1, **kw)
         times.append(time.perf_counter() - t0)
         tokens.append(sum(len(c.token_ids) for g in groups for c in g))
-    sec = statistics.median(times)
-    tok = statistics.median(tokens)
+    return figures(times, tokens, len(prompts) * args.n)
+
+
+def figures(times: list[float], tokens: list[int], sequences: int) -> dict:
+    """Medians of timed repeats: completion tokens, seconds, tokens/s, mean completion length."""
+    sec, tok = statistics.median(times), statistics.median(tokens)
     return {"completion_tokens": tok, "seconds": round(sec, 4), "tokens_per_s": round(tok / sec, 1),
-            "mean_len": round(tok / (len(prompts) * args.n), 2)}
+            "mean_len": round(tok / sequences, 2)}
 
 
 PROBE_PARTS = ("time/rollout", "time/verify", "time/sync", "time/train")
@@ -117,9 +121,7 @@ def timed_plain_generate(model, tokenizer, prompts, args) -> dict:
             for row in out.tolist():
                 n += row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
             tokens.append(n)
-    sec, tok = statistics.median(times), statistics.median(tokens)
-    return {"completion_tokens": tok, "seconds": round(sec, 4), "tokens_per_s": round(tok / sec, 1),
-            "mean_len": round(tok / (len(prompts) * args.n), 2)}
+    return figures(times, tokens, len(prompts) * args.n)
 
 
 def main() -> None:

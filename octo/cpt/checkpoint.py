@@ -26,6 +26,7 @@ from pathlib import Path
 
 from octo.errors import OctoError
 from octo.runio import read_json, write_error, write_json_atomic
+from octo.runlock import pid_alive
 
 STEP_RE = re.compile(r"^step-(\d+)$")
 MANIFEST = "manifest.json"
@@ -101,16 +102,6 @@ def _remove_dir(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale(checkpoints_dir: Path, log=print) -> None:
     """Remove what killed writers left in a checkpoints directory: ``.tmp-`` directories of a
     checkpoint being written, ``.del-`` directories being deleted (those of live processes stay)."""
@@ -119,7 +110,7 @@ def remove_stale(checkpoints_dir: Path, log=print) -> None:
         return
     for d in checkpoints_dir.iterdir():
         m = STALE_RE.match(d.name)
-        if m and d.is_dir() and not _pid_alive(int(m.group(1))):
+        if m and d.is_dir() and not pid_alive(int(m.group(1))):
             if m.group(0).startswith(TMP_PREFIX):
                 log(f"removing {d.name}, a checkpoint whose writer was stopped before it was complete")
             shutil.rmtree(d, ignore_errors=True)
