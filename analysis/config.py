@@ -23,12 +23,12 @@ COMPONENTS = ("start", "learning", "stability", "length", "control")
 DETECTORS = ("length_explosion", "collapse", "repetition", "multi_boxed", "entropy_collapse", "kl_blowup",
              "reward_hacking")
 #: Terms of the gate score J(t) (seed 001, section 4.3).
-GATE_TERMS = ("domain", "general", "behavior")
+GATE_TERMS = ("domain", "general", "behavior", "safety")
 
 DEFAULT_WEIGHTS = {"start": 1.0, "learning": 1.0, "stability": 1.0, "length": 1.0, "control": 1.0}
 DEFAULT_EVENT_PENALTY = {"length_explosion": 0.1, "collapse": 0.1, "repetition": 0.05, "multi_boxed": 0.05,
                          "entropy_collapse": 0.05, "kl_blowup": 0.05, "reward_hacking": 0.1}
-DEFAULT_GATE_WEIGHTS = {"domain": 1.0, "general": 1.0, "behavior": 0.5}
+DEFAULT_GATE_WEIGHTS = {"domain": 1.0, "general": 1.0, "behavior": 0.5, "safety": 1.0}
 
 
 def _check(given: dict[str, float], allowed: tuple[str, ...], key: str) -> None:
@@ -99,7 +99,8 @@ class AnalysisConfig:
     # --- gates beside readiness (seed 001: stability gap, J(t), stop rule, Pareto set) ----------
     gate_weights: dict[str, float] = opt(
         default_factory=lambda: dict(DEFAULT_GATE_WEIGHTS),
-        help="weights of J = w_domain*gain - w_general*general regression - w_behavior*format regression")
+        help="weights of J = w_domain*gain - w_general*general regression - w_behavior*format regression "
+             "- w_safety*refusal-rate regression")
     domain_metric: str = opt("", help="gate key of the domain metric M_d (empty: the first acc/<benchmark>)")
     reference: str = opt("", help="checkpoint id whose gates are M(0) for the stability gap and J (empty: the "
                                   "base model, i.e. the final checkpoint of the root stage)")
@@ -107,6 +108,8 @@ class AnalysisConfig:
                                        "ln(ppl/general / reference)")
     tau_b: float = opt(0.1, ge=0, help="stop rule: largest acceptable drop of format_rate (octo's behaviour "
                                        "gate, in the role of the seed's safety tau_s)")
+    tau_s: float = opt(0.05, ge=0, help="stop rule: largest acceptable drop of refusal_rate on the recipe's "
+                                        "safety slice (seed 001 tau_s; only with cpt.gates.safety)")
     eps_d: float = opt(0.0, help="stop rule: smallest domain gain over the reference worth more tokens")
     stop_patience: int = opt(2, ge=1, help="stop rule: consecutive gate evaluations of a stage below eps_d")
 

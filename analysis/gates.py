@@ -5,14 +5,17 @@ base model: the final checkpoint of the root stage, or ``analysis.reference``):
 
 - stability gap (seed 001, 5.1): ``stab_gap/<metric> = M(t) - M(0)`` for ``ppl/general``, the domain
   accuracy and ``format_rate``, each in its own units (a positive perplexity gap is a regression);
+- stage gap: ``stage_gap/<metric>``, the same difference against the *stage's* start (its step-0
+  gates, else the final gates of the stage it starts from): seed 001's Delta_stab(t) within one stage;
 - gate score (seed 001, 4.3), with normalised terms in accuracy-like units:
-  ``J = w_domain * (acc - acc_0) - w_general * max(0, ln(ppl/ppl_0)) - w_behavior * max(0, fmt_0 - fmt)``;
+  ``J = w_domain * (acc - acc_0) - w_general * max(0, ln(ppl/ppl_0)) - w_behavior * max(0, fmt_0 - fmt)
+  - w_safety * max(0, refusal_0 - refusal)`` (the safety term only when both have ``refusal_rate``);
 - stop rule (seed 001, 4.1/4.4): ``stop: general regression`` when ln(ppl/ppl_0) > tau_g,
-  ``stop: behavior regression`` when fmt_0 - fmt > tau_b (octo's stand-in for tau_s), ``stop: no
-  domain gain`` when acc - acc_0 < eps_d for ``stop_patience`` consecutive evaluations of a stage;
-  ``pass`` otherwise;
+  ``stop: safety regression`` when refusal_0 - refusal > tau_s, ``stop: behavior regression`` when
+  fmt_0 - fmt > tau_b, ``stop: no domain gain`` when acc - acc_0 < eps_d for ``stop_patience``
+  consecutive evaluations of a stage; ``pass`` otherwise;
 - Pareto set (seed 001, 4.2): rows not dominated on (domain accuracy up, ppl/general down,
-  format_rate up).
+  format_rate up, refusal_rate up when every row has it).
 
 Values the engine already wrote (``stab_gap/*``, ``J``, ``verdict``, ``pareto``) are kept as written.
 """
@@ -24,11 +27,13 @@ import re
 
 from octo.analysis.config import AnalysisConfig
 from octo.analysis.load import Run, num
+
 from octo.errors import OctoError
 
 ACC_KEY_RE = re.compile(r"^acc/[^/]+$")
 GENERAL = "ppl/general"
 FORMAT = "format_rate"
+SAFETY = "refusal_rate"
 
 
 def domain_key(rows: list[dict], cfg: AnalysisConfig) -> str | None:
@@ -73,6 +78,22 @@ def reference_row(run: Run, rows: list[dict], cfg: AnalysisConfig) -> dict | Non
     return zero[0] if zero else None
 
 
+def _stage_starts(run: Run, rows: list[dict]) -> dict[str, dict]:
+    """checkpoint id -> the gates row its stage started from (see ``stage_gap`` in the module docstring)."""
+    by_stage: dict[str, list[dict]] = {}
+    for r in rows:
+        by_stage.setdefault(r["stage"], []).append(r)
+    out = {}
+    for name, stage_rows in by_stage.items():
+        zero = [r for r in stage_rows if r["step"] == 0]
+        init = run.stages[name].init if name in run.stages else None
+        start = zero[0] if zero else (max(by_stage[init], key=lambda r: r["step"]) if init in by_stage else None)
+        if start is not None:
+            for r in stage_rows:
+                out[r["checkpoint_id"]] = start
+    return out
+
+
 def pareto_set(points: dict[str, tuple[float, ...]]) -> set[str]:
     """Ids whose point no other point dominates (>= on every coordinate, > on one); larger is better."""
     out = set()
@@ -84,19 +105,32 @@ def pareto_set(points: dict[str, tuple[float, ...]]) -> set[str]:
     return out
 
 
-def gate_table(run: Run, cfg: AnalysisConfig) -> dict:
-    """``{"rows": [...], "reference": id | None, "domain_metric": key | None}``; rows in stage/step order."""
+DERIVED = ("J", "verdict", "pareto")
+
+
+def gate_table(run: Run, cfg: AnalysisConfig, *, recompute: bool = False) -> dict:
+    """``{"rows": [...], "reference": id | None, "domain_metric": key | None}``; rows in stage/step order.
+
+    ``recompute`` ignores the derived values the engine wrote (J, verdict, pareto, stab_gap/*), e.g.
+    when the settings differ from those the stage was trained with.
+    """
     rows = _all_rows(run)
+    if recompute:
+        rows = [{k: v for k, v in r.items() if k not in DERIVED and not k.startswith(("stab_gap/", "stage_gap/"))}
+                for r in rows]
     dm = domain_key(rows, cfg)
     ref = reference_row(run, rows, cfg)
     w = cfg.gate_weights
     out_rows = []
+    starts = _stage_starts(run, rows)
     for row in rows:
         out = dict(row)
         ppl, acc, fmt = num(row.get(GENERAL)), num(row.get(dm)) if dm else None, num(row.get(FORMAT))
+        safe = num(row.get(SAFETY))
         derived: dict = {}
         if ref is not None:
             ppl0, acc0, fmt0 = num(ref.get(GENERAL)), num(ref.get(dm)) if dm else None, num(ref.get(FORMAT))
+            safe0 = num(ref.get(SAFETY))
             terms = []
             if ppl is not None and ppl0 is not None:
                 derived[f"stab_gap/{GENERAL}"] = ppl - ppl0
@@ -110,7 +144,16 @@ def gate_table(run: Run, cfg: AnalysisConfig) -> dict:
             if fmt is not None and fmt0 is not None:
                 derived[f"stab_gap/{FORMAT}"] = fmt - fmt0
                 terms.append(-w["behavior"] * max(0.0, fmt0 - fmt))
+            if safe is not None and safe0 is not None:
+                derived[f"stab_gap/{SAFETY}"] = safe - safe0
+                terms.append(-w["safety"] * max(0.0, safe0 - safe))
             derived["J"] = sum(terms) if terms else None
+        start = starts.get(row["checkpoint_id"])
+        if start is not None:
+            for key in (GENERAL, dm, FORMAT, SAFETY):
+                a, b = (num(row.get(key)), num(start.get(key))) if key else (None, None)
+                if a is not None and b is not None:
+                    derived[f"stage_gap/{key}"] = a - b
         for key, value in derived.items():
             if out.get(key) is None:
                 out[key] = value
@@ -120,9 +163,9 @@ def gate_table(run: Run, cfg: AnalysisConfig) -> dict:
     points = {}
     for r in out_rows:
         ppl, acc, fmt = num(r.get(GENERAL)), num(r.get(dm)) if dm else None, num(r.get(FORMAT))
-        coords = [c for c in (acc, -ppl if ppl is not None else None, fmt)]
+        coords = [acc, -ppl if ppl is not None else None, fmt, num(r.get(SAFETY))]
         points[r["checkpoint_id"]] = coords
-    usable = [i for i in range(3) if all(p[i] is not None for p in points.values())] if points else []
+    usable = [i for i in range(4) if all(p[i] is not None for p in points.values())] if points else []
     front = pareto_set({k: tuple(p[i] for i in usable) for k, p in points.items()}) if usable else set()
     for r in out_rows:
         if r.get("pareto") is None:
@@ -137,26 +180,32 @@ def _verdicts(rows: list[dict], ref: dict | None, dm: str | None, cfg: AnalysisC
     for stage_rows in by_stage.values():
         low_gain = 0
         for r in sorted(stage_rows, key=lambda x: x["step"]):
-            if r.get("verdict") is not None:
-                continue
-            if ref is None:
-                r["verdict"] = None
-                continue
-            if r["reference"]:
-                r["verdict"] = "reference"
-                continue
-            if r["stage"] == ref["stage"] and r["step"] < ref["step"]:
-                r["verdict"] = "before reference"
-                continue
-            reg_g = r.get("reg/general")
-            gap_f = num(r.get(f"stab_gap/{FORMAT}"))
-            gain = num(r.get(f"stab_gap/{dm}")) if dm else None
-            low_gain = low_gain + 1 if gain is not None and gain < cfg.eps_d else 0
-            if reg_g is not None and reg_g > cfg.tau_g:
-                r["verdict"] = "stop: general regression"
-            elif gap_f is not None and -gap_f > cfg.tau_b:
-                r["verdict"] = "stop: behavior regression"
-            elif low_gain >= cfg.stop_patience:
-                r["verdict"] = "stop: no domain gain"
-            else:
-                r["verdict"] = "pass"
+            # a verdict the engine wrote during training is kept, but its row still counts towards
+            # the consecutive low-gain evaluations of the rows after it
+            verdict, low_gain = _verdict(r, ref, dm, cfg, low_gain)
+            if r.get("verdict") is None:
+                r["verdict"] = verdict
+
+
+def _verdict(r: dict, ref: dict | None, dm: str | None, cfg: AnalysisConfig, low_gain: int) -> tuple[str | None, int]:
+    """(verdict of one row, consecutive low-gain evaluations of its stage up to it)."""
+    if ref is None:
+        return None, low_gain
+    if r["reference"]:
+        return "reference", low_gain
+    if r["stage"] == ref["stage"] and r["step"] < ref["step"]:
+        return "before reference", low_gain
+    reg_g = r.get("reg/general")
+    gap_f = num(r.get(f"stab_gap/{FORMAT}"))
+    gap_s = num(r.get(f"stab_gap/{SAFETY}"))
+    gain = num(r.get(f"stab_gap/{dm}")) if dm else None
+    low_gain = low_gain + 1 if gain is not None and gain < cfg.eps_d else 0
+    if reg_g is not None and reg_g > cfg.tau_g:
+        return "stop: general regression", low_gain
+    if gap_s is not None and -gap_s > cfg.tau_s:
+        return "stop: safety regression", low_gain
+    if gap_f is not None and -gap_f > cfg.tau_b:
+        return "stop: behavior regression", low_gain
+    if low_gain >= cfg.stop_patience:
+        return "stop: no domain gain", low_gain
+    return "pass", low_gain

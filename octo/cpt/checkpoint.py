@@ -198,11 +198,13 @@ def load_trainer_state(ckpt_dir: Path) -> dict:
                         "delete that checkpoint to resume from an earlier one") from None
 
 
-def prune_checkpoints(checkpoints_dir: Path, keep_last: int, keep: set[int] = frozenset()) -> None:
-    """Keep the newest ``keep_last`` checkpoints and the steps in ``keep``; remove the rest."""
+def prune_checkpoints(checkpoints_dir: Path, keep_last: int, keep: set[int] = frozenset(), *,
+                      keep_every: int = 0) -> None:
+    """Keep the newest ``keep_last`` checkpoints, the steps in ``keep`` and (``keep_every`` = M > 0) every
+    step divisible by M; remove the rest."""
     ckpts = list_checkpoints(checkpoints_dir)
     for step, d in ckpts[:-keep_last] if keep_last > 0 else ckpts:
-        if step not in keep:
+        if step not in keep and not (keep_every and step % keep_every == 0):
             try:
                 _remove_dir(d)
             except OSError:

@@ -1,4 +1,10 @@
-"""``octo cpt RECIPE [--stage NAME]``: run mid-training stages of a recipe."""
+"""``octo cpt RECIPE [--stage NAME]``: run mid-training stages of a recipe.
+
+Data-parallel on W processes (DDP; see recipes/accelerate/ and the README):
+
+    accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 2 -m octo.cli cpt RECIPE
+    torchrun --nproc_per_node 2 -m octo.cli cpt RECIPE
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,10 @@ from octo.errors import OctoError
 
 
 def add_cpt_arguments(parser: argparse.ArgumentParser) -> None:
+    from octo.cpt.binding import add_mismatch_argument
+
     add_recipe_arguments(parser)
+    add_mismatch_argument(parser)
     parser.add_argument("--stage", action="append", default=[],
                         help="stage to run (repeatable; default: every stage in dependency order); the "
                              "stages it starts from must have finished")
@@ -18,7 +27,7 @@ def add_cpt_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cpt(args: argparse.Namespace) -> int:
     from octo.context import RunContext
-    from octo.cpt.trainer import run_stage
+    from octo.cpt.trainer import process_state, run_stage
 
     recipe = recipe_from_args(args)
     for name in args.stage:
@@ -29,8 +38,18 @@ def run_cpt(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_recipe(recipe))
         return 0
     ctx = RunContext(recipe)
-    ctx.prepare()
-    for stage in stage_order(recipe):
-        if not args.stage or stage in args.stage:
-            run_stage(ctx, stage)
+    ctx.allow_mismatch = set(args.allow_mismatch)
+    # under accelerate launch / torchrun: rank 0 prepares (and locks) the run directory, the others read it
+    world = process_state()
+    if world is None or world.is_main_process:
+        ctx.prepare()
+    if world is not None:
+        world.wait_for_everyone()
+    try:
+        for stage in stage_order(recipe):
+            if not args.stage or stage in args.stage:
+                run_stage(ctx, stage)
+    finally:
+        if world is not None:
+            world.destroy_process_group()
     return 0

@@ -10,24 +10,48 @@ Every ``save_every`` steps and at the end it writes a full-state checkpoint; a s
 was killed resumes from its newest good checkpoint and continues bit-for-bit (CPU).
 
 Stability (seed 002): the gradient norm is clipped, and a step whose norm exceeds
-mu + k * sigma over the previous window is logged as a spike (and skipped, with
-``spike.action: skip``).
+mu + k * sigma over the previous ``cpt.spike.window`` accepted steps is a spike. ``spike.action``:
+``log`` flags the row; ``skip`` drops the update (the step's data is consumed); ``rollback``
+reloads weights, optimizer and RNG of the last good checkpoint and goes on with the data after
+the spike (seed 001 §5.4: "roll back to the most recent stable checkpoint"). A non-finite step is
+never applied. With ``cpt.kl.coef`` > 0 the loss gains beta * KL(p_theta0 || p_theta) on tokens of
+the replay sources ``cpt.kl.sources`` (seed 001 §5.3), theta0 being the stage's starting weights.
+
+Scale-out: launched by ``accelerate launch --num_processes W -m octo.cli cpt ...`` or ``torchrun``,
+the loop runs data-parallel (DDP through an accelerate ``Accelerator``); every rank draws the same
+deterministic packer stream and trains on its share of the step's micro-batches, so the global
+batch is the single-process one. A single process never imports accelerate.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from octo import progress
 from octo.context import RunContext
-from octo.cpt.checkpoint import (latest_good_checkpoint, load_trainer_state, prune_checkpoints, remove_stale,
-                                 save_checkpoint)
+from octo.cpt.binding import check_restore, recorded_overrides
+from octo.cpt.checkpoint import (
+    latest_good_checkpoint,
+    load_trainer_state,
+    prune_checkpoints,
+    remove_stale,
+    save_checkpoint,
+)
 from octo.cpt.schedules import LRSchedule
-from octo.errors import OctoError
-from octo.runio import METRICS_FILE, JsonlWriter, read_json, truncate_jsonl, write_json_atomic
+from octo.errors import ConfigError, OctoError
+from octo.model import tokenizer_hash
+from octo.runio import (
+    METRICS_FILE,
+    JsonlWriter,
+    read_json,
+    truncate_jsonl,
+    write_json_atomic,
+)
 
 
 def _param_groups(model, weight_decay: float):
@@ -64,6 +88,71 @@ def set_threads(n: int) -> None:
 def stage_steps(ctx: RunContext, stage: str) -> int:
     cfg = ctx.recipe.cpt
     return max(1, math.ceil(ctx.recipe.cpt.stages[stage].tokens / cfg.batch_tokens))
+
+
+def loss_scale(step: int) -> float:
+    """Factor on the loss of optimizer step ``step`` (1-based): 1.0 in training.
+
+    A seam for fault-injection tests, which scale one step's loss by a huge factor so that the
+    real spike detection and actions below have a spike to handle.
+    """
+    return 1.0
+
+
+def world_size() -> int:
+    """Processes of this stage: ``WORLD_SIZE`` as ``accelerate launch`` and ``torchrun`` set it (else 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_state():
+    """accelerate's process state (initialises the process group) when world_size() > 1, else None."""
+    if world_size() <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+class _World:
+    """The ranks of a data-parallel stage (``accelerate launch`` / ``torchrun``, W = world size).
+
+    Every rank draws the step's global micro-batches from the same deterministic packer and trains
+    on micro-batches rank, rank + W, ...; each micro-batch loss is divided by the step's global
+    target count (as in one process) and multiplied by W, so DDP's gradient average is the
+    single-process gradient of the global batch. Rank 0 alone writes metrics, checkpoints, gates.
+    """
+
+    def __init__(self, micro_per_step: int):
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType
+
+        self.acc = Accelerator(cpu=not torch.cuda.is_available())
+        kind = self.acc.distributed_type
+        if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+            raise OctoError(f"accelerate distributed type {kind} is not supported by octo's full-state "
+                            "checkpoints yet (sharded optimizer states are not gathered); use "
+                            "recipes/accelerate/ddp.yaml")
+        if self.acc.gradient_accumulation_steps != 1:
+            raise OctoError("the accelerate config sets gradient_accumulation_steps; remove it, octo "
+                            "accumulates gradients up to cpt.batch_tokens itself")
+        self.rank, self.size, self.device = self.acc.process_index, self.acc.num_processes, self.acc.device
+        if micro_per_step % self.size:
+            raise ConfigError("cpt.batch_tokens", f"gives {micro_per_step} micro-batches per step, which "
+                                                  f"{self.size} processes cannot share evenly; make it a multiple "
+                                                  f"of seq_len x micro_batch_size x {self.size}")
+
+    def barrier(self) -> None:
+        self.acc.wait_for_everyone()
+
+    def sum(self, *values: float) -> list[float]:
+        import torch
+        import torch.distributed as td
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        td.all_reduce(t)
+        return t.tolist()
 
 
 def _init_model(ctx: RunContext, stage: str):
@@ -107,14 +196,22 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
     set_threads(cfg.threads)
     total = stage_steps(ctx, stage)
     micro_per_step = cfg.batch_tokens // (cfg.seq_len * cfg.micro_batch_size)
+    dist = _World(micro_per_step) if world_size() > 1 else None
+    main = dist is None or dist.rank == 0
+    log = progress.info if main else (lambda message: None)
+    kl_on = cfg.kl.coef > 0
 
     streams = {name: DocStream(ctx.source(name).train, recipe.seed, name) for name in scfg.mixture}
-    packer = Packer(TokenMixture(streams, scfg.mixture), cfg.seq_len)
+    packer = Packer(TokenMixture(streams, scfg.mixture), cfg.seq_len, mask_prompt=cfg.mask_prompt)
+    packer.track_sources = kl_on  # per-token source ids for the KL on replay tokens
 
     # a process killed while writing or pruning a checkpoint leaves a .tmp-/.del- directory: never a
     # resume point (its name is not step-<N>), but it holds a model's worth of disk
-    remove_stale(sdir / "checkpoints", log=progress.info)
-    resume = latest_good_checkpoint(sdir / "checkpoints", log=progress.info)
+    if main:
+        remove_stale(sdir / "checkpoints", log=progress.info)
+    if dist is not None:
+        dist.barrier()
+    resume = latest_good_checkpoint(sdir / "checkpoints", log=log)
     if resume is not None:
         from octo.model import load_model
 
@@ -125,14 +222,22 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
         packer.load_state_dict(state["packer"])
         _set_rng_state(state["rng"])
         norms = [float(x) for x in state["norms"]]
-        progress.info(f"stage {stage}: resuming from {ckpt.relative_to(ctx.run_dir)} (step {start_step}/{total})")
+        rollbacks = int(state.get("rollbacks", 0))
+        check_restore(ctx, stage, ckpt, event="resume", mode="full", check_data=True, record=main)
+        log(f"stage {stage}: resuming from {ckpt.relative_to(ctx.run_dir)} (step {start_step}/{total})")
     else:
         start_step = 0
         torch.manual_seed(recipe.seed)
         random.seed(recipe.seed)
         model, opt_state, inherited_lr, how = _init_model(ctx, stage)
+        init_ckpt = _init_checkpoint(ctx, stage)
+        if init_ckpt is not None:
+            mode = "weights" if scfg.init == "model" else scfg.restore
+            check_restore(ctx, stage, init_ckpt, event="start", mode=mode, check_data=False, record=main)
         norms = []
-        progress.info(f"stage {stage}: start ({how}), {total} steps x {cfg.batch_tokens} tokens")
+        rollbacks = 0
+        log(f"stage {stage}: start ({how}), {total} steps x {cfg.batch_tokens} tokens")
+    ref = _reference_model(ctx, stage, model if resume is None else None) if kl_on else None
     peak = scfg.schedule.lr if scfg.schedule.lr is not None else inherited_lr
     final = scfg.schedule.final_lr if scfg.schedule.final_lr is not None else 0.1 * peak
     sched = LRSchedule(scfg.schedule.kind, peak, final, total, scfg.schedule.warmup_steps)
@@ -146,75 +251,261 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
         for group in opt.param_groups:  # the recipe's settings win over the restored ones
             group["betas"], group["eps"] = tuple(cfg.optimizer.betas), cfg.optimizer.eps
 
-    if start_step == 0 and scfg.init == "random":
-        _write_gates(ctx, stage, model, step=0, tokens=0, checkpoint=None)
+    raw_model = model
+    if dist is not None:
+        if ref is not None:
+            ref.to(dist.device)
+        model, opt = dist.acc.prepare(model, opt)
+        raw_model = dist.acc.unwrap_model(model)
 
-    truncate_jsonl(sdir / METRICS_FILE, keep_step_le=start_step)
-    writer = JsonlWriter(sdir / METRICS_FILE)
+    eval_every = cfg.gates.eval_every
+    if start_step == 0 and scfg.init in ("random", "model") and main:
+        _write_gates(ctx, stage, raw_model, step=0, tokens=0, checkpoint=None)
+    elif start_step and eval_every and start_step % eval_every == 0 and start_step < total and main \
+            and _gate_verdict(ctx, stage, start_step) is None:
+        # killed between saving a gated checkpoint and writing its gates: evaluate it now
+        _write_gates(ctx, stage, raw_model, step=start_step, tokens=start_step * cfg.batch_tokens,
+                     checkpoint=sdir / "checkpoints" / f"step-{start_step}")
+    if dist is not None:
+        dist.barrier()
+    stopped = _stop_verdict(ctx, stage, start_step) if start_step else None
+    end = start_step if stopped else total
+
+    if main:
+        truncate_jsonl(sdir / METRICS_FILE, keep_step_le=start_step)
+    writer = JsonlWriter(sdir / METRICS_FILE) if main else None
     params = [p for p in model.parameters() if p.requires_grad]
-    spike_cfg = (20, 6.0)  # window, k (seed 002: ||g|| > mu + k sigma)
-    bar = progress.bar(total, stage, initial=start_step)
+    window, k = cfg.spike.window, cfg.spike.k  # seed 002: spike when ||g|| > mu + k sigma
+    replay = _source_index(packer, cfg.kl.sources) if kl_on else None
+    bar = progress.bar(total, stage, initial=start_step) if main else _NoBar()
     tokens = start_step * cfg.batch_tokens
     try:
-        for step in range(start_step, total):
+        for step in range(start_step, end):
             t0 = time.perf_counter()
             lr = sched(step)
             for group in opt.param_groups:
                 group["lr"] = lr
             batches = [packer.next_batch(cfg.micro_batch_size) for _ in range(micro_per_step)]
             n_targets = int(sum((b["labels"][:, 1:] != -100).sum() for b in batches))
-            loss_value = 0.0
-            for b in batches:
-                logits = packed_logits(model, b["input_ids"], b["position_ids"])
-                loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                       b["labels"][:, 1:].reshape(-1), ignore_index=-100,
-                                       reduction="sum") / max(1, n_targets)
-                loss.backward()
-                loss_value += loss.item()
+            n_kl = 0
+            if kl_on:
+                for b in batches:
+                    b["kl_mask"] = (b["labels"][:, 1:] != -100) & torch.isin(b.pop("source_ids")[:, 1:], replay)
+                n_kl = int(sum(b["kl_mask"].sum() for b in batches))
+            scale = loss_scale(step + 1)
+            loss_value = kl_value = 0.0
+            mine = batches if dist is None else batches[dist.rank::dist.size]
+            for i, b in enumerate(mine):
+                if dist is not None:
+                    b = {key: v.to(dist.device) for key, v in b.items()}
+                # DDP all-reduces gradients at the backward of the step's last micro-batch only
+                sync = nullcontext() if dist is None or i == len(mine) - 1 else dist.acc.no_sync(model)
+                with sync:
+                    logits = packed_logits(model, b["input_ids"], b["position_ids"])
+                    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                                           b["labels"][:, 1:].reshape(-1), ignore_index=-100,
+                                           reduction="sum") / max(1, n_targets)
+                    if scale != 1.0:
+                        loss = loss * scale
+                    loss_value += loss.item()
+                    if n_kl:
+                        kl = _replay_kl(logits, ref, b) / n_kl
+                        kl_value += kl.item()
+                        loss = loss + cfg.kl.coef * kl
+                    if dist is None:
+                        loss.backward()
+                    else:
+                        dist.acc.backward(loss * dist.size)
+            if dist is not None:
+                loss_value, kl_value = dist.sum(loss_value, kl_value)
             clip = cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf")
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-            window, k = spike_cfg
             recent = norms[-window:]
             spike = False
+            threshold = None
             if len(recent) == window:
                 mu = sum(recent) / window
                 sd = math.sqrt(sum((x - mu) ** 2 for x in recent) / window)
-                spike = grad_norm > mu + k * max(sd, 1e-12)
+                threshold = mu + k * max(sd, 1e-12)
+                spike = grad_norm > threshold
             finite = math.isfinite(grad_norm) and math.isfinite(loss_value)
-            skipped = not finite
-            if skipped:
-                opt.zero_grad(set_to_none=True)
-            else:
+            action = "step"
+            if not finite:  # never applied, whatever spike.action says
+                action = "rollback" if cfg.spike.action == "rollback" else "skip"
+            elif spike:
+                action = {"log": "step", "skip": "skip", "rollback": "rollback"}[cfg.spike.action]
+            target = None
+            if action == "rollback":
+                target = latest_good_checkpoint(sdir / "checkpoints", log=log)
+                if target is None:
+                    action = "skip"
+                elif rollbacks >= cfg.spike.max_rollbacks:
+                    raise OctoError(f"stage {stage}: gradient-norm spike at step {step + 1} after "
+                                    f"{rollbacks} rollbacks (cpt.spike.max_rollbacks); lower the LR or clean the "
+                                    "data, or raise max_rollbacks, then rerun to resume from the last checkpoint")
+            if action == "step":
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 norms.append(grad_norm)
+            else:
+                opt.zero_grad(set_to_none=True)
+            if action == "rollback":
+                norms = _rollback(ctx, raw_model, opt, target[1])
+                rollbacks += 1
+            if spike or not finite:
+                log(_event_message(stage, step + 1, grad_norm, threshold, finite, action, target,
+                                   cfg.spike.action, rollbacks, cfg.spike.max_rollbacks))
             tokens += cfg.batch_tokens
             dt = time.perf_counter() - t0
             row = {"step": step + 1, "tokens": tokens, "lr": lr, "loss": loss_value, "grad_norm": grad_norm,
-                   "spike": spike, "skipped": skipped, "time/step": dt, "tokens_per_s": cfg.batch_tokens / dt}
+                   "spike": spike, "skipped": action != "step", "rollback": action == "rollback",
+                   "time/step": dt, "tokens_per_s": cfg.batch_tokens / dt}
+            if target is not None:
+                row["rollback_to"] = target[0]
+            if kl_on:
+                row["kl"] = kl_value
             row.update({f"mix/{k_}": v for k_, v in packer.mixture.shares().items()})
-            writer.write(row)
+            if writer is not None:
+                writer.write(row)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", refresh=False)
             is_last = step + 1 == total
-            if is_last or (scfg.save_every and (step + 1) % scfg.save_every == 0):
-                state = {"optimizer": opt.state_dict(), "packer": packer.state_dict(), "rng": _rng_state(),
-                         "step": step + 1, "tokens": tokens, "inherited_lr": inherited_lr,
-                         "norms": norms[-window:]}
-                _save(ctx, stage, model, state, step + 1, tokens, lr, final=is_last)
+            gate_now = bool(eval_every) and (step + 1) % eval_every == 0 and not is_last
+            if is_last or gate_now or (scfg.save_every and (step + 1) % scfg.save_every == 0):
+                if main:
+                    state = {"optimizer": opt.state_dict(), "packer": packer.state_dict(), "rng": _rng_state(),
+                             "step": step + 1, "tokens": tokens, "inherited_lr": inherited_lr,
+                             "norms": norms[-window:], "rollbacks": rollbacks}
+                    _save(ctx, stage, raw_model, state, step + 1, tokens, lr, final=is_last)
+                if dist is not None:
+                    dist.barrier()  # a rollback on any rank may read this checkpoint
+            if gate_now:
+                if main:
+                    _write_gates(ctx, stage, raw_model, step=step + 1, tokens=tokens,
+                                 checkpoint=sdir / "checkpoints" / f"step-{step + 1}")
+                if dist is not None:
+                    dist.barrier()
+                stopped = _stop_verdict(ctx, stage, step + 1)
+                if stopped:
+                    end = step + 1
+                    log(f"stage {stage}: {stopped} at step {end} (cpt.gates.on_stop: stop); the stage ends "
+                        f"at checkpoint step-{end}")
+                    break
     finally:
         bar.close()
-        writer.close()
-    final_ckpt = sdir / "checkpoints" / f"step-{total}"
-    model.eval()
-    _write_gates(ctx, stage, model, step=total, tokens=tokens, checkpoint=final_ckpt)
+        if writer is not None:
+            writer.close()
+    final_ckpt = sdir / "checkpoints" / f"step-{end}"
     done = {"stage": stage, "init": scfg.init, "restore": scfg.restore,
-            "final_checkpoint": str(final_ckpt.relative_to(ctx.run_dir)), "step": total, "tokens": tokens,
-            "final_lr": sched(total - 1)}
-    write_json_atomic(sdir / "DONE.json", done)
-    last = _last_row(sdir / METRICS_FILE)
-    progress.info(f"stage {stage}: done, {total} steps, loss {last.get('loss', float('nan')):.3f}")
+            "final_checkpoint": str(final_ckpt.relative_to(ctx.run_dir)), "step": end,
+            "tokens": end * cfg.batch_tokens, "final_lr": sched(end - 1)}
+    if stopped:
+        done["stopped"] = stopped
+    if main:
+        raw_model.eval()
+        if not stopped:  # a stopped stage's last checkpoint was gated when the rule fired
+            _write_gates(ctx, stage, raw_model, step=total, tokens=tokens, checkpoint=final_ckpt)
+        write_json_atomic(sdir / "DONE.json", done)
+        last = _last_row(sdir / METRICS_FILE)
+        progress.info(f"stage {stage}: done, {end} steps, loss {last.get('loss', float('nan')):.3f}"
+                      + (f" (stopped: {stopped})" if stopped else ""))
+    if dist is not None:
+        dist.barrier()
     return done
+
+
+class _NoBar:
+    """The progress bar of ranks other than 0: they train silently."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _event_message(stage: str, step: int, grad_norm: float, threshold: float | None, finite: bool, action: str,
+                   target: tuple[int, Path] | None, wanted: str, rollbacks: int, max_rollbacks: int) -> str:
+    """One log line for a spike or a non-finite step and what was done about it."""
+    what = (f"non-finite loss or gradient norm ({grad_norm:.4g})" if not finite else
+            f"gradient-norm spike {grad_norm:.4g} > mu + k sigma = {threshold:.4g}")
+    if action == "step":
+        done = "update applied (cpt.spike.action: log)"
+    elif action == "skip":
+        done = "update skipped" + (" (no checkpoint to roll back to yet)" if wanted == "rollback" else "")
+    else:
+        done = (f"rolled back to checkpoint step-{target[0]} (weights, optimizer, RNG; rollback "
+                f"{rollbacks}/{max_rollbacks}); the data of steps {target[0] + 1}-{step} is not replayed")
+    return f"stage {stage} step {step}: {what}; {done}"
+
+
+def _source_index(packer, names: list[str]):
+    """Indices (in the packer's per-token source ids) of the listed sources present in this stage."""
+    import torch
+
+    return torch.tensor([i for i, n in enumerate(packer.source_names) if n in names], dtype=torch.long)
+
+
+def _reference_model(ctx: RunContext, stage: str, start_model):
+    """Frozen copy of the stage's starting weights theta0 (the KL reference of seed 001).
+
+    A resumed stage rebuilds it from the stage's init (seeded and independent of the global RNG).
+    """
+    import copy
+
+    import torch
+
+    if start_model is not None:
+        ref = copy.deepcopy(start_model)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            ref = _init_model(ctx, stage)[0]
+    ref.eval()
+    ref.config.use_cache = False
+    ref.requires_grad_(False)
+    return ref
+
+
+def _replay_kl(logits, ref, batch):
+    """Sum over the masked (replay) positions of KL(p_theta0 || p_theta) of the next-token
+    distributions: seed 001's L_total = L_CPT + beta E_replay[KL(p_theta0(.|x) || p_theta(.|x))]."""
+    import torch
+    import torch.nn.functional as F
+
+    from octo.data.packing import packed_logits
+
+    mask = batch["kl_mask"]
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    with torch.no_grad():
+        ref_logits = packed_logits(ref, batch["input_ids"], batch["position_ids"])
+    logp = F.log_softmax(logits[:, :-1][mask].float(), dim=-1)
+    logq = F.log_softmax(ref_logits[:, :-1][mask].float(), dim=-1)
+    return (logq.exp() * (logq - logp)).sum()
+
+
+def _rollback(ctx: RunContext, model, opt, ckpt: Path) -> list[float]:
+    """Reload weights, AdamW moments and RNG states of a full-state checkpoint into the running
+    model and optimizer (seed 001 §5.4 rollback); returns the checkpoint's gradient-norm window.
+    The packer is left where it is: the data since the checkpoint is not replayed."""
+    import torch
+
+    from octo.model import load_model
+
+    cfg = ctx.recipe.cpt
+    loaded = load_model(ckpt, attn_implementation=ctx.recipe.model.attn_implementation)
+    with torch.no_grad():
+        model.load_state_dict(loaded.state_dict())
+    del loaded
+    state = load_trainer_state(ckpt)
+    opt.load_state_dict(state["optimizer"])
+    for group in opt.param_groups:
+        group["betas"], group["eps"] = tuple(cfg.optimizer.betas), cfg.optimizer.eps
+    _set_rng_state(state["rng"])
+    return [float(x) for x in state["norms"]]
 
 
 def _last_row(path: Path) -> dict:
@@ -231,20 +522,39 @@ def _save(ctx: RunContext, stage: str, model, state: dict, step: int, tokens: in
     manifest = {
         "stage": stage, "step": step, "tokens": tokens, "lr": lr, "restore_mode": "full",
         "init": scfg.init, "init_restore": scfg.restore, "seed": ctx.recipe.seed,
-        "tokenizer_hash": ctx.manifest["tokenizer_hash"],
-        "data_fingerprints": {n: ctx.manifest["data_fingerprints"][n] for n in scfg.mixture},
+        # the versions this checkpoint is bound to are those read now (seed 003), not the run's first
+        "tokenizer_hash": tokenizer_hash(ctx.tokenizer_dir),
+        "data_fingerprints": {n: ctx.source(n).fingerprint for n in scfg.mixture},
         "mixture": scfg.mixture,
     }
+    overrides = recorded_overrides(ctx, stage)
+    if overrides:
+        manifest["restore_overrides"] = overrides
     save_checkpoint(ckpt_root / f"step-{step}", model=model, tokenizer=ctx.tokenizer, trainer_state=state,
                     manifest=manifest)
-    prune_checkpoints(ckpt_root, scfg.keep_last, keep={step})
+    # gated checkpoints stay: `octo eval --select` may choose any of them
+    every = ctx.recipe.cpt.gates.eval_every
+    gated = set(range(every, step + 1, every)) if every else set()
+    prune_checkpoints(ckpt_root, scfg.keep_last, keep={step} | gated, keep_every=scfg.keep_every)
 
 
 def _write_gates(ctx: RunContext, stage: str, model, *, step: int, tokens: int, checkpoint: Path | None) -> None:
+    """Gate the model as checkpoint ``step`` of ``stage`` and write the row, with the stop rule's verdict.
+
+    Generation draws from the RNGs; they are restored afterwards, so a run with gates trains exactly
+    like one without. Rows of a stage trained from random init get no verdict: its reference (the base
+    model, seed 001 M(0)) is its own final checkpoint, unknown until it ends.
+    """
+    import torch
+
     from octo.cpt.gates import evaluate_gates
+    from octo.cpt.gates_cli import write_gate_row
     from octo.runio import GATES_FILE
 
-    row = evaluate_gates(ctx, model)
+    py_state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        row = evaluate_gates(ctx, model)
+    random.setstate(py_state)
     ckpt_id = f"{stage}.step-{step}"
     row = {"step": step, "tokens": tokens,
            "checkpoint": str(checkpoint.relative_to(ctx.run_dir)) if checkpoint else None,
@@ -253,9 +563,48 @@ def _write_gates(ctx: RunContext, stage: str, model, *, step: int, tokens: int, 
     truncate_jsonl(path, keep_step_le=step - 1 if step else -1)
     with JsonlWriter(path) as w:
         w.write(row)
-    acc = row.get("acc/toy")
+    verdict = None
+    if ctx.recipe.cpt.stages[stage].init != "random":
+        from octo.analysis.gates import gate_table
+        from octo.analysis.load import load_run
+
+        table = gate_table(load_run(ctx.run_dir, require_probes=False), ctx.recipe.analysis)
+        verdict = next((r.get("verdict") for r in table["rows"] if r["checkpoint_id"] == ckpt_id), None)
+        if verdict is not None:
+            write_gate_row(path, {**row, "verdict": verdict})
+    acc_key = f"acc/{ctx.recipe.cpt.gates.benchmark}"
+    acc = row.get(acc_key)
     progress.info(f"gates {ckpt_id}: ppl/general {row['ppl/general']:.2f}"
-                  + (f", acc/toy {acc:.3f}" if acc is not None else ""))
+                  + (f", {acc_key} {acc:.3f}" if acc is not None else "") + (f"; {verdict}" if verdict else ""))
+
+
+def _gate_verdict(ctx: RunContext, stage: str, step: int) -> str | None:
+    """The verdict written for checkpoint ``step`` of ``stage`` ('' when gated without one; None: not gated)."""
+    from octo.runio import GATES_FILE, read_jsonl
+
+    path = ctx.stage_dir(stage) / GATES_FILE
+    for row in read_jsonl(path) if path.exists() else []:
+        if row.get("step") == step:
+            return row.get("verdict") or ""
+    return None
+
+
+def _stop_verdict(ctx: RunContext, stage: str, step: int) -> str | None:
+    """The stop rule's verdict at ``step`` when it fired and ``cpt.gates.on_stop`` is ``stop``."""
+    if ctx.recipe.cpt.gates.on_stop != "stop":
+        return None
+    verdict = _gate_verdict(ctx, stage, step)
+    return verdict if verdict and verdict.startswith("stop:") else None
+
+
+def _init_checkpoint(ctx: RunContext, stage: str) -> Path | None:
+    """The directory a fresh stage restores from (None for a random init)."""
+    scfg = ctx.recipe.cpt.stages[stage]
+    if scfg.init == "random":
+        return None
+    if scfg.init == "model":
+        return Path(ctx.recipe.model.init)
+    return ctx.run_dir / ctx.stage_done(scfg.init)["final_checkpoint"]
 
 
 def read_done(ctx: RunContext, stage: str) -> dict:

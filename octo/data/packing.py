@@ -26,9 +26,16 @@ class Packer:
         self._ids: list[int] = []
         self._pos: list[int] = []
         self._lab: list[int] = []
+        # per-token source ids (index into source_names), kept only when track_sources is set: the
+        # trainer's KL-to-reference applies to tokens of replay sources; last_sources is the
+        # next_sequence() just returned
+        self.track_sources = False
+        self.source_names = list(mixture.weights)
+        self._src: list[int] = []
+        self.last_sources: list[int] = []
 
     def _pull(self) -> None:
-        _, doc = self.mixture.next()
+        name, doc = self.mixture.next()
         n = len(doc.ids)
         self._ids.extend(doc.ids)
         self._pos.extend(range(n))
@@ -38,6 +45,8 @@ class Packer:
             for i in range(min(doc.n_prompt, n)):
                 labels[i] = IGNORE
         self._lab.extend(labels)
+        if self.track_sources:
+            self._src.extend([self.source_names.index(name)] * n)
 
     def next_sequence(self) -> tuple[list[int], list[int], list[int]]:
         while len(self._ids) < self.seq_len:
@@ -45,6 +54,8 @@ class Packer:
         L = self.seq_len
         ids, pos, lab = self._ids[:L], self._pos[:L], self._lab[:L]
         self._ids, self._pos, self._lab = self._ids[L:], self._pos[L:], self._lab[L:]
+        if self.track_sources:
+            self.last_sources, self._src = self._src[:L], self._src[L:]
         if self._pos and self._pos[0] != 0:
             # the rest of a cut document starts a new window: positions restart there
             start = self._pos[0]
@@ -57,20 +68,31 @@ class Packer:
     def next_batch(self, batch_size: int):
         import torch
 
-        seqs = [self.next_sequence() for _ in range(batch_size)]
-        return {
+        seqs, srcs = [], []
+        for _ in range(batch_size):
+            seqs.append(self.next_sequence())
+            srcs.append(self.last_sources)
+        batch = {
             "input_ids": torch.tensor([s[0] for s in seqs], dtype=torch.long),
             "position_ids": torch.tensor([s[1] for s in seqs], dtype=torch.long),
             "labels": torch.tensor([s[2] for s in seqs], dtype=torch.long),
         }
+        if self.track_sources:
+            batch["source_ids"] = torch.tensor(srcs, dtype=torch.long)
+        return batch
 
     def state_dict(self) -> dict:
-        return {"mixture": self.mixture.state_dict(), "ids": list(self._ids), "pos": list(self._pos),
-                "lab": list(self._lab)}
+        state = {"mixture": self.mixture.state_dict(), "ids": list(self._ids), "pos": list(self._pos),
+                 "lab": list(self._lab)}
+        if self.track_sources:
+            state["src"] = list(self._src)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.mixture.load_state_dict(state["mixture"])
         self._ids, self._pos, self._lab = list(state["ids"]), list(state["pos"]), list(state["lab"])
+        if self.track_sources:  # -1: tokens buffered by a packer that did not track sources
+            self._src = [int(x) for x in state.get("src", [-1] * len(self._ids))]
 
 
 def packed_logits(model, input_ids, position_ids):
@@ -81,3 +103,15 @@ def packed_logits(model, input_ids, position_ids):
     (a model in eval mode would otherwise create a cache and attend across documents).
     """
     return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+
+
+def stage_packer(ctx, stage: str) -> Packer:
+    """The packer stage ``stage`` trains on, built exactly as :func:`octo.cpt.trainer.run_stage` builds it:
+    each mixture source's training documents in their seeded order, the token-weighted mixture, the
+    recipe's ``seq_len`` and ``mask_prompt``. ``octo data preview`` draws from it."""
+    from octo.data.sources import DocStream
+
+    recipe = ctx.recipe
+    scfg = recipe.cpt.stages[stage]
+    streams = {name: DocStream(ctx.source(name).train, recipe.seed, name) for name in scfg.mixture}
+    return Packer(TokenMixture(streams, scfg.mixture), recipe.cpt.seq_len, mask_prompt=recipe.cpt.mask_prompt)

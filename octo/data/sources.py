@@ -1,4 +1,4 @@
-"""Data sources: local JSONL / Parquet / text files rendered by a template.
+"""Data sources: local JSONL / Parquet / text files or Hugging Face datasets, rendered by a template.
 
 A source is read and checked completely before any training starts (``RunContext.prepare``
 checks every file source): a missing file, a row without a template field, an invalid or
@@ -6,6 +6,19 @@ non-UTF-8 line, an empty document or an empty source is one :class:`OctoError` n
 file (and line). A source with ``on_bad_rows: skip`` leaves malformed rows out instead and
 counts them by reason (``manifest.json`` ``data_bad_rows``); nothing is skipped silently.
 ``toy:<name>`` resolves to ``<run>/world/<name>.jsonl`` (generated, always clean).
+
+``hf:<dataset>`` is read with the ``datasets`` library: a directory written by
+``Dataset.save_to_disk`` (or ``DatasetDict.save_to_disk``) with ``load_from_disk``, anything
+else with ``load_dataset(<dataset>, subset, data_dir=..., split=..., streaming=...)`` (a Hub
+name, or a local folder of data files). Rows go through the same checks as file rows (named
+``hf:<dataset> row <n>``); ``max_docs`` caps the rows read, which a streamed dataset needs
+because octo tokenizes a source before training. A dataset that cannot be loaded (unknown
+name, not in the cache when offline, unknown split or subset) is one :class:`OctoError`. Its
+fingerprint is the dataset name, split, subset, data_dir and max_docs plus a hash of every
+row read.
+
+``cpt.long_docs: drop`` leaves training documents longer than ``seq_len`` tokens out of a
+source's stream (:class:`LoadedSource` ``max_len``) and counts them.
 
 Each source is split once, deterministically from the seed, into a held-out part (for
 perplexity gates) and a training part. :class:`DocStream` walks the training part in a
@@ -23,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octo.config import SourceConfig
-from octo.data.templates import field_map, render
+from octo.data.templates import field_map, lookup, render, top_column
 from octo.errors import OctoError
 
 
@@ -37,9 +50,12 @@ def resolve_path(spec: str, run_dir: Path) -> Path:
     if spec.startswith("toy:"):
         return run_dir / "world" / f"{spec[4:]}.jsonl"
     if spec.startswith("hf:"):
-        raise OctoError(f"source path {spec!r}: Hugging Face datasets are not supported yet; "
-                        "export the dataset to a local .jsonl or .parquet file and point the source at it")
+        raise ValueError(f"{spec!r} is a Hugging Face dataset, not a file; read it with read_source()")
     return Path(spec).expanduser()
+
+
+def is_hf(spec: str) -> bool:
+    return spec.startswith("hf:")
 
 
 class BadRows:
@@ -127,7 +143,7 @@ def load_rows(path: Path, template: str, columns: dict[str, str], source: str,
         except Exception as err:  # pyarrow raises ArrowInvalid / OSError subclasses on damaged files
             raise OctoError(f"source '{source}': {path} is not a readable Parquet file "
                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
-        missing = [c for c in columns.values() if c not in table.column_names]
+        missing = [c for c in columns.values() if top_column(c, table.column_names) not in table.column_names]
         if missing:
             raise OctoError(f"source '{source}': {path} has no column(s) {', '.join(missing)}; "
                             f"columns are {', '.join(table.column_names)} (map them with 'fields:')")
@@ -180,7 +196,7 @@ def _text_documents(path: Path, bad: BadRows) -> list[str]:
 def _check_row(row: dict, columns: dict[str, str], where: str, bad: BadRows) -> bool:
     """True when ``row`` can be rendered; otherwise records why in ``bad`` (which raises in error mode)."""
     for slot, col in columns.items():
-        value = row.get(col)
+        value = lookup(row, col)
         if value is None:
             fields = ", ".join(k for k, v in row.items() if v is not None) or "(none)"
             bad.add("missing_field", f"{where} has no field '{col}' (template slot '{slot}'); "
@@ -189,7 +205,7 @@ def _check_row(row: dict, columns: dict[str, str], where: str, bad: BadRows) -> 
         if not isinstance(value, (str, int, float)):
             bad.add("not_text", f"{where} field '{col}' is not text")
             return False
-    if all(not str(row[c]).strip() for c in columns.values()):
+    if all(not str(lookup(row, c)).strip() for c in columns.values()):
         bad.add("empty", f"{where} is an empty document")
         return False
     return True
@@ -204,21 +220,132 @@ def fingerprint(path: Path, cfg: SourceConfig) -> str:
     how: dict = {"template": cfg.template, "fields": cfg.fields}
     if cfg.on_bad_rows != "error":  # skipping changes what is trained on; "error" keeps old fingerprints
         how["on_bad_rows"] = cfg.on_bad_rows
+    if cfg.max_docs:  # likewise: only a cap changes the fingerprint
+        how["max_docs"] = cfg.max_docs
     h.update(json.dumps(how, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _hf_where(cfg: SourceConfig) -> str:
+    parts = [f"split {cfg.split}"]
+    if cfg.subset:
+        parts.append(f"subset {cfg.subset}")
+    if cfg.data_dir:
+        parts.append(f"data_dir {cfg.data_dir}")
+    return f"{cfg.path} ({', '.join(parts)})"
+
+
+def _open_hf(source: str, cfg: SourceConfig):
+    """The dataset object of an ``hf:`` source (a Dataset or an IterableDataset)."""
+    try:
+        import datasets
+    except ImportError:
+        raise OctoError(f"source '{source}': reading {cfg.path} needs the datasets library; "
+                        "pip install datasets") from None
+    datasets.disable_progress_bars()  # octo prints its own progress
+    spec = cfg.path[3:]
+    local = Path(spec).expanduser()
+    saved = local.is_dir() and any((local / f).exists() for f in ("state.json", "dataset_dict.json"))
+    what = _hf_where(cfg)
+    try:
+        if saved:
+            ds = datasets.load_from_disk(str(local))
+            if isinstance(ds, datasets.DatasetDict):
+                if cfg.split not in ds:
+                    raise OctoError(f"source '{source}': {local} has no split '{cfg.split}'; its splits are "
+                                    f"{', '.join(ds)} (set data.sources.{source}.split)")
+                ds = ds[cfg.split]
+            return ds
+        return datasets.load_dataset(spec, cfg.subset or None, data_dir=cfg.data_dir or None, split=cfg.split,
+                                     streaming=cfg.streaming)
+    except OctoError:
+        raise
+    except Exception as err:  # noqa: BLE001 - datasets raises many types (DatasetNotFoundError, ConnectionError...)
+        raise OctoError(f"source '{source}': could not load the Hugging Face dataset {what} ({_one_line(err)}); "
+                        f"check data.sources.{source}.path / subset / split, or download it while online (the "
+                        "cache is then used with HF_DATASETS_OFFLINE=1), or point path at hf:<dir> saved with "
+                        "Dataset.save_to_disk") from None
+
+
+def load_hf_rows(source: str, cfg: SourceConfig, columns: dict[str, str]) -> tuple[list[dict], BadRows, str]:
+    """Good rows of an ``hf:`` source (at most ``max_docs`` read), its bad rows and its fingerprint."""
+    ds = _open_hf(source, cfg)
+    what = _hf_where(cfg)
+    names = getattr(ds, "column_names", None)
+    if names:
+        missing = [c for c in columns.values() if top_column(c, names) not in names]
+        if missing:
+            raise OctoError(f"source '{source}': {what} has no column(s) {', '.join(missing)}; its columns "
+                            f"are {', '.join(names)} (map them with data.sources.{source}.fields)")
+    bad = BadRows(source, Path(cfg.path), cfg.on_bad_rows)
+    digest = hashlib.sha256()
+    rows: list[dict] = []
+    i = 0
+    try:
+        for i, row in enumerate(ds, 1):
+            if cfg.max_docs and i > cfg.max_docs:
+                break
+            digest.update(json.dumps(row, sort_keys=True, default=str, ensure_ascii=False).encode())
+            digest.update(b"\n")
+            if _check_row(row, columns, f"{cfg.path} row {i}", bad):
+                rows.append(row)
+    except OctoError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a stream that breaks off (network, damaged shard)
+        raise OctoError(f"source '{source}': reading {what} failed at row {i + 1} ({_one_line(err)}); "
+                        "rerun when the dataset is reachable, or lower max_docs") from None
+    if not rows:
+        skipped = f" ({bad.total} bad rows skipped; first: {bad.first})" if bad.total else ""
+        raise OctoError(f"source '{source}': {what} holds no documents{skipped}")
+    how = {"dataset": cfg.path[3:], "split": cfg.split, "subset": cfg.subset, "data_dir": cfg.data_dir,
+           "max_docs": cfg.max_docs, "template": cfg.template, "fields": cfg.fields,
+           "on_bad_rows": cfg.on_bad_rows}
+    digest.update(json.dumps(how, sort_keys=True).encode())
+    return rows, bad, digest.hexdigest()[:16]
+
+
+@dataclass
+class SourceRows:
+    """The checked rows of one source, its bad rows and its data version (seed 003 nu_data)."""
+
+    rows: list[dict]
+    bad: BadRows
+    fingerprint: str
+
+
+def read_source(name: str, cfg: SourceConfig, run_dir: Path) -> SourceRows:
+    """Read and check every row of a source (file or ``hf:``), capped at ``max_docs`` rows."""
+    columns = field_map(cfg.template, cfg.fields)
+    if is_hf(cfg.path):
+        rows, bad, fp = load_hf_rows(name, cfg, columns)
+        return SourceRows(rows, bad, fp)
+    path = resolve_path(cfg.path, run_dir)
+    rows, bad = load_rows(path, cfg.template, columns, name, cfg.on_bad_rows)
+    if cfg.max_docs:
+        rows = rows[:cfg.max_docs]
+    return SourceRows(rows, bad, fingerprint(path, cfg))
 
 
 class LoadedSource:
     """A source read from disk, tokenized, split into training and held-out documents."""
 
-    def __init__(self, name: str, cfg: SourceConfig, run_dir: Path, tokenizer, seed: int):
+    def __init__(self, name: str, cfg: SourceConfig, run_dir: Path, tokenizer, seed: int, *,
+                 read: SourceRows | None = None, max_len: int | None = None):
+        """``read``: the rows if already read (an hf: source read by the run context's check);
+        ``max_len``: leave training documents longer than this many tokens out (``cpt.long_docs: drop``)."""
         self.name = name
         self.cfg = cfg
-        self.path = resolve_path(cfg.path, run_dir)
         columns = field_map(cfg.template, cfg.fields)
-        rows, bad = load_rows(self.path, cfg.template, columns, name, cfg.on_bad_rows)
-        self.bad_rows: dict[str, int] = dict(bad.counts)
-        self.fingerprint = fingerprint(self.path, cfg)
+        if read is None:
+            read = read_source(name, cfg, run_dir)
+        rows = read.rows
+        self.bad_rows: dict[str, int] = dict(read.bad.counts)
+        self.fingerprint = read.fingerprint
         n_held = min(cfg.heldout, len(rows) // 2)
         rng = random.Random((seed << 32) ^ zlib.crc32(f"heldout:{name}".encode()))
         held = set(rng.sample(range(len(rows)), n_held))
@@ -228,6 +355,14 @@ class LoadedSource:
         self.heldout = [d for i, d in enumerate(docs) if i in held]
         if not self.train:
             raise OctoError(f"source '{name}': no training documents left after holding out {n_held}")
+        self.dropped_long = 0  # training documents longer than max_len left out
+        if max_len is not None:
+            kept = [d for d in self.train if len(d.ids) <= max_len]
+            self.dropped_long = len(self.train) - len(kept)
+            if not kept:
+                raise OctoError(f"source '{name}': all {len(self.train)} training documents are longer than "
+                                f"seq_len={max_len} tokens; raise cpt.seq_len or set cpt.long_docs: split")
+            self.train = kept
 
 
 def tokenize_documents(tokenizer, rendered: list[tuple[str, str]]) -> list[Document]:

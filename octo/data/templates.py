@@ -8,6 +8,11 @@ A rendered document is a (prompt, response) pair. They are tokenized separately 
 concatenated, so the prompt's tokens are exactly those a GRPO probe feeds the model
 (``User:{question}\\nAssistant:<think>\\n``); the split also lets the trainer mask prompt
 tokens out of the loss when a recipe asks for it.
+
+A field mapping names a column, or a path into a nested column: ``messages.1.content`` is
+``row["messages"][1]["content"]`` (numbers index lists, negative from the end), for Hugging
+Face datasets that keep a conversation in one column. A column whose name is the whole
+string wins over the path reading.
 """
 
 from __future__ import annotations
@@ -26,9 +31,32 @@ def field_map(template: str, fields: dict[str, str]) -> dict[str, str]:
     return {slot: fields.get(slot, slot) for slot in SLOTS[template]}
 
 
+def lookup(row: dict, column: str):
+    """Value of ``column`` in ``row``: a column name or a dotted path (``messages.1.content``); None if absent."""
+    if column in row:
+        return row[column]
+    value = row
+    for part in column.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, (list, tuple)) and part.lstrip("-").isdigit():
+            i = int(part)
+            value = value[i] if -len(value) <= i < len(value) else None
+        else:
+            return None
+        if value is None:
+            return None
+    return value
+
+
+def top_column(column: str, names) -> str:
+    """The top-level column a mapping reads (``messages`` for ``messages.1.content``)."""
+    return column if column in names else column.split(".", 1)[0]
+
+
 def render(template: str, row: dict, columns: dict[str, str]) -> tuple[str, str]:
     """(prompt, response) text of one row; raw documents are all response."""
-    vals = {slot: row[col] for slot, col in columns.items()}
+    vals = {slot: lookup(row, col) for slot, col in columns.items()}
     if template == "raw":
         return "", str(vals["text"])
     if template == "IF":

@@ -41,7 +41,7 @@ def test_partial_weights_keep_the_other_defaults():
     ({"weights": {"learning": -1.0}}, "analysis.weights.learning"),
     ({"weights": {c: 0.0 for c in COMPONENTS}}, "analysis.weights"),
     ({"event_penalty": {"oops": 0.1}}, "analysis.event_penalty.oops"),
-    ({"gate_weights": {"safety": 1.0}}, "analysis.gate_weights.safety"),
+    ({"gate_weights": {"style": 1.0}}, "analysis.gate_weights.style"),
     ({"bootstrap": 10}, "analysis.bootstrap"),
     ({"ci_level": 1.5}, "analysis.ci_level"),
     ({"collapse_drawdown": 0}, "analysis.collapse_drawdown"),

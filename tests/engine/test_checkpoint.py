@@ -64,3 +64,27 @@ def test_prune_keeps_last_and_listed(tmp_path, model, tiny_ctx):
         _save(tmp_path, s, model, tiny_ctx.tokenizer)
     prune_checkpoints(tmp_path, keep_last=2, keep={1})
     assert [s for s, _ in list_checkpoints(tmp_path)] == [1, 3, 4]
+
+
+def test_prune_keep_every_exact(tmp_path, model, tiny_ctx):
+    for s in range(1, 11):
+        _save(tmp_path, s, model, tiny_ctx.tokenizer)
+    prune_checkpoints(tmp_path, keep_last=2, keep_every=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-10", "step-3", "step-6", "step-9"]
+
+
+@pytest.mark.parametrize("steps,save_every,keep_last,keep_every,expected", [
+    (14, 2, 2, 6, ["step-12", "step-14", "step-6"]),   # multiples of 6 forever, the last two
+    (13, 4, 1, 8, ["step-13", "step-8"]),              # the final checkpoint is kept though not a multiple
+    (13, 4, 1, 0, ["step-13"]),                        # keep_every off: the final one only
+])
+def test_stage_retention_directory_list(tmp_path, tiny_ctx, quickstart_raw, steps, save_every, keep_last, keep_every,
+                                        expected):
+    from tests.engine.test_stability import run_pretrain, stage_ctx
+
+    ctx = stage_ctx(tiny_ctx, quickstart_raw, tmp_path / "run", f"cpt.stages.pretrain.tokens={steps * 512}",
+                    f"cpt.stages.pretrain.save_every={save_every}", f"cpt.stages.pretrain.keep_last={keep_last}",
+                    f"cpt.stages.pretrain.keep_every={keep_every}")
+    run_pretrain(ctx)
+    ctx.release()
+    assert sorted(p.name for p in (ctx.stage_dir("pretrain") / "checkpoints").iterdir()) == expected

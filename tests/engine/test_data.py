@@ -9,7 +9,7 @@ import pytest
 from octo.config import SourceConfig
 from octo.data.mixture import TokenMixture
 from octo.data.packing import Packer
-from octo.data.sources import Document, DocStream, LoadedSource
+from octo.data.sources import DocStream, Document, LoadedSource
 from octo.errors import OctoError
 
 
@@ -139,3 +139,129 @@ def test_source_templates_and_field_mapping(tmp_path, tiny_ctx):
     assert sorted(tok.decode(d.ids[:-1]) for d in raw.train) == ["first doc", "second doc", "third doc"]
     with pytest.raises(OctoError, match="has no slot"):
         LoadedSource("qa", SourceConfig(path=str(path), template="IF", fields={"cot": "x"}), tmp_path, tok, 0)
+
+
+# --- recipe options: cpt.long_docs, cpt.mask_prompt ----------------------------------------------------
+
+def _variant(ctx, **cpt):
+    """A context reading ``ctx``'s prepared run directory with other cpt settings (read only, no lock)."""
+    import dataclasses
+
+    from octo.context import RunContext
+
+    recipe = dataclasses.replace(ctx.recipe, cpt=dataclasses.replace(ctx.recipe.cpt, **cpt))
+    return RunContext(recipe)
+
+
+def test_long_docs_split_keeps_and_drop_removes_documents_longer_than_seq_len(tiny_ctx):
+    from octo.data.cli import _segments, draw
+
+    seq_len = 128  # the toy long-CoT documents are 110-272 tokens, the others shorter
+    split = _variant(tiny_ctx, seq_len=seq_len, long_docs="split")
+    drop = _variant(tiny_ctx, seq_len=seq_len, long_docs="drop")
+    for name in ("long-am", "long-openr1", "mathweb", "if"):
+        all_docs = split.source(name).train
+        n_long = sum(len(d.ids) > seq_len for d in all_docs)
+        assert split.source(name).dropped_long == 0
+        assert drop.source(name).dropped_long == n_long
+        assert [d.ids for d in drop.source(name).train] == [d.ids for d in all_docs if len(d.ids) <= seq_len]
+    assert 0 < drop.source("long-am").dropped_long < len(split.source("long-am").train)
+    assert drop.source("if").dropped_long == 0
+    # split (the default): long documents are drawn and continue in the next window, where positions restart
+    res = draw(split, "decay-long", 40 * seq_len)
+    assert sum(len(d.ids) > seq_len for _, d in res.pulled) > 3
+    for k, (_ids, pos, _lab) in enumerate(res.sequences):
+        expected = [p for _i, _n, lo, hi, _len in _segments(res, k, seq_len) for p in range(hi - lo)]
+        assert pos == expected
+    # drop: no drawn document is longer than seq_len, and the stream is otherwise the same sampler
+    res = draw(drop, "decay-long", 40 * seq_len)
+    assert all(len(d.ids) <= seq_len for _, d in res.pulled)
+    assert {n for n, _ in res.pulled} == set(drop.recipe.cpt.stages["decay-long"].mixture)
+
+
+def test_long_docs_drop_error_when_nothing_fits(tmp_path, tiny_ctx):
+    path = tmp_path / "long.jsonl"
+    _write(path, [{"text": "word " * 200} for _ in range(3)])
+    with pytest.raises(OctoError, match="all 3 training documents are longer than seq_len=16"):
+        LoadedSource("l", SourceConfig(path=str(path), heldout=0), tmp_path, tiny_ctx.tokenizer, 0, max_len=16)
+
+
+def test_long_docs_drop_is_counted_in_the_manifest(tiny_recipe):
+    import dataclasses
+
+    from octo.context import RunContext
+    from octo.runio import read_json
+
+    recipe = dataclasses.replace(tiny_recipe, cpt=dataclasses.replace(tiny_recipe.cpt, long_docs="drop",
+                                                                      seq_len=128))
+    ctx = RunContext(recipe)
+    ctx.prepare()
+    try:
+        n = ctx.source("long-am").dropped_long
+        assert n > 0
+        assert read_json(ctx.run_dir / "manifest.json")["data_long_docs_dropped"] == {"long-am": n}
+    finally:
+        ctx.release()
+
+
+def _expected_labels(pulled, seq_len, n_seq, mask_prompt):
+    flat = []
+    for _, doc in pulled:
+        lab = list(doc.ids)
+        lab[0] = -100
+        if mask_prompt:
+            lab[:doc.n_prompt] = [-100] * doc.n_prompt
+        flat += lab
+    return [flat[k * seq_len:(k + 1) * seq_len] for k in range(n_seq)]
+
+
+@pytest.mark.parametrize("mask_prompt", [True, False])
+def test_mask_prompt_from_the_recipe_labels_if_and_qa_prompts(tiny_ctx, mask_prompt):
+    from octo.data.cli import draw
+
+    ctx = _variant(tiny_ctx, mask_prompt=mask_prompt)
+    res = draw(ctx, "decay-hybrid", 4096)  # IF (if) and QA (qa-omi2, qa-numina, long-openr1) sources
+    seq_len = ctx.recipe.cpt.seq_len
+    labels = [s[2] for s in res.sequences]
+    assert labels == _expected_labels(res.pulled, seq_len, len(res.sequences), mask_prompt)
+    prompted = [(n, d) for n, d in res.pulled if d.n_prompt]
+    assert {n for n, _ in prompted} >= {"if", "qa-omi2", "long-openr1"}
+    assert all(n in ("if", "qa-omi2", "qa-numina", "long-openr1") for n, _ in prompted)
+    tok = ctx.tokenizer
+    for name, doc in prompted[:6]:
+        prompt = tok.decode(doc.ids[:doc.n_prompt])
+        assert prompt.startswith("User:") and prompt.endswith("Assistant:" if name == "if" else "Assistant:<think>\n")
+    masked = sum(x == -100 for row in labels for x in row)
+    n_docs = sum(1 for s in res.sequences for p in s[1] if p == 0)
+    if mask_prompt:
+        assert masked > n_docs + 100  # far more than one first token per document
+    else:
+        assert masked <= n_docs + 1
+
+
+def test_trainer_builds_its_packer_with_the_recipe_options(tiny_ctx, monkeypatch):
+    """The trainer's Packer gets cpt.mask_prompt and draws exactly what stage_packer (octo data preview) draws."""
+    from octo.cpt.trainer import run_stage
+    from octo.data import packing
+
+    class Stop(Exception):
+        pass
+
+    built = []
+
+    class Recording(packing.Packer):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            built.append(self)
+            raise Stop
+
+    ctx = _variant(tiny_ctx, mask_prompt=True, long_docs="drop")
+    real = packing.Packer
+    monkeypatch.setattr(packing, "Packer", Recording)
+    with pytest.raises(Stop):
+        run_stage(ctx, "decay-short")
+    monkeypatch.setattr(packing, "Packer", real)
+    trainer_packer = built[0]
+    assert trainer_packer.mask_prompt is True and trainer_packer.seq_len == ctx.recipe.cpt.seq_len
+    mine = packing.stage_packer(ctx, "decay-short")
+    assert [trainer_packer.next_sequence() for _ in range(8)] == [mine.next_sequence() for _ in range(8)]
