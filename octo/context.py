@@ -23,7 +23,13 @@ import yaml
 from octo import progress
 from octo.config import Recipe, dump_recipe
 from octo.errors import OctoError
-from octo.runio import MANIFEST_FILE, RECIPE_FILE, read_json, write_json_atomic, write_text_atomic
+from octo.runio import (
+    MANIFEST_FILE,
+    RECIPE_FILE,
+    read_json,
+    write_json_atomic,
+    write_text_atomic,
+)
 from octo.runlock import RunLock
 
 
@@ -138,9 +144,8 @@ class RunContext:
         return self.run_dir / "cpt" / stage
 
     def problems_path(self, spec: str) -> Path:
-        if spec.startswith("toy:"):
-            return self.world_dir / f"{spec[4:]}.jsonl"
-        return Path(spec).expanduser()
+        """The file of a toy-world problem set ``toy:<name>``."""
+        return self.world_dir / f"{spec[4:]}.jsonl"
 
     # --- preparation --------------------------------------------------------------------
     def prepare(self) -> None:
@@ -160,14 +165,16 @@ class RunContext:
             self._write_manifest()
         elif self.manifest.get("data_bad_rows", {}) != self.data_bad_rows:
             # the skipped rows of this run are those of the files as read now (a resumed run rereads them)
-            write_json_atomic(self.run_dir / MANIFEST_FILE, {**self.manifest, "data_bad_rows": self.data_bad_rows})
-            self.__dict__.pop("manifest", None)
+            self._update_manifest(data_bad_rows=self.data_bad_rows)
         fps = self.manifest.get("data_fingerprints", {})
         added = {n: s for n, s in self.recipe.data.sources.items() if n not in fps}
         if added:  # sources of a branch recipe added to the run (see _check_or_write_recipe)
-            write_json_atomic(self.run_dir / MANIFEST_FILE, {
-                **self.manifest, "data_fingerprints": {**fps, **self._fingerprints_of(added)}})
-            self.__dict__.pop("manifest", None)
+            self._update_manifest(data_fingerprints={**fps, **self._fingerprints_of(added)})
+
+    def _update_manifest(self, **fields) -> None:
+        """Rewrite manifest.json with ``fields`` changed (atomically) and forget the cached copy."""
+        write_json_atomic(self.run_dir / MANIFEST_FILE, {**self.manifest, **fields})
+        self.__dict__.pop("manifest", None)
 
     def release(self) -> None:
         """Give up this context's hold on the run directory's write lock.
@@ -278,12 +285,11 @@ class RunContext:
 
     def _write_manifest(self) -> None:
         from octo.cpt.checkpoint import package_versions
-        from octo.model import tokenizer_hash
 
         fps = self._fingerprints_of(self.recipe.data.sources)
         write_json_atomic(self.run_dir / MANIFEST_FILE, {
             "name": self.recipe.name, "seed": self.recipe.seed, "git_commit": git_commit(),
-            "versions": package_versions(), "tokenizer_hash": tokenizer_hash(self.tokenizer_dir),
+            "versions": package_versions(), "tokenizer_hash": self.tokenizer_version,
             "data_fingerprints": fps, "data_bad_rows": self.data_bad_rows,
         })
 
@@ -291,6 +297,13 @@ class RunContext:
     @cached_property
     def manifest(self) -> dict:
         return read_json(self.run_dir / MANIFEST_FILE)
+
+    @cached_property
+    def tokenizer_version(self) -> str:
+        """Hash of the run's tokenizer as it is on disk now (seed 003 tau_tok), read once per process."""
+        from octo.model import tokenizer_hash
+
+        return tokenizer_hash(self.tokenizer_dir)
 
     @cached_property
     def tokenizer(self):
@@ -322,9 +335,7 @@ class RunContext:
         counts = dict(self.manifest.get("data_long_docs_dropped", {}))
         if counts.get(name) != dropped:
             counts[name] = dropped
-            write_json_atomic(self.run_dir / MANIFEST_FILE,
-                              {**self.manifest, "data_long_docs_dropped": dict(sorted(counts.items()))})
-            self.__dict__.pop("manifest", None)
+            self._update_manifest(data_long_docs_dropped=dict(sorted(counts.items())))
 
     def problems(self, spec: str) -> list[dict]:
         """Problems of a spec: the toy world's ``toy:<name>`` file, or anything octo.data.problems resolves."""

@@ -130,10 +130,8 @@ def _same_import(out: Path, digest: str) -> bool:
 
 def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     """Convert ``gguf_path`` into a checkpoint directory ``out_dir``; returns its path."""
-    import tempfile
-
     from octo.cpt.checkpoint import file_digest, save_checkpoint
-    from octo.model import tokenizer_hash
+    from octo.model import saved_tokenizer_hash
 
     path = Path(gguf_path).expanduser()
     out = Path(out_dir).expanduser()
@@ -159,9 +157,7 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     gen = model.generation_config
     gen.eos_token_id = tokenizer.eos_token_id
     gen.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save_pretrained(tmp)
-        tok_hash = tokenizer_hash(tmp)
+    tok_hash = saved_tokenizer_hash(tokenizer)
     quantized = sorted(t for t in types if t not in ("F32", "F16", "BF16"))
     manifest = {
         "kind": "import",

@@ -77,6 +77,16 @@ def tokenizer_hash(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def saved_tokenizer_hash(tokenizer) -> str:
+    """:func:`tokenizer_hash` of the directory ``tokenizer.save_pretrained`` would write (for a tokenizer
+    held in memory, e.g. before it goes into a new checkpoint's manifest)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return tokenizer_hash(tmp)
+
+
 def build_toy_model(cfg: ModelConfig, tokenizer, seed: int):
     """A fresh tiny Llama (untied embeddings, head_dim = hidden / heads)."""
     import torch

@@ -51,13 +51,12 @@ def check_restore(ctx, stage: str, ckpt: Path, *, event: str, mode: str, check_d
     Raises OctoError on a mismatch that ``ctx.allow_mismatch`` does not allow. ``record`` is false on
     the ranks of a multi-process stage other than rank 0 (one writer per run directory).
     """
-    from octo.model import tokenizer_hash
     from octo.runio import JsonlWriter
 
     allow = set(getattr(ctx, "allow_mismatch", ()) or ())
     manifest = _manifest(ckpt)
     where = _rel(ctx, ckpt)
-    now_tok = tokenizer_hash(ctx.tokenizer_dir)
+    now_tok = ctx.tokenizer_version
     overrides: list[dict] = []
     row = {"event": event, "checkpoint": where, "mode": mode, "tokenizer_hash": now_tok}
     if manifest is None or "tokenizer_hash" not in manifest:

@@ -22,6 +22,7 @@ import pickle
 import re
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from octo.errors import OctoError
@@ -65,11 +66,7 @@ def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | N
     import torch
 
     ckpt_dir = Path(ckpt_dir)
-    tmp = ckpt_dir.parent / f"{TMP_PREFIX}{ckpt_dir.name}-{os.getpid()}"
-    try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+    with atomic_dir(ckpt_dir, "write checkpoint", "earlier checkpoints are intact") as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         if trainer_state is not None:
@@ -78,20 +75,37 @@ def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | N
             with open(tmp / STATE, "wb") as fh:
                 torch.save(trainer_state, fh)
         write_file_manifest(tmp, manifest)
+    return ckpt_dir
+
+
+@contextmanager
+def atomic_dir(final: Path, what: str, note: str):
+    """Build a directory under a temporary name beside ``final`` and rename it to ``final`` when the
+    block completes (replacing what was there), so ``final`` never exists half-written.
+
+    On failure the temporary directory is removed; a write that failed because the disk is full or
+    not writable becomes one OctoError naming ``final`` (``what`` failed; ``note`` says what is safe).
+    """
+    final = Path(final)
+    tmp = final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        yield tmp
         _fsync_dir(tmp)
-        if ckpt_dir.exists():
-            _remove_dir(ckpt_dir)
-        os.replace(tmp, ckpt_dir)
-        _fsync_dir(ckpt_dir.parent)
+        if final.exists():
+            _remove_dir(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
     except Exception as err:
         # the libraries raise RuntimeError (torch) or SafetensorError (safetensors) for a full disk,
         # not OSError; write_error finds the errno behind them and passes anything else on
         shutil.rmtree(tmp, ignore_errors=True)
-        octo_err = write_error(err, ckpt_dir, "write checkpoint", "earlier checkpoints are intact")
+        octo_err = write_error(err, final, what, note)
         if octo_err is None:
             raise
         raise octo_err from None
-    return ckpt_dir
 
 
 def _remove_dir(path: Path) -> None:

@@ -16,7 +16,6 @@ not exist or is complete.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 
@@ -39,8 +38,13 @@ def run_export(args: argparse.Namespace) -> int:
 
 def export_checkpoint(ckpt: Path, out: Path) -> Path:
     """Write the weights-only export of ``ckpt`` to ``out``; returns ``out``."""
-    from octo.cpt.checkpoint import MANIFEST, verify_checkpoint, write_file_manifest
-    from octo.runio import read_json, write_error
+    from octo.cpt.checkpoint import (
+        MANIFEST,
+        atomic_dir,
+        verify_checkpoint,
+        write_file_manifest,
+    )
+    from octo.runio import read_json
 
     if not (ckpt.is_dir() and (ckpt / "config.json").is_file() and (ckpt / MANIFEST).is_file()):
         raise OctoError(f"{ckpt} is not an octo checkpoint (a directory with config.json and {MANIFEST}); pass a "
@@ -51,11 +55,7 @@ def export_checkpoint(ckpt: Path, out: Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OctoError(f"{out} already exists and is not an empty directory; choose a new output path or remove it")
     source = read_json(ckpt / MANIFEST)
-    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
-    try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+    with atomic_dir(out, "write the export", "nothing was written") as tmp:
         for f in sorted(ckpt.iterdir()):
             if f.is_file() and f.name not in NOT_EXPORTED:
                 shutil.copy2(f, tmp / f.name)
@@ -66,13 +66,4 @@ def export_checkpoint(ckpt: Path, out: Path) -> Path:
             "source_restore_mode": source.get("restore_mode"),
             **{k: source[k] for k in keep if k in source},
         })
-        if out.exists():  # an empty directory
-            out.rmdir()
-        os.replace(tmp, out)
-    except Exception as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        octo_err = write_error(err, out, "write the export", "nothing was written")
-        if octo_err is None:
-            raise
-        raise octo_err from None
     return out

@@ -179,7 +179,12 @@ def add_tokenizer_extend_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_tokenizer_extend(args: argparse.Namespace) -> int:
     from octo.cpt.checkpoint import save_checkpoint
-    from octo.model import load_model, load_tokenizer, tokenizer_hash
+    from octo.model import (
+        load_model,
+        load_tokenizer,
+        saved_tokenizer_hash,
+        tokenizer_hash,
+    )
 
     src, out = Path(args.model), Path(args.out)
     tok_dir = Path(args.tokenizer) if args.tokenizer else src
@@ -192,12 +197,7 @@ def run_tokenizer_extend(args: argparse.Namespace) -> int:
     added = extend_model(model, tok, tokens)
     if not added:
         raise OctoError("every token given is already in the vocabulary; nothing to add")
-    tmp_tok = out.parent / f".tok-{out.name}"
-    tok.save_pretrained(str(tmp_tok))
-    new_hash = tokenizer_hash(tmp_tok)
-    import shutil
-
-    shutil.rmtree(tmp_tok, ignore_errors=True)
+    new_hash = saved_tokenizer_hash(tok)
     manifest = {"restore_mode": "weights", "tokenizer_hash": new_hash, "parent": str(src.resolve()),
                 "parent_tokenizer_hash": old_hash, "added_tokens": added, "vocab_size": len(tok)}
     save_checkpoint(out, model=model, tokenizer=tok, trainer_state=None, manifest=manifest)

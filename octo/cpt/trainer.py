@@ -44,7 +44,6 @@ from octo.cpt.checkpoint import (
 )
 from octo.cpt.schedules import LRSchedule
 from octo.errors import ConfigError, OctoError
-from octo.model import tokenizer_hash
 from octo.runio import (
     METRICS_FILE,
     JsonlWriter,
@@ -181,9 +180,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from octo.data.mixture import TokenMixture
-    from octo.data.packing import Packer, packed_logits
-    from octo.data.sources import DocStream
+    from octo.data.packing import packed_logits, stage_packer
 
     recipe = ctx.recipe
     scfg = recipe.cpt.stages[stage]
@@ -201,8 +198,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
     log = progress.info if main else (lambda message: None)
     kl_on = cfg.kl.coef > 0
 
-    streams = {name: DocStream(ctx.source(name).train, recipe.seed, name) for name in scfg.mixture}
-    packer = Packer(TokenMixture(streams, scfg.mixture), cfg.seq_len, mask_prompt=cfg.mask_prompt)
+    packer = stage_packer(ctx, stage)
     packer.track_sources = kl_on  # per-token source ids for the KL on replay tokens
 
     # a process killed while writing or pruning a checkpoint leaves a .tmp-/.del- directory: never a
@@ -247,9 +243,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
     opt = torch.optim.AdamW(_param_groups(model, cfg.optimizer.weight_decay), lr=peak,
                             betas=tuple(cfg.optimizer.betas), eps=cfg.optimizer.eps)
     if opt_state is not None:
-        opt.load_state_dict(opt_state)
-        for group in opt.param_groups:  # the recipe's settings win over the restored ones
-            group["betas"], group["eps"] = tuple(cfg.optimizer.betas), cfg.optimizer.eps
+        _load_optimizer(opt, opt_state, cfg)
 
     raw_model = model
     if dist is not None:
@@ -487,6 +481,13 @@ def _replay_kl(logits, ref, batch):
     return (logq.exp() * (logq - logp)).sum()
 
 
+def _load_optimizer(opt, state: dict, cfg) -> None:
+    """Restore AdamW moments and step counts; the recipe's betas and eps win over the restored ones."""
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        group["betas"], group["eps"] = tuple(cfg.optimizer.betas), cfg.optimizer.eps
+
+
 def _rollback(ctx: RunContext, model, opt, ckpt: Path) -> list[float]:
     """Reload weights, AdamW moments and RNG states of a full-state checkpoint into the running
     model and optimizer (seed 001 §5.4 rollback); returns the checkpoint's gradient-norm window.
@@ -501,9 +502,7 @@ def _rollback(ctx: RunContext, model, opt, ckpt: Path) -> list[float]:
         model.load_state_dict(loaded.state_dict())
     del loaded
     state = load_trainer_state(ckpt)
-    opt.load_state_dict(state["optimizer"])
-    for group in opt.param_groups:
-        group["betas"], group["eps"] = tuple(cfg.optimizer.betas), cfg.optimizer.eps
+    _load_optimizer(opt, state["optimizer"], cfg)
     _set_rng_state(state["rng"])
     return [float(x) for x in state["norms"]]
 
@@ -523,7 +522,7 @@ def _save(ctx: RunContext, stage: str, model, state: dict, step: int, tokens: in
         "stage": stage, "step": step, "tokens": tokens, "lr": lr, "restore_mode": "full",
         "init": scfg.init, "init_restore": scfg.restore, "seed": ctx.recipe.seed,
         # the versions this checkpoint is bound to are those read now (seed 003), not the run's first
-        "tokenizer_hash": tokenizer_hash(ctx.tokenizer_dir),
+        "tokenizer_hash": ctx.tokenizer_version,
         "data_fingerprints": {n: ctx.source(n).fingerprint for n in scfg.mixture},
         "mixture": scfg.mixture,
     }
@@ -548,7 +547,6 @@ def _write_gates(ctx: RunContext, stage: str, model, *, step: int, tokens: int, 
     import torch
 
     from octo.cpt.gates import evaluate_gates
-    from octo.cpt.gates_cli import write_gate_row
     from octo.runio import GATES_FILE
 
     py_state = random.getstate()
@@ -561,17 +559,20 @@ def _write_gates(ctx: RunContext, stage: str, model, *, step: int, tokens: int, 
            "checkpoint_id": ckpt_id, **row}
     path = ctx.stage_dir(stage) / GATES_FILE
     truncate_jsonl(path, keep_step_le=step - 1 if step else -1)
-    with JsonlWriter(path) as w:
-        w.write(row)
     verdict = None
     if ctx.recipe.cpt.stages[stage].init != "random":
         from octo.analysis.gates import gate_table
         from octo.analysis.load import load_run
 
-        table = gate_table(load_run(ctx.run_dir, require_probes=False), ctx.recipe.analysis)
+        path.parent.mkdir(parents=True, exist_ok=True)  # so that load_run sees the stage
+        run = load_run(ctx.run_dir, require_probes=False)  # the run's gates so far, this row added
+        run.stages[stage].gates.append(row)
+        table = gate_table(run, ctx.recipe.analysis)
         verdict = next((r.get("verdict") for r in table["rows"] if r["checkpoint_id"] == ckpt_id), None)
         if verdict is not None:
-            write_gate_row(path, {**row, "verdict": verdict})
+            row["verdict"] = verdict
+    with JsonlWriter(path) as w:
+        w.write(row)
     acc_key = f"acc/{ctx.recipe.cpt.gates.benchmark}"
     acc = row.get(acc_key)
     progress.info(f"gates {ckpt_id}: ppl/general {row['ppl/general']:.2f}"
