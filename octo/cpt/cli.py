@@ -1,8 +1,9 @@
 """``octo cpt RECIPE [--stage NAME]``: run mid-training stages of a recipe.
 
-Data-parallel on W processes (DDP; see recipes/accelerate/ and the README):
+Data-parallel on W processes (DDP or FSDP2; see octo.cpt.parallel, recipes/accelerate/ and the README):
 
     accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 2 -m octo.cli cpt RECIPE
+    accelerate launch --config_file recipes/accelerate/fsdp.yaml --num_processes 2 -m octo.cli cpt RECIPE
     torchrun --nproc_per_node 2 -m octo.cli cpt RECIPE
 """
 
@@ -27,7 +28,8 @@ def add_cpt_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cpt(args: argparse.Namespace) -> int:
     from octo.context import RunContext
-    from octo.cpt.trainer import process_state, run_stage
+    from octo.cpt.parallel import process_state
+    from octo.cpt.trainer import run_stage
 
     recipe = recipe_from_args(args)
     for name in args.stage:

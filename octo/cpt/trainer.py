@@ -18,9 +18,10 @@ never applied. With ``cpt.kl.coef`` > 0 the loss gains beta * KL(p_theta0 || p_t
 the replay sources ``cpt.kl.sources`` (seed 001 §5.3), theta0 being the stage's starting weights.
 
 Scale-out: launched by ``accelerate launch --num_processes W -m octo.cli cpt ...`` or ``torchrun``,
-the loop runs data-parallel (DDP through an accelerate ``Accelerator``); every rank draws the same
-deterministic packer stream and trains on its share of the step's micro-batches, so the global
-batch is the single-process one. A single process never imports accelerate.
+the loop runs data-parallel (DDP, or FSDP2 with recipes/accelerate/fsdp.yaml: octo.cpt.parallel);
+every rank draws the same deterministic packer stream and trains on its share of the step's
+micro-batches, so the global batch is the single-process one, and checkpoints keep the
+single-process format. A single process never imports accelerate.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from octo.cpt.checkpoint import (
     remove_stale,
     save_checkpoint,
 )
+from octo.cpt.parallel import World, clip_grad_norm, world_size
 from octo.cpt.schedules import LRSchedule
-from octo.errors import ConfigError, OctoError
+from octo.errors import OctoError
 from octo.runio import (
     METRICS_FILE,
     JsonlWriter,
@@ -77,8 +79,6 @@ def _set_rng_state(state: dict) -> None:
 
 
 def set_threads(n: int) -> None:
-    import os
-
     import torch
 
     torch.set_num_threads(n or os.cpu_count() or 1)
@@ -96,62 +96,6 @@ def loss_scale(step: int) -> float:
     real spike detection and actions below have a spike to handle.
     """
     return 1.0
-
-
-def world_size() -> int:
-    """Processes of this stage: ``WORLD_SIZE`` as ``accelerate launch`` and ``torchrun`` set it (else 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def process_state():
-    """accelerate's process state (initialises the process group) when world_size() > 1, else None."""
-    if world_size() <= 1:
-        return None
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
-class _World:
-    """The ranks of a data-parallel stage (``accelerate launch`` / ``torchrun``, W = world size).
-
-    Every rank draws the step's global micro-batches from the same deterministic packer and trains
-    on micro-batches rank, rank + W, ...; each micro-batch loss is divided by the step's global
-    target count (as in one process) and multiplied by W, so DDP's gradient average is the
-    single-process gradient of the global batch. Rank 0 alone writes metrics, checkpoints, gates.
-    """
-
-    def __init__(self, micro_per_step: int):
-        import torch
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedType
-
-        self.acc = Accelerator(cpu=not torch.cuda.is_available())
-        kind = self.acc.distributed_type
-        if kind not in (DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
-            raise OctoError(f"accelerate distributed type {kind} is not supported by octo's full-state "
-                            "checkpoints yet (sharded optimizer states are not gathered); use "
-                            "recipes/accelerate/ddp.yaml")
-        if self.acc.gradient_accumulation_steps != 1:
-            raise OctoError("the accelerate config sets gradient_accumulation_steps; remove it, octo "
-                            "accumulates gradients up to cpt.batch_tokens itself")
-        self.rank, self.size, self.device = self.acc.process_index, self.acc.num_processes, self.acc.device
-        if micro_per_step % self.size:
-            raise ConfigError("cpt.batch_tokens", f"gives {micro_per_step} micro-batches per step, which "
-                                                  f"{self.size} processes cannot share evenly; make it a multiple "
-                                                  f"of seq_len x micro_batch_size x {self.size}")
-
-    def barrier(self) -> None:
-        self.acc.wait_for_everyone()
-
-    def sum(self, *values: float) -> list[float]:
-        import torch
-        import torch.distributed as td
-
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        td.all_reduce(t)
-        return t.tolist()
 
 
 def _init_model(ctx: RunContext, stage: str):
@@ -193,7 +137,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
     set_threads(cfg.threads)
     total = stage_steps(ctx, stage)
     micro_per_step = cfg.batch_tokens // (cfg.seq_len * cfg.micro_batch_size)
-    dist = _World(micro_per_step) if world_size() > 1 else None
+    dist = World(micro_per_step) if world_size() > 1 else None
     main = dist is None or dist.rank == 0
     log = progress.info if main else (lambda message: None)
     kl_on = cfg.kl.coef > 0
@@ -240,17 +184,20 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
 
     model.train()
     model.config.use_cache = False
-    opt = torch.optim.AdamW(_param_groups(model, cfg.optimizer.weight_decay), lr=peak,
-                            betas=tuple(cfg.optimizer.betas), eps=cfg.optimizer.eps)
-    if opt_state is not None:
-        _load_optimizer(opt, opt_state, cfg)
-
-    raw_model = model
     if dist is not None:
         if ref is not None:
             ref.to(dist.device)
-        model, opt = dist.acc.prepare(model, opt)
-        raw_model = dist.acc.unwrap_model(model)
+        model = dist.shard(model)  # FSDP: before the optimizer, which must hold the sharded parameters
+    opt = torch.optim.AdamW(_param_groups(model, cfg.optimizer.weight_decay), lr=peak,
+                            betas=tuple(cfg.optimizer.betas), eps=cfg.optimizer.eps)
+    if opt_state is not None:
+        _load_optimizer(opt, opt_state, cfg, dist, model)
+
+    # raw_model: the unsharded model rank 0 checkpoints and gates (FSDP: gathered into at every save)
+    raw_model = model
+    if dist is not None:
+        model, opt = dist.prepare(model, opt)
+        raw_model = dist.plain(model)
 
     eval_every = cfg.gates.eval_every
     if start_step == 0 and scfg.init in ("random", "model") and main:
@@ -292,8 +239,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
             for i, b in enumerate(mine):
                 if dist is not None:
                     b = {key: v.to(dist.device) for key, v in b.items()}
-                # DDP all-reduces gradients at the backward of the step's last micro-batch only
-                sync = nullcontext() if dist is None or i == len(mine) - 1 else dist.acc.no_sync(model)
+                sync = nullcontext() if dist is None else dist.no_sync(model, last=i == len(mine) - 1)
                 with sync:
                     logits = packed_logits(model, b["input_ids"], b["position_ids"])
                     loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
@@ -313,7 +259,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
             if dist is not None:
                 loss_value, kl_value = dist.sum(loss_value, kl_value)
             clip = cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+            grad_norm = clip_grad_norm(params, clip)  # under FSDP: the norm over all shards
             recent = norms[-window:]
             spike = False
             threshold = None
@@ -344,7 +290,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
             else:
                 opt.zero_grad(set_to_none=True)
             if action == "rollback":
-                norms = _rollback(ctx, raw_model, opt, target[1])
+                norms = _rollback(ctx, model, opt, target[1], dist)
                 rollbacks += 1
             if spike or not finite:
                 log(_event_message(stage, step + 1, grad_norm, threshold, finite, action, target,
@@ -366,8 +312,10 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
             is_last = step + 1 == total
             gate_now = bool(eval_every) and (step + 1) % eval_every == 0 and not is_last
             if is_last or gate_now or (scfg.save_every and (step + 1) % scfg.save_every == 0):
+                # under FSDP every rank takes part in gathering the full state to rank 0
+                opt_full = opt.state_dict() if dist is None else dist.full_state(model, opt)
                 if main:
-                    state = {"optimizer": opt.state_dict(), "packer": packer.state_dict(), "rng": _rng_state(),
+                    state = {"optimizer": opt_full, "packer": packer.state_dict(), "rng": _rng_state(),
                              "step": step + 1, "tokens": tokens, "inherited_lr": inherited_lr,
                              "norms": norms[-window:], "rollbacks": rollbacks}
                     _save(ctx, stage, raw_model, state, step + 1, tokens, lr, final=is_last)
@@ -481,14 +429,20 @@ def _replay_kl(logits, ref, batch):
     return (logq.exp() * (logq - logp)).sum()
 
 
-def _load_optimizer(opt, state: dict, cfg) -> None:
-    """Restore AdamW moments and step counts; the recipe's betas and eps win over the restored ones."""
-    opt.load_state_dict(state)
+def _load_optimizer(opt, state: dict, cfg, dist: World | None = None, model=None) -> None:
+    """Restore AdamW moments and step counts; the recipe's betas and eps win over the restored ones.
+
+    ``state`` is a full (single-process format) state dict; with several ranks ``dist`` loads it
+    (FSDP: every rank reads it whole and keeps its shard of the running ``model``'s parameters)."""
+    if dist is None:
+        opt.load_state_dict(state)
+    else:
+        dist.load_optimizer(model, opt, state)
     for group in opt.param_groups:
         group["betas"], group["eps"] = tuple(cfg.optimizer.betas), cfg.optimizer.eps
 
 
-def _rollback(ctx: RunContext, model, opt, ckpt: Path) -> list[float]:
+def _rollback(ctx: RunContext, model, opt, ckpt: Path, dist: World | None) -> list[float]:
     """Reload weights, AdamW moments and RNG states of a full-state checkpoint into the running
     model and optimizer (seed 001 §5.4 rollback); returns the checkpoint's gradient-norm window.
     The packer is left where it is: the data since the checkpoint is not replayed."""
@@ -498,11 +452,14 @@ def _rollback(ctx: RunContext, model, opt, ckpt: Path) -> list[float]:
 
     cfg = ctx.recipe.cpt
     loaded = load_model(ckpt, attn_implementation=ctx.recipe.model.attn_implementation)
-    with torch.no_grad():
-        model.load_state_dict(loaded.state_dict())
+    if dist is None:
+        with torch.no_grad():
+            model.load_state_dict(loaded.state_dict())
+    else:
+        dist.load_weights(model, loaded.state_dict())
     del loaded
     state = load_trainer_state(ckpt)
-    _load_optimizer(opt, state["optimizer"], cfg)
+    _load_optimizer(opt, state["optimizer"], cfg, dist, model)
     _set_rng_state(state["rng"])
     return [float(x) for x in state["norms"]]
 

@@ -125,8 +125,8 @@ def rollback_run(tmp_path_factory, tiny_ctx, quickstart_raw):
     seen = []
     real = trainer._rollback
 
-    def spy(ctx, model, opt, path):
-        norms = real(ctx, model, opt, path)
+    def spy(ctx, model, opt, path, dist):
+        norms = real(ctx, model, opt, path, dist)
         seen.append((path, {k: v.detach().clone() for k, v in model.state_dict().items()},
                      copy.deepcopy(opt.state_dict())))
         return norms
