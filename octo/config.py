@@ -26,6 +26,8 @@ from octo.schema import apply_overrides, from_dict, opt, to_dict
 from octo.verifiers.config import RewardConfig, VerifierConfig
 
 STAGE_INITS = ("random", "model")
+STREAM_CHECK_ROWS = 1000       # rows of a streamed source checked and fingerprinted before training
+DEFAULT_SHUFFLE_BUFFER = 1000  # datasets' IterableDataset.shuffle default
 # phrases of a refusal; the recipe's cpt.gates.refusal_patterns replace them
 DEFAULT_REFUSALS = (r"\bI can(no|')t\b", r"\bI (will not|won't)\b", r"\bI'?m sorry\b", r"\bI am sorry\b",
                     r"\bnot able to (help|assist)\b", r"\bcannot (help|assist)\b")
@@ -91,21 +93,35 @@ class SourceConfig:
                                "'' for its default")
     data_dir: str = opt("", help="hf: a folder inside the dataset repository to read (load_dataset's "
                                  "data_dir), for datasets whose parts are folders rather than configurations")
-    streaming: bool = opt(False, help="hf: stream the rows instead of downloading the whole dataset; needs "
-                                      "max_docs > 0")
-    max_docs: int = opt(0, ge=0, help="read at most this many rows (good or bad) of the source; 0: all. "
-                                      "octo reads and tokenizes a source before training, so a streamed "
-                                      "dataset needs a cap")
+    streaming: bool = opt(
+        False, help="read the source lazily while training instead of tokenizing it whole up front, so it may "
+                    "be far larger than memory (an hf: dataset through load_dataset(streaming=True), or a local "
+                    ".jsonl/.parquet/.txt file): rows are read, rendered and tokenized in chunks as the packer "
+                    "needs them and shuffled through a seeded buffer (shuffle_buffer). Before training only the "
+                    f"first {STREAM_CHECK_ROWS} rows are checked and fingerprinted (octo.data.stream). Held-out "
+                    "documents are the first 'heldout' good documents (at most half of those rows) and are never "
+                    "trained on. An epoch is one pass over the rest of the stream, to its end or to max_docs rows; "
+                    "the next epoch reads it again from there in a new buffer order. A resumed stage re-reads "
+                    "the buffered rows and continues with exactly the next document")
+    shuffle_buffer: int = opt(
+        DEFAULT_SHUFFLE_BUFFER, ge=1, help="streaming: documents held in the shuffle buffer (as datasets' "
+                                           "IterableDataset.shuffle(buffer_size)); each next document is a "
+                                           "seeded random pick from it. Larger mixes an ordered source better "
+                                           "and holds more tokens in memory; 1 reads the stream in order")
+    max_docs: int = opt(0, ge=0, help="read at most this many rows (good or bad) of the source; 0: all. For a "
+                                      "streamed source it bounds every epoch of the stream (0: to its end)")
 
     def validate(self) -> None:
         if not self.path.startswith("hf:"):
-            for key, default in (("split", "train"), ("subset", ""), ("data_dir", ""), ("streaming", False)):
+            for key, default in (("split", "train"), ("subset", ""), ("data_dir", "")):
                 if getattr(self, key) != default:
                     raise ConfigError(key, f"applies only to Hugging Face sources (path: hf:<dataset>), "
                                            f"not to {self.path!r}; remove it")
-        elif self.streaming and self.max_docs == 0:
-            raise ConfigError("max_docs", "must be > 0 when streaming: true, because octo reads and tokenizes a "
-                                          "source before training; set a cap such as max_docs: 1000000")
+        if self.streaming and self.path.startswith("toy:"):
+            raise ConfigError("streaming", "applies to local files and hf: datasets, not to toy-world sources "
+                                           f"({self.path!r}: generated small and read whole); remove it")
+        if not self.streaming and self.shuffle_buffer != DEFAULT_SHUFFLE_BUFFER:
+            raise ConfigError("shuffle_buffer", "applies only to streamed sources; set streaming: true or remove it")
 
 
 @dataclass(kw_only=True)
@@ -263,7 +279,8 @@ class CPTConfig:
     long_docs: Literal["split", "drop"] = opt(
         "split", help="documents longer than seq_len tokens: split continues them in the next window "
                       "(positions restart); drop leaves them out of training and counts them per source "
-                      "(logged once, manifest.json data_long_docs_dropped)")
+                      "(logged once, manifest.json data_long_docs_dropped; a streamed source's are counted "
+                      "while it is read, as octo data preview shows)")
 
     def validate(self) -> None:
         per_pass = self.seq_len * self.micro_batch_size

@@ -9,6 +9,9 @@ seeded document order, same token-weighted sampler, same ``seq_len`` / ``mask_pr
 documents drawn, the documents available for training and held out, the source's training
 tokens and how many epochs the draw is of them; then K packed sequences decoded, with every
 document boundary marked and, with ``cpt.mask_prompt``, the loss-masked prompt tokens in «».
+A streamed source (``streaming: true``) is read only as far as the draw needs (the documents
+drawn plus its shuffle buffer): its training documents and tokens are unknown without reading it
+all, so the table shows "stream" and "-" there and a line per stream gives the rows it read.
 
 It never disturbs a run: when the run directory is already prepared (``manifest.json``,
 tokenizer, world) and was made by this recipe, preview only reads it and takes no lock, so a
@@ -123,6 +126,7 @@ class Draw:
     pulled: list[tuple[str, object]]  # (source, Document)
     seen: dict[str, int]              # tokens per source as the trainer's mix/<source> counts them
     shares: dict[str, float]
+    streams: dict = dataclasses.field(default_factory=dict)  # source -> its DocStream / StreamDocs
 
 
 def draw(ctx, stage: str, tokens: int) -> Draw:
@@ -142,7 +146,7 @@ def draw(ctx, stage: str, tokens: int) -> Draw:
     mixture.next = recording  # the packer pulls through this; the sampler itself is untouched
     n_seq = math.ceil(tokens / ctx.recipe.cpt.seq_len)
     sequences = [packer.next_sequence() for _ in range(n_seq)]
-    return Draw(sequences, pulled, dict(mixture.seen), mixture.shares())
+    return Draw(sequences, pulled, dict(mixture.seen), mixture.shares(), dict(mixture.streams))
 
 
 def _segments(result: Draw, k: int, seq_len: int):
@@ -190,17 +194,28 @@ def render(ctx, stage: str, result: Draw, *, where: str, samples: int, max_chars
     if drop:
         header.append("dropped long")
     rows = [header]
+    streamed = []
     for name, share in scfg.mixture.items():
         if share <= 0:
             continue
         src = ctx.source(name)
-        train_tokens = sum(len(d.ids) for d in src.train)
         seen = result.seen.get(name, 0)
         row = [name, f"{share:.3f}", f"{result.shares.get(name, 0.0):.4f}", f"{seen:,}",
-               f"{docs_drawn.get(name, 0):,}", f"{len(src.train):,}", f"{len(src.heldout):,}",
-               f"{train_tokens:,}", f"{seen / max(1, train_tokens):.2f}"]
-        if drop:
-            row.append(f"{src.dropped_long:,}")
+               f"{docs_drawn.get(name, 0):,}"]
+        if getattr(src, "streamed", False):
+            stream = result.streams.get(name)
+            row += ["stream", f"{len(src.heldout):,}", "-", "-"]
+            if drop:
+                row.append(f"{stream.dropped_long:,}" if stream is not None else "-")
+            if stream is not None:
+                streamed.append(f"{name}: streamed, read {stream.rows_read:,} rows so far (epoch {stream.epoch}, "
+                                f"shuffle buffer {src.cfg.shuffle_buffer:,} documents)")
+        else:
+            train_tokens = sum(len(d.ids) for d in src.train)
+            row += [f"{len(src.train):,}", f"{len(src.heldout):,}", f"{train_tokens:,}",
+                    f"{seen / max(1, train_tokens):.2f}"]
+            if drop:
+                row.append(f"{src.dropped_long:,}")
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
@@ -208,6 +223,7 @@ def render(ctx, stage: str, result: Draw, *, where: str, samples: int, max_chars
     lines.append("")
     lines.append("realized: share of the tokens drawn (the trainer's mix/<source>); epochs: tokens drawn / the "
                  "source's training tokens")
+    lines += streamed
     if cfg.mask_prompt:
         lines.append("«…»: tokens with label -100 (the prompt of IF/QA documents and each document's first token)")
     for k in range(min(samples, len(result.sequences))):

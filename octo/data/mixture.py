@@ -6,7 +6,8 @@ documents: a source of long documents gets fewer documents for the same weight.
 The sampler is deterministic and exact: the next document comes from the source whose
 token deficit ``w_s * T - seen_s`` is largest (T = tokens drawn so far), so every source's
 realized share stays within one document of its target. Randomness lives in each source's
-seeded document order (:class:`~octo.data.sources.DocStream`). The state (tokens seen per
+seeded document order (:class:`~octo.data.sources.DocStream`, or
+:class:`~octo.data.stream.StreamDocs` for a streamed source). The state (tokens seen per
 source and each stream's position) makes a resumed run draw exactly the documents an
 uninterrupted run would have drawn.
 """

@@ -107,11 +107,10 @@ def packed_logits(model, input_ids, position_ids):
 
 def stage_packer(ctx, stage: str) -> Packer:
     """The packer stage ``stage`` trains on, built exactly as :func:`octo.cpt.trainer.run_stage` builds it:
-    each mixture source's training documents in their seeded order, the token-weighted mixture, the
-    recipe's ``seq_len`` and ``mask_prompt``. ``octo data preview`` draws from it."""
-    from octo.data.sources import DocStream
-
+    each mixture source's training documents in their seeded order (a streamed source's read lazily
+    through its shuffle buffer), the token-weighted mixture, the recipe's ``seq_len`` and
+    ``mask_prompt``. ``octo data preview`` draws from it."""
     recipe = ctx.recipe
     scfg = recipe.cpt.stages[stage]
-    streams = {name: DocStream(ctx.source(name).train, recipe.seed, name) for name in scfg.mixture}
+    streams = {name: ctx.source(name).doc_stream(recipe.seed) for name in scfg.mixture}
     return Packer(TokenMixture(streams, scfg.mixture), recipe.cpt.seq_len, mask_prompt=recipe.cpt.mask_prompt)

@@ -1,9 +1,9 @@
 """Data sources: local JSONL / Parquet / text files or Hugging Face datasets, rendered by a template.
 
 A source is read and checked completely before any training starts (``RunContext.prepare``
-checks every file source): a missing file, a row without a template field, an invalid or
-non-UTF-8 line, an empty document or an empty source is one :class:`OctoError` naming the
-file (and line). A source with ``on_bad_rows: skip`` leaves malformed rows out instead and
+checks every file source; a streamed one only in its first rows, :mod:`octo.data.stream`): a
+missing file, a row without a template field, an invalid or non-UTF-8 line, an empty document
+or an empty source is one :class:`OctoError` naming the file (and line). A source with ``on_bad_rows: skip`` leaves malformed rows out instead and
 counts them by reason (``manifest.json`` ``data_bad_rows``); nothing is skipped silently.
 ``toy:<name>`` resolves to ``<run>/world/<name>.jsonl`` (generated, always clean).
 
@@ -11,11 +11,14 @@ counts them by reason (``manifest.json`` ``data_bad_rows``); nothing is skipped 
 ``Dataset.save_to_disk`` (or ``DatasetDict.save_to_disk``) with ``load_from_disk``, anything
 else with ``load_dataset(<dataset>, subset, data_dir=..., split=..., streaming=...)`` (a Hub
 name, or a local folder of data files). Rows go through the same checks as file rows (named
-``hf:<dataset> row <n>``); ``max_docs`` caps the rows read, which a streamed dataset needs
-because octo tokenizes a source before training. A dataset that cannot be loaded (unknown
-name, not in the cache when offline, unknown split or subset) is one :class:`OctoError`. Its
-fingerprint is the dataset name, split, subset, data_dir and max_docs plus a hash of every
-row read.
+``hf:<dataset> row <n>``); ``max_docs`` caps the rows read. A dataset that cannot be loaded
+(unknown name, not in the cache when offline, unknown split or subset) is one
+:class:`OctoError`. Its fingerprint is the dataset name, split, subset, data_dir and max_docs
+plus a hash of every row read.
+
+A source with ``streaming: true`` (an ``hf:`` dataset or a local file) is not read here: it is
+read lazily while training (:mod:`octo.data.stream`); :func:`read_source` then checks and
+fingerprints only its first rows.
 
 ``cpt.long_docs: drop`` leaves training documents longer than ``seq_len`` tokens out of a
 source's stream (:class:`LoadedSource` ``max_len``) and counts them.
@@ -110,36 +113,17 @@ def load_rows(path: Path, template: str, columns: dict[str, str], source: str,
     if not path.exists():
         raise OctoError(f"source '{source}': file {path} does not exist; fix data.sources.{source}.path")
     bad = BadRows(source, path, on_bad_rows)
-    suffix = path.suffix.lower()
     rows: list[dict] = []
-    if suffix in (".jsonl", ".json"):
+    kind = file_kind(path, template, source)
+    if kind == "jsonl":
         with open(path, "rb") as fh:
-            for i, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                where = f"{path} line {i}"
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    bad.add("not_utf8", f"{where} is not UTF-8 (byte {err.start + 1} of the line)")
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as err:
-                    bad.add("invalid_json", f"{where} is not valid JSON ({err.msg} at column {err.colno})")
-                    continue
-                if not isinstance(row, dict):
-                    bad.add("not_object", f"{where} is not a JSON object")
-                    continue
-                if _check_row(row, columns, where, bad):
+            for _start, _end, line, row in jsonl_items(fh, path, bad):
+                if row is not None and _check_row(row, columns, f"{path} line {line}", bad):
                     rows.append(row)
-    elif suffix == ".parquet":
+    elif kind == "parquet":
+        pq = _pyarrow_parquet(source, path)
         try:
-            import pyarrow.parquet as pq
-
             table = pq.read_table(path)
-        except ImportError:
-            raise OctoError(f"source '{source}': reading {path} needs pyarrow; pip install pyarrow") from None
         except Exception as err:  # pyarrow raises ArrowInvalid / OSError subclasses on damaged files
             raise OctoError(f"source '{source}': {path} is not a readable Parquet file "
                             f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
@@ -150,47 +134,109 @@ def load_rows(path: Path, template: str, columns: dict[str, str], source: str,
         for i, row in enumerate(table.to_pylist(), 1):
             if _check_row(row, columns, f"{path} row {i}", bad):
                 rows.append(row)
-    elif suffix in (".txt", ".text", ".md"):
-        if template != "raw":
-            raise OctoError(f"source '{source}': text files hold raw documents; set template: raw")
-        rows = [{columns["text"]: doc} for doc in _text_documents(path, bad)]
     else:
-        raise OctoError(f"source '{source}': {path} has an unsupported type {suffix!r}; "
-                        "use .jsonl, .parquet or .txt")
+        with open(path, "rb") as fh:
+            rows = [{columns["text"]: doc} for *_, doc in text_items(fh, path, bad) if doc is not None]
     if not rows:
         skipped = f" ({bad.total} bad rows skipped; first: {bad.first})" if bad.total else ""
         raise OctoError(f"source '{source}': {path} holds no documents{skipped}")
     return rows, bad
 
 
-def _text_documents(path: Path, bad: BadRows) -> list[str]:
-    """Documents of a text file: blocks separated by an empty line; a block with bytes that are
-    not UTF-8 is a bad row (named by the line of the bad bytes)."""
-    docs: list[str] = []
+def file_kind(path: Path, template: str, source: str) -> str:
+    """'jsonl', 'parquet' or 'text' by the file's suffix; an unsupported type is an :class:`OctoError`."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if suffix == ".parquet":
+        return "parquet"
+    if suffix in (".txt", ".text", ".md"):
+        if template != "raw":
+            raise OctoError(f"source '{source}': text files hold raw documents; set template: raw")
+        return "text"
+    raise OctoError(f"source '{source}': {path} has an unsupported type {suffix!r}; use .jsonl, .parquet or .txt")
+
+
+def _pyarrow_parquet(source: str, path: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise OctoError(f"source '{source}': reading {path} needs pyarrow; pip install pyarrow") from None
+    return pq
+
+
+def check_columns(source: str, what: str, names, columns: dict[str, str], how: str) -> None:
+    """One :class:`OctoError` when a template column is not among a table's column ``names``."""
+    missing = [c for c in columns.values() if top_column(c, names) not in names]
+    if missing:
+        raise OctoError(f"source '{source}': {what} has no column(s) {', '.join(missing)}; its columns are "
+                        f"{', '.join(names)} (map them with {how})")
+
+
+def jsonl_items(fh, path: Path, bad: BadRows, offset: int = 0, line: int = 0):
+    """(start, end, line, row) of each non-blank line of a JSONL file opened in binary mode at byte
+    ``offset`` (after ``line`` lines): byte offsets of the line, its 1-based number, and the parsed
+    object, or None for a malformed line (recorded in ``bad``, which raises in error mode)."""
+    for raw in fh:
+        line += 1
+        start, offset = offset, offset + len(raw)
+        if not raw.strip():
+            continue
+        where = f"{path} line {line}"
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            bad.add("not_utf8", f"{where} is not UTF-8 (byte {err.start + 1} of the line)")
+            row = None
+        except json.JSONDecodeError as err:
+            bad.add("invalid_json", f"{where} is not valid JSON ({err.msg} at column {err.colno})")
+            row = None
+        else:
+            if not isinstance(row, dict):
+                bad.add("not_object", f"{where} is not a JSON object")
+                row = None
+        yield start, offset, line, row
+
+
+def text_items(fh, path: Path, bad: BadRows, offset: int = 0, line: int = 0):
+    """(start, end, lines before, lines after, document) of each document of a text file opened in
+    binary mode at byte ``offset`` (after ``line`` lines). Documents are blocks separated by an empty
+    line; ``end`` is past the line that ends the block (lines after: the lines before ``end``). A block
+    with bytes that are not UTF-8 is a bad row (named by the line of the bad bytes): its document
+    is None. Blocks of white space only are not documents and are not yielded."""
     block: list[str] = []
     broken: str | None = None
+    start = first = None
+    for raw in fh:
+        line += 1
+        at, offset = offset, offset + len(raw)
+        content = raw.removesuffix(b"\n").removesuffix(b"\r")  # as text mode reads \r\n
+        if not content:
+            if start is not None:
+                doc = _text_block(block, broken, bad)
+                if doc != "":
+                    yield start, offset, first, line, doc
+            block, broken, start = [], None, None
+            continue
+        if start is None:
+            start, first = at, line - 1
+        try:
+            block.append(content.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            if broken is None:
+                broken = f"{path} line {line} is not UTF-8 (byte {err.start + 1} of the line)"
+    if start is not None:
+        doc = _text_block(block, broken, bad)
+        if doc != "":
+            yield start, offset, first, line, doc
 
-    def flush() -> None:
-        nonlocal block, broken
-        if broken is not None:
-            bad.add("not_utf8", broken)
-        elif block and "\n".join(block).strip():
-            docs.append("\n".join(block).strip())
-        block, broken = [], None
 
-    with open(path, "rb") as fh:
-        for i, raw in enumerate(fh, 1):
-            line = raw.removesuffix(b"\n").removesuffix(b"\r")  # as text mode reads \r\n
-            if not line:
-                flush()
-                continue
-            try:
-                block.append(line.decode("utf-8"))
-            except UnicodeDecodeError as err:
-                if broken is None:
-                    broken = f"{path} line {i} is not UTF-8 (byte {err.start + 1} of the line)"
-    flush()
-    return docs
+def _text_block(block: list[str], broken: str | None, bad: BadRows) -> str | None:
+    """The document of a block: None when it is not UTF-8 (recorded in ``bad``), "" when only white space."""
+    if broken is not None:
+        bad.add("not_utf8", broken)
+        return None
+    return "\n".join(block).strip()
 
 
 def _check_row(row: dict, columns: dict[str, str], where: str, bad: BadRows) -> bool:
@@ -278,10 +324,7 @@ def load_hf_rows(source: str, cfg: SourceConfig, columns: dict[str, str]) -> tup
     what = _hf_where(cfg)
     names = getattr(ds, "column_names", None)
     if names:
-        missing = [c for c in columns.values() if top_column(c, names) not in names]
-        if missing:
-            raise OctoError(f"source '{source}': {what} has no column(s) {', '.join(missing)}; its columns "
-                            f"are {', '.join(names)} (map them with data.sources.{source}.fields)")
+        check_columns(source, what, names, columns, f"data.sources.{source}.fields")
     bad = BadRows(source, Path(cfg.path), cfg.on_bad_rows)
     digest = hashlib.sha256()
     rows: list[dict] = []
@@ -311,15 +354,24 @@ def load_hf_rows(source: str, cfg: SourceConfig, columns: dict[str, str]) -> tup
 
 @dataclass
 class SourceRows:
-    """The checked rows of one source, its bad rows and its data version (seed 003 nu_data)."""
+    """The checked rows of one source, its bad rows and its data version (seed 003 nu_data).
+
+    For a streamed source, the good rows of its checked first rows, and in ``after`` the stream
+    position just past each of them (:func:`octo.data.stream.check_stream`)."""
 
     rows: list[dict]
     bad: BadRows
     fingerprint: str
+    after: list[tuple[int, int, int]] | None = None
 
 
 def read_source(name: str, cfg: SourceConfig, run_dir: Path) -> SourceRows:
-    """Read and check every row of a source (file or ``hf:``), capped at ``max_docs`` rows."""
+    """Read and check every row of a source (file or ``hf:``), capped at ``max_docs`` rows; of a
+    streamed source (``streaming: true``), only its first rows."""
+    if cfg.streaming:
+        from octo.data.stream import check_stream
+
+        return check_stream(name, cfg, run_dir)
     columns = field_map(cfg.template, cfg.fields)
     if is_hf(cfg.path):
         rows, bad, fp = load_hf_rows(name, cfg, columns)
@@ -338,6 +390,8 @@ class LoadedSource:
                  read: SourceRows | None = None, max_len: int | None = None):
         """``read``: the rows if already read (an hf: source read by the run context's check);
         ``max_len``: leave training documents longer than this many tokens out (``cpt.long_docs: drop``)."""
+        if cfg.streaming:
+            raise ValueError(f"source {name!r} is streamed; load it with octo.data.stream.StreamSource")
         self.name = name
         self.cfg = cfg
         columns = field_map(cfg.template, cfg.fields)
@@ -363,6 +417,10 @@ class LoadedSource:
                 raise OctoError(f"source '{name}': all {len(self.train)} training documents are longer than "
                                 f"seq_len={max_len} tokens; raise cpt.seq_len or set cpt.long_docs: split")
             self.train = kept
+
+    def doc_stream(self, seed: int) -> DocStream:
+        """The training documents in the seeded order a stage reads them."""
+        return DocStream(self.train, seed, self.name)
 
 
 def tokenize_documents(tokenizer, rendered: list[tuple[str, str]]) -> list[Document]:
@@ -403,5 +461,8 @@ class DocStream:
         return {"epoch": self.epoch, "pos": self.pos}
 
     def load_state_dict(self, state: dict) -> None:
+        if "pos" not in state:
+            raise OctoError("the checkpoint's data-sampler state was written for a streamed source, but the "
+                            "recipe reads it whole now; set streaming: true again to resume that stage")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._order = self._make_order()

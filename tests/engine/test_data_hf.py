@@ -102,10 +102,12 @@ def test_errors_are_one_sentence_before_training(saved, tmp_path):
 
 
 @pytest.mark.parametrize("source,key,fragment", [
-    ({"path": "hf:x/y", "streaming": True}, "max_docs", "must be > 0 when streaming"),
     ({"path": "data.jsonl", "split": "test"}, "split", "applies only to Hugging Face sources"),
-    ({"path": "data.jsonl", "streaming": True, "max_docs": 5}, "streaming", "applies only"),
     ({"path": "hf:x/y", "max_docs": -1}, "max_docs", ">= 0"),
+    # streaming is for hf: datasets and local files (tests/engine/test_data_stream.py), not toy sources
+    ({"path": "toy:web", "streaming": True}, "streaming", "not to toy-world sources"),
+    ({"path": "data.jsonl", "shuffle_buffer": 10}, "shuffle_buffer", "applies only to streamed sources"),
+    ({"path": "hf:x/y", "streaming": True, "shuffle_buffer": 0}, "shuffle_buffer", ">= 1"),
 ])
 def test_recipe_checks_hf_fields(quickstart_raw, source, key, fragment):
     import copy
