@@ -25,6 +25,7 @@ _LAZY = {
     "detect": "octo.analysis.detectors",
     "gate_table": "octo.analysis.gates",
     "load_run": "octo.analysis.load",
+    "write_validation": "octo.analysis.validation",
 }
 
 __all__ = ["AnalysisConfig", "load_analysis_config", *_LAZY]

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("octo.analysis.cli", "compute RL-readiness scores (scores.json) from a run directory"),
     "report": ("octo.analysis.cli", "write report/index.html and report/report.md for a run directory"),
     "compare": ("octo.analysis.cli", "compare runs or probes side by side"),
+    "validate": ("octo.validate", "does the probe readiness ranking predict full RL? Kendall tau, findings, page"),
     "verify": ("octo.verifiers.cli", "score a JSONL file of {completion, gold} rows with the math verifier"),
     "serve": ("octo.rollout.serve", "start a vLLM server for a checkpoint and wait until it is healthy"),
     "data preview": ("octo.data.cli", "draw tokens from a stage's mixture as the trainer would: shares, samples"),

@@ -14,6 +14,7 @@ every run directory keeps as ``recipe.resolved.yaml``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,6 +354,90 @@ class ProbeConfig:
 
 
 @dataclass(kw_only=True)
+class FindingsConfig:
+    """Stages compared by the OctoThinker findings that ``octo validate`` checks (seed 004); '' skips one.
+
+    Every stage named here must be one of the validated checkpoints (``validation.checkpoints``): a
+    finding is read off the full RL runs from those checkpoints.
+    """
+
+    long: str = opt("", help="long-CoT-heavy branch (Long): its response length should grow and it should be "
+                             "less stable than 'short' (Fig. 6, 8)")
+    short: str = opt("", help="short-CoT branch (Short): its lengths should stay short and stable")
+    with_if: str = opt("", help="a branch with instruction-following data ...")
+    without_if: str = opt("", help="... and the same branch without it: IF data should reduce instability "
+                                   "(Fig. 7, 8)")
+    fewer_stable_tokens: str = opt("", help="a stable-stage checkpoint ...")
+    more_stable_tokens: str = opt("", help="... and one trained on more stable-stage tokens: more tokens "
+                                           "should give higher held-out accuracy after RL (Fig. 11)")
+
+    def stages(self) -> list[tuple[str, str]]:
+        return [(k, getattr(self, k)) for k in ("long", "short", "with_if", "without_if", "fewer_stable_tokens",
+                                                 "more_stable_tokens") if getattr(self, k)]
+
+    def validate(self) -> None:
+        for a, b in (("long", "short"), ("with_if", "without_if"), ("fewer_stable_tokens", "more_stable_tokens")):
+            if bool(getattr(self, a)) != bool(getattr(self, b)):
+                raise ConfigError(a if not getattr(self, a) else b,
+                                  f"{a} and {b} are compared with each other: name both stages or neither")
+
+
+@dataclass(kw_only=True)
+class StairVsFixedConfig:
+    """Full RL runs from one checkpoint with a fixed long length limit, against the stair schedule (Fig. 10)."""
+
+    checkpoint: str = opt("", help="stage whose checkpoint gets the extra fixed-limit runs (one per seed); "
+                                   "'' skips the comparison")
+    fixed_len: int = opt(0, ge=0, help="the fixed max response length (0: the largest limit of the full runs' "
+                                       "schedule, as OctoThinker's fixed 8K against its 2K -> 4K -> 8K stair)")
+    early_steps: int = opt(0, ge=0, help="'early in training': held-out evaluations at steps 1..early_steps are "
+                                         "compared (0: the first half of the full run)")
+
+
+@dataclass(kw_only=True)
+class ValidationConfig:
+    """``octo validate``: does the probe readiness ranking predict the ranking after full RL? (docs/validation.md)
+
+    A *full RL run* is the recipe's probe run for ``full_steps`` steps (same prompts, reward, group
+    size, learning rate, held-out set), evaluated every ``full_eval_every`` steps.
+    """
+
+    checkpoints: list[str] = opt(default_factory=list,
+                                 help="stages whose final checkpoints are probed and fully trained with RL and "
+                                      "ranked (at least 3; empty: probe.checkpoints)")
+    seeds: list[int] = opt(default_factory=list, help="seeds of every probe and full run (empty: probe.seeds)")
+    full_steps: int = opt(400, ge=2, help="GRPO steps of a full RL run")
+    full_eval_every: int = opt(50, ge=1, help="held-out evaluation every N steps of a full run (and at 0 and the end)")
+    full_save_every: int = opt(50, ge=1, help="full-run checkpoint every N steps (resume point)")
+    full_seed_offset: int = opt(
+        1000, ge=0, help="a full run's seed is its probe's seed plus this, so that a probe is not the first steps of "
+                         "its own full run (shared rollouts would flatter the agreement); 0 shares them")
+    full_max_len: LengthScheduleConfig | None = opt(
+        None, help="max response length schedule of the full runs (null: the probe's probe.max_len)")
+    max_probe_ratio: float = opt(0.1, gt=0, le=1,
+                                 help="compute budget of a probe: probe.steps <= max_probe_ratio x full_steps; "
+                                      "the report measures the ratio in rollout tokens (probe.json)")
+    ppl_metrics: list[str] = opt(default_factory=lambda: ["ppl/general"],
+                                 help="gate perplexities (cpt/<stage>/gates.jsonl keys) tried as baseline "
+                                      "predictors: lower perplexity predicts the better checkpoint")
+    target_tau: float = opt(0.8, ge=-1, le=1, help="Kendall tau the readiness ranking should reach")
+    findings: FindingsConfig = opt(default_factory=FindingsConfig, help="OctoThinker findings checked")
+    stair_vs_fixed: StairVsFixedConfig = opt(default_factory=StairVsFixedConfig,
+                                             help="stair schedule vs a fixed long limit, early in training")
+    reduced: list[str] = opt(default_factory=list,
+                             help="--set overrides that `octo validate --reduced` applies first: the pipeline "
+                                  "check (tiny sizes, few steps, one seed) that runs in CI in minutes")
+
+    def validate(self) -> None:
+        if len(set(self.checkpoints)) != len(self.checkpoints):
+            raise ConfigError("checkpoints", "names a stage twice")
+        sv = self.stair_vs_fixed
+        if sv.early_steps > self.full_steps:
+            raise ConfigError("stair_vs_fixed.early_steps", f"must be <= full_steps={self.full_steps} "
+                                                            f"(got {sv.early_steps})")
+
+
+@dataclass(kw_only=True)
 class Recipe:
     name: str = opt(help="run name; the run directory defaults to runs/<name>")
     seed: int = opt(0, help="global seed (model init, data order, probes)")
@@ -364,6 +449,8 @@ class Recipe:
     probe: ProbeConfig = opt(default_factory=ProbeConfig, help="GRPO probes")
     verifier: VerifierConfig = opt(default_factory=VerifierConfig, help="answer checking")
     analysis: AnalysisConfig = opt(default_factory=AnalysisConfig, help="readiness score and detectors")
+    validation: ValidationConfig = opt(default_factory=ValidationConfig,
+                                       help="octo validate: probe ranking vs full-RL ranking, findings")
 
     def validate(self) -> None:
         uses_toy = any(s.path.startswith("toy:") for s in self.data.sources.values()) or any(
@@ -395,6 +482,42 @@ class Recipe:
             if name not in self.cpt.stages:
                 raise ConfigError(f"probe.checkpoints[{i}]",
                                   f"'{name}' is not a stage; stages: {', '.join(self.cpt.stages) or '(none)'}")
+        self.validate_validation(required=False)
+
+    def validate_validation(self, *, required: bool = True) -> None:
+        """Cross-section checks of ``validation:``; without ``required``, only when the section names an
+        experiment (octo validate calls it with ``required``: the probe section alone can define one)."""
+        v = self.validation
+        for i, name in enumerate(v.checkpoints):
+            if name not in self.cpt.stages:
+                raise ConfigError(f"validation.checkpoints[{i}]",
+                                  f"'{name}' is not a stage; stages: {', '.join(self.cpt.stages) or '(none)'}")
+        if not required and not (v.checkpoints or v.seeds or v.findings.stages() or v.stair_vs_fixed.checkpoint):
+            return  # no validation experiment in this recipe: only the field bounds apply
+        checkpoints = self.validation_checkpoints
+        if len(checkpoints) < 3:
+            raise ConfigError("validation.checkpoints", f"a ranking needs at least 3 checkpoints (got "
+                                                        f"{len(checkpoints)}); name them here or in probe.checkpoints")
+        for key, name in v.findings.stages() + [("stair_vs_fixed.checkpoint", v.stair_vs_fixed.checkpoint)]:
+            if name and name not in checkpoints:
+                where = key if "." in key else f"findings.{key}"
+                raise ConfigError(f"validation.{where}", f"'{name}' is not a validated checkpoint; it must be one "
+                                                         f"of {', '.join(checkpoints)}")
+        if self.probe.steps > v.max_probe_ratio * v.full_steps:
+            raise ConfigError("validation.full_steps",
+                              f"a probe of probe.steps={self.probe.steps} is more than max_probe_ratio="
+                              f"{v.max_probe_ratio:g} of a {v.full_steps}-step full run; raise full_steps to at "
+                              f"least {math.ceil(self.probe.steps / v.max_probe_ratio)} or shorten the probe")
+
+    @property
+    def validation_checkpoints(self) -> list[str]:
+        """Stages ``octo validate`` ranks (``validation.checkpoints``, else ``probe.checkpoints``)."""
+        return list(self.validation.checkpoints or self.probe.checkpoints)
+
+    @property
+    def validation_seeds(self) -> list[int]:
+        """Seeds of the validation probes and full runs (``validation.seeds``, else ``probe.seeds``)."""
+        return list(self.validation.seeds or self.probe.seeds)
 
     @property
     def run_path(self) -> Path:

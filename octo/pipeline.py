@@ -22,21 +22,24 @@ from octo.context import RunContext
 from octo.runio import PROBES_DIR
 
 
-def probe_specs(ctx: RunContext) -> list:
+def probe_specs(ctx: RunContext, *, stages: list[str] | None = None, seeds: list[int] | None = None) -> list:
+    """One probe per seed of the final checkpoint of every stage (default: probe.checkpoints x probe.seeds),
+    plus the negative control when the recipe asks for one."""
     from octo.cpt.trainer import read_done
     from octo.probe.grpo import ProbeSpec
 
     recipe: Recipe = ctx.recipe
+    seeds = recipe.probe.seeds if seeds is None else seeds
     specs = []
-    for stage in recipe.probe.checkpoints:
+    for stage in recipe.probe.checkpoints if stages is None else stages:
         done = read_done(ctx, stage)
         base = dict(checkpoint=ctx.run_dir / done["final_checkpoint"],
                     checkpoint_id=f"{stage}.step-{done['step']}", stage=stage, cpt_step=done["step"],
                     cpt_tokens=done["tokens"])
-        for i, seed in enumerate(recipe.probe.seeds):
+        for i, seed in enumerate(seeds):
             specs.append(ProbeSpec(seed=seed, control=None, seed_suffix=i > 0, **base))
         if recipe.probe.control != "none":
-            specs.append(ProbeSpec(seed=recipe.probe.seeds[0], control=recipe.probe.control, **base))
+            specs.append(ProbeSpec(seed=seeds[0], control=recipe.probe.control, **base))
     return specs
 
 

@@ -1,0 +1,207 @@
+"""``octo validate RECIPE``: does the readiness ranking of short probes predict the ranking after full RL?
+
+    octo validate recipes/toy/validation.yaml --doc docs/validation.md       # the experiment (hours)
+    octo validate recipes/toy/validation.yaml --reduced                      # the pipeline check (minutes)
+
+1. every mid-training stage of the recipe, in dependency order (``octo cpt``'s ``run_stage``);
+2. from the final checkpoint of every validated stage (``validation.checkpoints``), for every seed: a
+   probe (``run_probe`` with the recipe's ``probe`` section, into ``probes/<id>``, so ``octo score RUN``
+   scores them) and a full RL run (the same probe with ``validation.full_steps`` steps, into
+   ``validation/full/<id>``); for ``validation.stair_vs_fixed.checkpoint``, full runs with a fixed long
+   length limit too (``validation/fixed/<id>``);
+3. ``validation/plan.json`` (which directory belongs to which checkpoint, the settings), then
+   octo.analysis.validation: Kendall tau of each predictor's ranking against the full-RL ranking with
+   bootstrap CIs, the OctoThinker findings, and the page ``validation/validation.md`` (and ``--doc``).
+
+Every run resumes: finished stages and runs are skipped, a killed one continues from its last
+checkpoint, so rerunning the same command after an interruption picks up where it stopped.
+``--reduced`` first applies the recipe's ``validation.reduced`` overrides (tiny sizes, one seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import shlex
+import sys
+import time
+
+from octo import progress
+from octo.config import (
+    LengthScheduleConfig,
+    Recipe,
+    add_recipe_arguments,
+    dump_recipe,
+    load_recipe_dict,
+    parse_recipe,
+    stage_order,
+)
+from octo.errors import OctoError
+from octo.runio import PROBES_DIR, read_json, write_json_atomic
+
+
+def validation_recipe(path: str, overrides: list[str], *, reduced: bool = False) -> Recipe:
+    """The recipe as ``octo validate`` runs it: with ``reduced``, ``validation.reduced`` is applied before
+    the user's overrides (which win)."""
+    raw = load_recipe_dict(path)
+    if not reduced:
+        recipe = parse_recipe(raw, overrides)
+    else:
+        # the list is read from the recipe as written: the user's overrides apply to the reduced recipe
+        listed = parse_recipe(copy.deepcopy(raw)).validation.reduced
+        if not listed:
+            raise OctoError(f"recipe {path} has no validation.reduced overrides, so --reduced has nothing to "
+                            "apply; add them (see recipes/toy/validation.yaml) or drop --reduced")
+        recipe = parse_recipe(raw, list(listed) + list(overrides))
+    recipe.validate_validation()
+    return recipe
+
+
+def full_run_recipe(recipe: Recipe, max_len: LengthScheduleConfig | None = None) -> Recipe:
+    """The recipe whose probe is a full RL run: ``validation.full_*`` replace the probe's length, evaluation
+    and checkpoint cadence, and (``max_len``) its length schedule; everything else is the probe's."""
+    v = recipe.validation
+    probe = dataclasses.replace(recipe.probe, steps=v.full_steps, eval_every=v.full_eval_every,
+                                save_every=v.full_save_every,
+                                max_len=max_len or v.full_max_len or recipe.probe.max_len)
+    return dataclasses.replace(recipe, probe=probe)
+
+
+def _schedule_text(cfg: LengthScheduleConfig) -> str:
+    if cfg.kind == "stair":
+        return "stair " + " -> ".join(f"{v} (step {k})" for k, v in sorted(cfg.stairs.items()))
+    if cfg.kind == "constant":
+        return f"fixed {cfg.max_len}"
+    return f"{cfg.kind} {cfg.max_len} -> {cfg.end_len}"
+
+
+def _describe(recipe: Recipe, stage: str) -> str:
+    s = recipe.cpt.stages[stage]
+    mix = ", ".join(f"{k} {v:g}" for k, v in s.mixture.items())
+    start = "random init" if s.init == "random" else f"from {s.init}"
+    return f"{start}, {s.tokens:,} tokens, {s.schedule.kind} LR; mixture {mix}"
+
+
+def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: bool, doc: str | None = None,
+                   allow_mismatch: tuple[str, ...] = ()) -> dict:
+    from octo.analysis.validation import (
+        FIXED_DIR,
+        FULL_DIR,
+        PLAN_FILE,
+        VALIDATION_DIR,
+        write_validation,
+    )
+    from octo.context import RunContext
+    from octo.cpt.trainer import run_stage, set_threads
+    from octo.pipeline import probe_specs
+    from octo.probe.grpo import run_probe
+    from octo.probe.length import LengthSchedule
+
+    t0 = time.monotonic()
+    v = recipe.validation
+    ctx = RunContext(recipe)
+    ctx.allow_mismatch = set(allow_mismatch)
+    progress.info(f"validate {recipe.name} in {ctx.run_dir}" + (" (reduced)" if reduced else ""))
+    ctx.prepare()
+    set_threads(recipe.cpt.threads)   # for the probes too, also when every stage is already done
+    for stage in stage_order(recipe):
+        run_stage(ctx, stage)
+    stages, seeds = recipe.validation_checkpoints, recipe.validation_seeds
+    specs = probe_specs(ctx, stages=stages, seeds=seeds)
+    full = full_run_recipe(recipe)
+    full_sched = full.probe.max_len
+    sv = v.stair_vs_fixed
+    fixed_len = sv.fixed_len or LengthSchedule(full_sched).maximum
+    fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len))
+    plan_rows = {s: {"stage": s, "probes": [], "full": [], "fixed": []} for s in stages}
+    jobs = []
+    for spec in specs:
+        row = plan_rows[spec.stage]
+        row["checkpoint_id"] = spec.checkpoint_id
+        jobs.append((recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe"))
+        row["probes"].append(jobs[-1][2])
+    for spec in specs:   # probes first: they are cheap and give the readiness ranking early
+        if spec.control:
+            continue
+        row = plan_rows[spec.stage]
+        # independent of the probe's randomness; the stair and fixed-limit runs share theirs (a paired comparison)
+        fspec = dataclasses.replace(spec, seed=spec.seed + v.full_seed_offset)
+        jobs.append((full, fspec, f"{FULL_DIR}/{fspec.probe_id}", "full RL run"))
+        row["full"].append(jobs[-1][2])
+        if spec.stage == sv.checkpoint:
+            jobs.append((fixed, fspec, f"{FIXED_DIR}/{fspec.probe_id}", f"fixed-{fixed_len} run"))
+            row["fixed"].append(jobs[-1][2])
+    ran = 0
+    for i, (r, spec, rel, what) in enumerate(jobs, 1):
+        if not (ctx.run_dir / rel / "DONE.json").exists():
+            progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}")
+            ran += 1
+        run_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
+    plan_path = ctx.run_dir / VALIDATION_DIR / PLAN_FILE
+    earlier = read_json(plan_path).get("invocations", []) if plan_path.exists() else []
+    plan = {
+        "version": 1, "reduced": reduced, "command": command, "full_command": full_command, "seeds": seeds,
+        "full_seeds": [s + v.full_seed_offset for s in seeds],
+        "checkpoints": [plan_rows[s] for s in stages],
+        "descriptions": {s: _describe(recipe, s) for s in stages},
+        "probe": {"steps": recipe.probe.steps, "eval_every": recipe.probe.eval_every,
+                  "max_len": _schedule_text(recipe.probe.max_len)},
+        "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "max_len": _schedule_text(full_sched)},
+        "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
+        "findings": dataclasses.asdict(v.findings),
+        "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": fixed_len, "stair": _schedule_text(full_sched),
+                           "early_steps": sv.early_steps or v.full_steps // 2} if sv.checkpoint else None,
+        # every invocation on this run directory: its wall time (to the analysis) and the runs it executed
+        "invocations": earlier + [{"wall_s": round(time.monotonic() - t0, 1), "runs": ran, "of": len(jobs)}],
+    }
+    write_json_atomic(plan_path, plan)
+    progress.info("analysing: Kendall tau, findings, the validation page")
+    result = write_validation(ctx.run_dir, doc=doc)
+    progress.info(f"done in {time.monotonic() - t0:.0f}s; page: {ctx.run_dir / VALIDATION_DIR / 'validation.md'}"
+                  + (f" and {doc}" if doc else ""))
+    return result
+
+
+def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
+    from octo.cpt.binding import add_mismatch_argument
+
+    add_recipe_arguments(parser)
+    add_mismatch_argument(parser)
+    parser.add_argument("--reduced", action="store_true",
+                        help="apply the recipe's validation.reduced overrides first: the minutes-long pipeline "
+                             "check (tiny sizes, few steps, one seed), not evidence about tau")
+    parser.add_argument("--doc", default=None, metavar="PAGE.md",
+                        help="also write the page here (e.g. docs/validation.md), its PNGs in a folder named "
+                             "after it (docs/validation/)")
+
+
+def _command(args: argparse.Namespace, *, reduced: bool) -> str:
+    parts = ["octo", "validate", args.recipe] + (["--reduced"] if reduced else [])
+    for o in args.overrides:
+        parts += ["--set", o]
+    if args.run_dir:
+        parts += ["--run-dir", args.run_dir]
+    if args.doc:
+        parts += ["--doc", args.doc]
+    return shlex.join(parts)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
+    recipe = validation_recipe(args.recipe, overrides, reduced=args.reduced)
+    if args.dry_run:
+        sys.stdout.write(dump_recipe(recipe))
+        return 0
+    full_args = argparse.Namespace(recipe=args.recipe, overrides=[], run_dir=None, doc=args.doc)
+    result = run_validation(recipe, command=_command(args, reduced=args.reduced),
+                            full_command=_command(full_args, reduced=False), reduced=args.reduced, doc=args.doc,
+                            allow_mismatch=tuple(args.allow_mismatch))
+    t = result["taus"]["readiness"]
+    ci = "n/a" if not t["ci"] else f"[{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]"
+    tau = "n/a" if t["tau"] is None else f"{t['tau']:+.3f}"
+    print(f"Kendall tau (readiness vs full RL): {tau}, {int(result['ci_level'] * 100)}% CI {ci}"
+          + (" (reduced run: checks the pipeline, not tau)" if args.reduced else ""))
+    for f in result["findings"]:
+        print(f"  {'yes' if f['holds'] else 'no ' if f['holds'] is not None else 'n/a'}  {f['claim']}")
+    return 0

@@ -1,0 +1,353 @@
+"""octo validate: Kendall tau and its bootstrap, the analysis on a synthetic experiment with a known answer,
+recipe checks (one-line errors, exit 2), and the reduced pipeline end to end (slow)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from octo.analysis.validation import (
+    kendall_tau,
+    kendall_tau_rows,
+    ranking,
+    ranks,
+    tau_ci,
+    write_validation,
+)
+
+from tests.analysis.synth import RunBuilder, const, jump, ramp
+from tests.conftest import QUICKSTART, REPO
+
+VALIDATION = REPO / "recipes" / "toy" / "validation.yaml"
+
+
+# --- Kendall tau-b ----------------------------------------------------------------------------
+
+def brute_tau_b(x, y) -> float:
+    """Kendall (1945) tau-b by counting pairs, independently of the vectorised implementation."""
+    c = d = tx = ty = 0
+    for i, j in itertools.combinations(range(len(x)), 2):
+        a, b = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+        if a == 0 and b == 0:
+            continue
+        if a == 0:
+            tx += 1
+        elif b == 0:
+            ty += 1
+        elif a == b:
+            c += 1
+        else:
+            d += 1
+    den = np.sqrt((c + d + tx) * (c + d + ty))
+    return (c - d) / den if den else float("nan")
+
+
+@pytest.mark.parametrize("x, y, expected", [
+    ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], 1.0),
+    ([1, 2, 3, 4, 5], [5, 4, 3, 2, 1], -1.0),
+    ([1, 2, 3, 4], [2, 1, 4, 3], 1 / 3),               # C=4, D=2, no ties: (4-2)/6
+    ([1, 2, 2, 3], [1, 3, 2, 4], 5 / np.sqrt(30)),     # one tie in x: (5-0)/sqrt(5*6) = 0.9129 (scipy: 0.912870929)
+    ([1, 1, 2, 2], [1, 2, 1, 2], 0.0),                 # C=1 (pair 0,3), D=1 (pair 1,2): 0/sqrt(4*4)
+    ([0.3, 0.3, 0.3], [1, 2, 3], float("nan")),        # a constant predictor ranks nothing
+])
+def test_kendall_tau_known_values(x, y, expected):
+    got = kendall_tau(x, y)
+    if np.isnan(expected):
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_kendall_tau_matches_pair_counting_with_ties():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 4, size=(300, 7)).astype(float)   # many ties on both sides
+    Y = rng.integers(0, 4, size=(300, 7)).astype(float)
+    rows = kendall_tau_rows(X, Y)
+    for x, y, t in zip(X, Y, rows):
+        want = brute_tau_b(x, y)
+        assert (np.isnan(t) and np.isnan(want)) or t == pytest.approx(want, abs=1e-12)
+    assert kendall_tau([3, 1, 2], [30, 10, 20]) == kendall_tau([3, 1, 2], [3.5, 1.5, 2.5]) == 1.0  # ranks only
+
+
+def test_tau_bootstrap_ci():
+    truth = np.arange(7, dtype=float)
+    rng = np.random.default_rng(1)
+    # a predictor equal to the truth in every draw: the interval is exactly [1, 1]
+    exact = np.tile(truth, (500, 1))
+    assert tau_ci(exact, exact, 0.95)[0] == [1.0, 1.0]
+    # noise much larger than the gaps: the interval is wide and contains 0
+    noisy = truth + rng.normal(0, 20, size=(500, 7))
+    ci, finite = tau_ci(noisy, exact, 0.95)
+    assert finite == 500 and ci[0] < 0 < ci[1] and ci[1] - ci[0] > 0.8
+    # noise comparable to the gaps: a positive interval, narrower than pure noise, below 1
+    mild = truth + rng.normal(0, 1.0, size=(500, 7))
+    lo, hi = tau_ci(mild, exact, 0.95)[0]
+    assert 0 < lo < hi <= 1 and hi - lo < ci[1] - ci[0]
+    # the interval is the percentile range of the per-draw taus
+    taus = kendall_tau_rows(mild, exact)
+    assert [lo, hi] == pytest.approx(list(np.quantile(taus, [0.025, 0.975])))
+    # undefined in most draws (a constant predictor): no interval
+    assert tau_ci(np.zeros((500, 7)), exact, 0.95)[0] is None
+
+
+def test_ranking_groups_ties():
+    groups = ranking(["a", "b", "c", "d"], [0.2, 0.5, 0.2, 0.1])
+    assert groups == [["b"], ["a", "c"], ["d"]]
+    assert ranks(groups) == {"b": 1, "a": 2, "c": 2, "d": 4}
+
+
+# --- the analysis on a synthetic experiment with a known answer ---------------------------------
+
+# stage -> (probe held-out curve, full-run held-out curve, extra curve overrides of the full run)
+SYNTH = {
+    "pretrain": (const(0.1), const(0.1), {}),
+    "stable": (ramp(0.3, 0.45), ramp(0.3, 0.45), {}),
+    "stable-more": (ramp(0.5, 0.65), ramp(0.5, 0.65), {}),
+    "decay-short": (ramp(0.6, 0.75), ramp(0.6, 0.75), {}),
+    "decay-long-noif": (ramp(0.4, 0.55), ramp(0.4, 0.55), {}),
+    # the Long branch: its probe's lengths run to the limit within 10 steps; its full run collapses after 150
+    "decay-long": (const(0.4), jump(150, 0.4, 0.05),
+                   dict(length=jump(140, 220, 950), clip=jump(140, 0.03, 0.6), len_incorrect=jump(140, 240, 1010))),
+}
+TRUTH = ["decay-short", "stable-more", "decay-long-noif", "stable", "pretrain", "decay-long"]
+PPL = {"pretrain": 40.0, "stable": 20.0, "stable-more": 15.0, "decay-short": 14.0, "decay-long-noif": 16.0,
+       "decay-long": 12.0}
+
+
+def synthetic_validation(root: Path) -> Path:
+    b = RunBuilder(root, name="synthetic-validation", analysis={"bootstrap": 400})
+    for stage in SYNTH:
+        b.stage(stage, init="random" if stage == "pretrain" else "pretrain",
+                gates=[{"step": 40, "ppl/general": PPL[stage], "acc/toy": 0.3, "format_rate": 0.9}])
+    plan_rows = []
+    for i, (stage, (probe_curve, full_curve, extra)) in enumerate(SYNTH.items()):
+        cid = f"{stage}.step-40"
+        probe_extra = {}
+        if stage == "decay-long":
+            probe_extra = dict(length=jump(10, 200, 900), clip=jump(10, 0.02, 0.5), len_correct=const(190),
+                               len_incorrect=jump(10, 220, 1000))
+        # RunBuilder writes probes/<id>: the full and fixed runs are written first and moved to their place
+        full = b.probe(cid, "clean", steps=300, eval_every=25, rng_seed=100 + i, heldout=full_curve, **extra)
+        dst = root / "validation" / "full" / cid
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(full), dst)
+        row = {"stage": stage, "checkpoint_id": cid, "probes": [f"probes/{cid}"], "full": [f"validation/full/{cid}"],
+               "fixed": []}
+        if stage == "decay-long":   # the fixed long limit: lower accuracy early, the same collapse
+            fx = b.probe(cid, "clean", steps=300, eval_every=25, rng_seed=200, heldout=jump(150, 0.25, 0.05), **extra)
+            dst = root / "validation" / "fixed" / cid
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(fx), dst)
+            row["fixed"] = [f"validation/fixed/{cid}"]
+        b.probe(cid, "clean", steps=30, eval_every=10, rng_seed=10 + i, heldout=probe_curve, **probe_extra)
+        plan_rows.append(row)
+    plan = {
+        "version": 1, "reduced": False, "command": "octo validate synthetic.yaml", "full_command": "octo validate x",
+        "seeds": [0], "checkpoints": plan_rows, "descriptions": {}, "probe": {"steps": 30, "eval_every": 10,
+                                                                              "max_len": "fixed 1024"},
+        "full": {"steps": 300, "eval_every": 25, "max_len": "fixed 1024"}, "max_probe_ratio": 0.1,
+        "ppl_metrics": ["ppl/general", "ppl/nosuch"], "target_tau": 0.8,
+        "findings": {"long": "decay-long", "short": "decay-short", "with_if": "decay-long",
+                     "without_if": "decay-long-noif", "fewer_stable_tokens": "stable",
+                     "more_stable_tokens": "stable-more"},
+        "stair_vs_fixed": {"checkpoint": "decay-long", "fixed_len": 1024, "stair": "stair", "early_steps": 150},
+        "invocations": [{"wall_s": 12.0, "runs": 13, "of": 13}],
+    }
+    (root / "validation" / "plan.json").write_text(json.dumps(plan))
+    return root
+
+
+def _last_combined(path: Path) -> float:
+    rows = [json.loads(x) for x in (path / "evals.jsonl").read_text().splitlines()]
+    return (rows[-1]["acc"] + rows[-1]["acc/sampled"]) / 2
+
+
+def test_analysis_of_a_known_experiment(tmp_path):
+    run = synthetic_validation(tmp_path / "run")
+    doc = tmp_path / "docs" / "validation.md"
+    res = write_validation(run, doc=doc)
+    stages = res["stages"]
+    # the truth is read from the last evaluation of each full run
+    truth = {s: _last_combined(run / "validation" / "full" / f"{s}.step-40") for s in stages}
+    assert {s: res["checkpoints"][s]["full_final_acc"] for s in stages} == pytest.approx(truth)
+    assert [s for g in res["truth_ranking"] for s in g] == TRUTH
+    # readiness orders the checkpoints as full RL does; step-0 accuracy alone cannot tell that the Long
+    # branch (high start, lengths exploding) ends below the base: the dynamics add information
+    assert res["taus"]["readiness"]["tau"] == 1.0 and res["taus"]["readiness"]["ci"][1] == 1.0
+    assert res["taus"]["start_acc"]["tau"] < res["taus"]["readiness"]["tau"]
+    # perplexity: lower predicts better; tau recomputed from the gates by pair counting
+    order = [truth[s] for s in stages]
+    assert res["taus"]["ppl/general"]["tau"] == pytest.approx(brute_tau_b([-PPL[s] for s in stages], order))
+    assert res["taus"]["ppl/nosuch"]["tau"] is None and "no ppl/nosuch" in res["taus"]["ppl/nosuch"]["note"]
+    # the compute ratio is the rollout tokens of probe.json
+    p = sum(json.loads((run / "probes" / f"{s}.step-40" / "probe.json").read_text())["rollout_tokens"] for s in stages)
+    f = sum(json.loads((run / "validation/full" / f"{s}.step-40" / "probe.json").read_text())["rollout_tokens"]
+            for s in stages)
+    assert res["budget"]["ratio"] == pytest.approx(p / f)
+    assert res["budget"]["within"] == (res["budget"]["max_ratio"] <= 0.1)
+    # findings: constructed so that four hold and one (IF reduces instability) does not
+    holds = {f["key"]: f["holds"] for f in res["findings"]}
+    assert holds == {"long_vs_short": True, "short_stable": True, "if_data": False, "stable_tokens": True,
+                     "stair_vs_fixed": True}
+    # the page: tau table, findings table with yes/no, images that exist, numbers as in the files
+    for md in (doc, run / "validation" / "validation.md"):
+        text = md.read_text()
+        assert "| probe readiness score (octo score) | +1.000 |" in text
+        for f in res["findings"]:
+            assert re.search(re.escape(f["claim"]) + r" \| " + ("yes" if f["holds"] else r"\*\*no\*\*"), text)
+        for s in stages:
+            assert f"| {truth[s]:.3f} |" in text
+        for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
+            assert (md.parent / link).is_file(), link
+    assert (tmp_path / "docs" / "validation" / "tau.png").is_file()
+    assert json.loads((run / "validation" / "validation.json").read_text())["taus"]["readiness"]["tau"] == 1.0
+    assert "not evidence" not in doc.read_text()   # only the reduced run says so
+    assert "12 s, executing 13 of the 13 GRPO runs" in doc.read_text()
+
+
+# --- recipe: one-line errors, exit 2 -------------------------------------------------------------
+
+def octo(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "octo.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+@pytest.mark.parametrize("args, says", [
+    ([QUICKSTART, "--reduced"], "no validation.reduced overrides"),
+    ([VALIDATION, "--set", "validation.checkpoints=[stable, nosuch, pretrain]"], "'nosuch' is not a stage"),
+    ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-short, pretrain]"], "is not a validated checkpoint"),
+    ([VALIDATION, "--set", "validation.full_steps=300"], "raise full_steps to at least 400"),
+    ([VALIDATION, "--set", "validation.full_steps=100"], "must be <= full_steps=100"),
+    ([VALIDATION, "--set", "validation.findings.long="], "name both stages or neither"),
+    ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-long]", "--set", "validation.findings={}",
+      "--set", "validation.stair_vs_fixed.checkpoint="], "needs at least 3 checkpoints"),
+    ([REPO / "nosuch.yaml"], "does not exist"),
+])
+def test_bad_input_is_one_sentence_and_exit_2(args, says):
+    res = octo("validate", *args, "--dry-run")
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("octo: error:"), res.stderr
+    assert says in lines[0]
+
+
+def test_dry_run_reduced_applies_the_overrides_and_user_sets_win(tmp_path):
+    res = octo("validate", VALIDATION, "--reduced", "--dry-run", "--set", "validation.full_steps=40",
+               "--run-dir", tmp_path / "never")
+    assert res.returncode == 0, res.stderr
+    r = yaml.safe_load(res.stdout)
+    assert r["name"] == "validation-reduced" and r["model"]["hidden_size"] == 64
+    assert r["validation"]["seeds"] == [0] and r["validation"]["full_steps"] == 40
+    assert not (tmp_path / "never").exists()
+
+
+def test_validation_recipe_is_the_quickstart_plus_its_experiment():
+    """The toy world's defaults were tuned in quickstart.yaml (docs/toyworld.md): the validation recipe must run
+    the same world, model, data, stages and probe, adding only stages and the validation section."""
+    q = yaml.safe_load(QUICKSTART.read_text())
+    v = yaml.safe_load(VALIDATION.read_text())
+    for key in ("seed", "world", "model", "data", "probe"):
+        assert v[key] == q[key], key
+    vs, qs = v["cpt"].pop("stages"), q["cpt"].pop("stages")
+    assert v["cpt"] == q["cpt"]
+    assert {k: vs[k] for k in qs} == qs
+    added = set(vs) - set(qs)
+    assert added == {"stable-more", "decay-long-noif"}
+    assert vs["stable-more"]["mixture"] == qs["stable"]["mixture"]
+    long = dict(qs["decay-long"]["mixture"])
+    assert vs["decay-long-noif"]["mixture"] == {**{k: x for k, x in long.items() if k != "if"},
+                                                "mathweb": long["mathweb"] + long["if"]}
+    assert set(v["validation"]["checkpoints"]) >= {"pretrain", "stable", "decay-long", "decay-short", "decay-hybrid"}
+    assert len(v["validation"]["checkpoints"]) >= 6 and v["validation"]["seeds"] == [0, 1, 2]
+
+
+# --- the reduced pipeline, end to end --------------------------------------------------------------
+
+def _env():
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"})
+    return env
+
+
+@pytest.mark.slow
+def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
+    run, doc = tmp_path / "run", tmp_path / "docs" / "validation.md"
+    cmd = [sys.executable, "-m", "octo.cli", "validate", "recipes/toy/validation.yaml", "--reduced",
+           "--run-dir", str(run), "--doc", str(doc)]
+    # kill -9 in the first full RL run once it has a complete checkpoint (octo's manifest.json is written last),
+    # then rerun the same command: it resumes that run from the checkpoint and skips what was finished
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=REPO)
+    full = run / "validation" / "full"
+    deadline = time.monotonic() + 400
+    while (time.monotonic() < deadline and proc.poll() is None
+           and not any(full.glob("*/checkpoints/checkpoint-*/manifest.json"))):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the command ended before the full runs"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "resuming from checkpoint-" in res.stderr and "already complete, skipping" in res.stderr
+    assert re.search(r"Kendall tau \(readiness vs full RL\): [+-]\d\.\d{3}, 95% CI", res.stdout)
+
+    result = json.loads((run / "validation" / "validation.json").read_text())
+    plan = json.loads((run / "validation" / "plan.json").read_text())
+    stages = result["stages"]
+    assert len(stages) >= 6 and result["reduced"] is True
+    text = doc.read_text()
+    assert "**This is the reduced run**" in text and "not evidence" in text
+    assert "`octo validate recipes/toy/validation.yaml --doc " in text    # the full command, without --reduced
+    # every number of the checkpoint table is traceable to the run's files
+    gates = {}
+    for s in stages:
+        rows = [json.loads(x) for x in (run / "cpt" / s / "gates.jsonl").read_text().splitlines()]
+        step = json.loads((run / "cpt" / s / "DONE.json").read_text())["step"]
+        gates[s] = [r for r in rows if r["step"] == step][-1]
+    scored = subprocess.run([sys.executable, "-m", "octo.cli", "score", str(run)], capture_output=True, text=True,
+                            env=_env(), cwd=REPO, timeout=300)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    scores = json.loads((run / "scores.json").read_text())
+    for c in plan["checkpoints"]:
+        s, row = c["stage"], result["checkpoints"][c["stage"]]
+        acc = np.mean([_last_combined(run / d) for d in c["full"]])
+        ptok = sum(json.loads((run / d / "probe.json").read_text())["rollout_tokens"] for d in c["probes"])
+        ftok = sum(json.loads((run / d / "probe.json").read_text())["rollout_tokens"] for d in c["full"])
+        assert row["full_final_acc"] == pytest.approx(acc)
+        assert row["readiness"] == pytest.approx(scores["checkpoints"][c["checkpoint_id"]]["score"])  # = octo score
+        assert (row["probe_tokens"], row["full_tokens"]) == (ptok, ftok)
+        line = next(x for x in text.splitlines() if x.startswith(f"| {s} | {row['readiness']:+.3f} |"))
+        for piece in (f"{acc:.3f}", f"{gates[s]['ppl/general']:.3f}", f"{gates[s]['ppl/mathweb']:.3f}",
+                      f"{ptok:,.0f} / {ftok:,.0f}"):
+            assert f"| {piece} |" in line, (piece, line)
+        if s == plan["stair_vs_fixed"]["checkpoint"]:
+            assert all((run / d / "DONE.json").exists() for d in c["fixed"]) and c["fixed"]
+    # tau table: recomputed by pair counting from the numbers above
+    readiness = [result["checkpoints"][s]["readiness"] for s in stages]
+    truth = [result["checkpoints"][s]["full_final_acc"] for s in stages]
+    tau = brute_tau_b(readiness, truth)
+    assert result["taus"]["readiness"]["tau"] == pytest.approx(tau)
+    for key in ("readiness", "start_acc", "probe_final_acc", "ppl/general", "ppl/mathweb"):
+        assert result["taus"][key]["ci"] is not None
+    assert f"| probe readiness score (octo score) | {tau:+.3f} |" in text
+    # findings: all five, each yes or no, in the page
+    assert [f["key"] for f in result["findings"]] == ["long_vs_short", "short_stable", "if_data", "stable_tokens",
+                                                      "stair_vs_fixed"]
+    for f in result["findings"]:
+        assert isinstance(f["holds"], bool)
+        assert re.search(re.escape(f["claim"]) + r" \| (yes|\*\*no\*\*) \|", text)
+    for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
+        assert (doc.parent / link).is_file(), link
+    # the compute budget in rollout tokens
+    b = result["budget"]
+    assert b["ratio"] == pytest.approx(sum(r["probe_tokens"] for r in result["checkpoints"].values())
+                                       / sum(r["full_tokens"] for r in result["checkpoints"].values()))
