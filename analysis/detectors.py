@@ -18,8 +18,8 @@ The failures are those OctoThinker (seed 004) reports for RL from poorly mid-tra
 length_explosion   len/mean >= (1 + length_growth) x baseline while clip_ratio >= clip_threshold
                    and >= baseline + clip_rise (lengths "run to the limit", Fig. 5, 8, 10)
 collapse           held-out accuracy >= collapse_drawdown below its running peak, a peak being the
-                   level held at two consecutive evaluations (the long-CoT branch's drop after
-                   ~150-200 steps, Fig. 6, 8)
+                   level held at two consecutive evaluations or the step-0 accuracy (the long-CoT
+                   branch's drop after ~150-200 steps, Fig. 6, 8; a too-high learning rate)
 repetition         repeat_rate >= repeat_threshold and >= baseline + repeat_rise
 multi_boxed        multi_boxed_rate >= multi_boxed_threshold and >= baseline + multi_boxed_rise
                    ("Solution" repeated after \\boxed{}, FineMath, Fig. 5)
@@ -145,9 +145,14 @@ def collapse(probe: Probe, cfg: AnalysisConfig, ho: HeldOut | None = None) -> Ev
     cond = np.zeros(E, dtype=bool)
     z_known = np.zeros(E, dtype=bool)
     info = {}
+    # The step-0 evaluation is the checkpoint's own accuracy, not a point of a noisy learning curve:
+    # it is a level on its own, so a probe that falls from its very first steps collapses too.
+    start = bool(ho.steps[0] == 0)
     for e in range(1, E):
         top = int(np.argmax(held[:e]))         # best pair (top, top + 1) with top + 1 <= e
         j = top if acc[top] <= acc[top + 1] else top + 1
+        if start and acc[0] >= acc[j]:
+            top = j = 0
         dd = float(acc[j] - acc[e])
         se = ho.drop_se(j, e)
         z = (dd / se if se > 0 else (np.inf if dd > 0 else 0.0)) if se is not None else None
@@ -159,10 +164,11 @@ def collapse(probe: Probe, cfg: AnalysisConfig, ho: HeldOut | None = None) -> Ev
         return None
     top, j, dd, z = info[i]
     ztxt = f", z = {z:.1f}" if z is not None and np.isfinite(z) else ""
+    peak = ("the start" if j == 0 and start else
+            f"peak held at steps {_step(ho.steps[top])}-{_step(ho.steps[top + 1])}")
     return Event("collapse", _step(ho.steps[i]), probe.probe_id,
-                 f"held-out accuracy fell from {acc[j]:.3f} (peak held at steps {_step(ho.steps[top])}-"
-                 f"{_step(ho.steps[top + 1])}) to {acc[i]:.3f} at step {_step(ho.steps[i])}: drawdown {dd:.3f} >= "
-                 f"{cfg.collapse_drawdown:g}{ztxt}")
+                 f"held-out accuracy fell from {acc[j]:.3f} ({peak}) to {acc[i]:.3f} at step "
+                 f"{_step(ho.steps[i])}: drawdown {dd:.3f} >= {cfg.collapse_drawdown:g}{ztxt}")
 
 
 def reward_hacking(probe: Probe, cfg: AnalysisConfig, ho: HeldOut | None = None) -> Event | None:

@@ -123,9 +123,14 @@ def make_problem(rng: random.Random, level: int, max_number: int) -> Problem:
 
 # --- chains of thought, one style per source --------------------------------------------
 
-def cot_megamath(p: Problem) -> tuple[str, str]:
-    expr = str(p.start) + "".join(f"{op}{n}" for op, n, _ in p.steps)
-    return f"{expr}={p.answer}\n", f"\\boxed{{{p.answer}}}"
+def cot_megamath(p: Problem, rng: random.Random) -> tuple[str, str]:
+    """MegaMath-QA's short solutions come in two forms: the whole expression on one line, or one
+    equation per operation. A small model cannot do several operations in one token, so the
+    one-line form is the error-prone one: RL gains by choosing the stepwise form (docs/toyworld.md)."""
+    if p.level > 1 and rng.random() < 0.5:
+        expr = str(p.start) + "".join(f"{op}{n}" for op, n, _ in p.steps)
+        return f"{expr}={p.answer}\n", f"\\boxed{{{p.answer}}}"
+    return "".join(e + "\n" for e in p.equations()), f"\\boxed{{{p.answer}}}"
 
 
 def cot_omi2(p: Problem) -> tuple[str, str]:
@@ -286,7 +291,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
                 if p.question in reserved:
                     continue
                 if name == "qa-megamath":
-                    cot, content = cot_megamath(p)
+                    cot, content = cot_megamath(p, rng)
                 elif name == "qa-omi2":
                     cot, content = cot_omi2(p)
                 elif name == "qa-numina":

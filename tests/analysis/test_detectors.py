@@ -154,3 +154,16 @@ def test_persistence_setting_changes_what_counts_as_noise(tmp_path):
                                       repeat=lambda t: 0.5 if 100 <= t <= 102 else 0.01)
     assert _events(pdir, AnalysisConfig(persistence=3)) == {"repetition": 100}
     assert _events(pdir, AnalysisConfig(persistence=4)) == {}
+
+
+def test_a_fall_from_the_first_steps_is_a_collapse(tmp_path):
+    """A too-high learning rate breaks the model before the first evaluation after step 0: there is no later
+    peak held at two evaluations, and the step-0 accuracy (the checkpoint's own) is the level it fell from."""
+    b = RunBuilder(tmp_path)
+    kw = dict(steps=60, eval_every=10, n=450, k=2)
+    fall = b.probe("a.step-1", "clean", rng_seed=1, heldout=lambda t: 0.6 if t == 0 else 0.08, **kw)
+    events = detect(load_probe(fall))
+    assert {e.detector: e.step for e in events} == {"collapse": 10}
+    assert "(the start)" in events[0].detail
+    steady = b.probe("b.step-1", "clean", rng_seed=1, heldout=lambda t: 0.6 if t == 0 else 0.55, **kw)
+    assert "collapse" not in _events(steady)

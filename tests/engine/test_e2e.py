@@ -18,7 +18,7 @@ from tests.conftest import QUICKSTART, TINY_OVERRIDES
 pytestmark = pytest.mark.slow
 
 STAGES = ["pretrain", "stable", "decay-long", "decay-short", "decay-hybrid"]
-PROBED = ["pretrain", "decay-long", "decay-short", "decay-hybrid"]
+PROBED = ["stable", "decay-long", "decay-short", "decay-hybrid"]
 
 
 def _cmd(run_dir: Path) -> list[str]:
@@ -158,7 +158,7 @@ def test_ctrl_c_during_the_probes_then_rerun_finishes(tmp_path):
     # that: give the run the default disposition, as a terminal's foreground process has
     proc = subprocess.Popen(_cmd(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    metrics = run_dir / "probes" / "pretrain.step-4" / "metrics.jsonl"
+    metrics = run_dir / "probes" / "stable.step-16" / "metrics.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and not (metrics.exists() and metrics.stat().st_size):
         time.sleep(0.05)
@@ -171,4 +171,4 @@ def test_ctrl_c_during_the_probes_then_rerun_finishes(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     for stage in STAGES:
         assert f"stage {stage}: already complete" in res.stderr
-    assert (run_dir / "scores.json").exists() and (run_dir / "probes" / "pretrain.step-4" / "DONE.json").exists()
+    assert (run_dir / "scores.json").exists() and (run_dir / "probes" / "stable.step-16" / "DONE.json").exists()

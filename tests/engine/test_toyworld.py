@@ -85,3 +85,20 @@ def test_heldout_levels_and_disjointness(world):
     for r in held:
         numbers = [int(x) for x in re.findall(r"\d+", r["question"])]
         assert r["level"] == len(numbers) - 1
+
+
+def test_megamath_qa_has_a_one_line_and_a_stepwise_form(world):
+    """The RL lever of docs/toyworld.md: multi-step MegaMath-QA answers come as one expression or as one
+    equation per operation, about half each; one-step answers have a single form."""
+    _, out = world
+    rows = _read(out / "qa-megamath.jsonl")
+    multi = [r for r in rows if r["level"] > 1]
+    one_line = [r for r in multi if r["cot"].count("=") == 1]
+    stepwise = [r for r in multi if r["cot"].count("=") == r["level"]]
+    assert len(one_line) + len(stepwise) == len(multi)
+    assert 0.35 < len(one_line) / len(multi) < 0.65
+    for r in one_line + stepwise:
+        for eq in r["cot"].split():
+            assert _eval_equation(eq), r["cot"]
+        assert r["cot"].split()[-1].endswith(f"={r['answer']}")
+    assert all(r["cot"].count("=") == 1 for r in rows if r["level"] == 1)
