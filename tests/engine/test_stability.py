@@ -22,7 +22,7 @@ STEPS = 16
 POISON = 8  # the step whose loss is multiplied by 1e4
 STAGE_OVERRIDES = [
     "cpt.threads=1", f"cpt.stages.pretrain.tokens={STEPS * 512}", "cpt.gates.problems=0",
-    "cpt.spike.window=4", "cpt.spike.k=6.0",
+    "cpt.spike.window=4", "cpt.spike.k=30.0",
 ]
 
 
