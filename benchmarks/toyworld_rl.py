@@ -355,8 +355,6 @@ def main() -> int:
               "rows": rows, "total_s": time.perf_counter() - t_start,
               "probe_s": sum(w for row in rows.values() for w in row["wall_s"])}
     result["verdicts"] = verdicts(rows)
-    for row in rows.values():
-        row["dirs"] = None
     if args.doc:
         write_doc(Path(args.doc), result)
     if args.ship:
