@@ -240,16 +240,17 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
             "full_events": sorted({e.detector for e in fscore[s].events}),
             "probe_events": sorted({e.detector for e in pscore[s].events}),
             **{k: num(g.get(k)) for k in plan["ppl_metrics"]},
-            "probe_tokens": float(sum(pt)), "full_tokens": float(sum(ft)),
-            "token_ratio": float(sum(pt) / sum(ft)) if sum(ft) > 0 else None,
+            # per run: a probe against a full run, whatever the number of seeds of each
+            "probe_tokens": float(np.mean(pt)) if pt else 0.0, "full_tokens": float(np.mean(ft)) if ft else 0.0,
+            "token_ratio": float(np.mean(pt) / np.mean(ft)) if pt and ft and np.mean(ft) > 0 else None,
             "length": {k: _mean_stat(full[s], k) for k in ("len_first", "len_last", "growth", "len_step_std")},
         }
     for s, k in ranks(truth_order).items():
         rows[s]["rank_full"] = k
     for s, k in ranks(taus["readiness"]["ranking"]).items():
         rows[s]["rank_readiness"] = k
-    ptok = sum(r["probe_tokens"] for r in rows.values())
-    ftok = sum(r["full_tokens"] for r in rows.values())
+    ptok = float(np.mean([r["probe_tokens"] for r in rows.values()]))
+    ftok = float(np.mean([r["full_tokens"] for r in rows.values()]))
     ratios = [r["token_ratio"] for r in rows.values() if r["token_ratio"] is not None]
     budget = {"probe_tokens": ptok, "full_tokens": ftok, "ratio": ptok / ftok if ftok else None,
               "max_ratio": max(ratios) if ratios else None, "limit": plan["max_probe_ratio"],
@@ -376,8 +377,12 @@ def findings(plan: dict, pscore: dict, fscore: dict, xscore: dict, full: dict, f
             add("stair_vs_fixed", f"a stair length schedule ({sv['stair']}) beats a fixed long limit "
                                   f"({sv['fixed_len']} tokens) early in training ({s}) [Fig. 10]",
                 bool(a > b),
-                f"mean held-out accuracy at steps 1-{early}: stair {a:.3f} vs fixed {b:.3f}; after the full run "
-                f"{fscore[s].metrics['final/acc']:.3f} vs {xscore[s].metrics['final/acc']:.3f}; events: stair "
+                f"mean held-out accuracy at steps 1-{early}: stair {a:.3f} vs fixed {b:.3f}; "
+                + (f"after the full run {fscore[s].metrics['final/acc']:.3f} vs {xscore[s].metrics['final/acc']:.3f}"
+                   if sv.get("steps", plan["full"]["steps"]) >= plan["full"]["steps"] else
+                   f"the fixed-limit runs stop at step {sv['steps']} (final accuracy {xscore[s].metrics['final/acc']:.3f}"
+                   f"; the stair run's at step {plan['full']['steps']}: {fscore[s].metrics['final/acc']:.3f})")
+                + "; events: stair "
                 f"{ev(s)}, fixed {', '.join(sorted({e.detector for e in xscore[s].events})) or 'none'}",
                 ci, "early accuracy stair - fixed (problems resampled)",
                 files(s) + [str(p.path.relative_to(p.path.parents[2])) for p in fixed[s]])
@@ -492,7 +497,7 @@ def render(result: dict, images: dict[str, str]) -> str:
     for s in stages:
         L.append(f"| {rows[s]['checkpoint_id']} | {s} | {r['descriptions'].get(s, '')} |")
     ratio = "n/a" if b["ratio"] is None else f"{b['ratio']:.3f}"
-    L += ["", f"**Compute.** Probes used {b['probe_tokens']:,.0f} rollout tokens, the full runs "
+    L += ["", f"**Compute.** A probe used {b['probe_tokens']:,.0f} rollout tokens on average, a full run "
           f"{b['full_tokens']:,.0f}: a ratio of **{ratio}** overall, at most "
           f"{b['max_ratio']:.3f} for one checkpoint (budget {b['limit']:g}: "
           f"{'within' if b['within'] else '**exceeded**'}); in steps {b['probe_steps']} / {b['full_steps']}. "
@@ -516,13 +521,14 @@ def render(result: dict, images: dict[str, str]) -> str:
           "",
           f"**Bootstrap.** {r['bootstrap']} draws. In each draw the held-out problems are resampled with "
           "replacement (the same weights for every probe and full run, since all answer the same problems) and, "
-          "with several seeds, each checkpoint's seeds are resampled as units (the i-th probe and the i-th full run "
-          "together); tau is recomputed per draw and the interval is its percentile range. Checkpoints are not "
+          "with several seeds, each checkpoint's seeds are resampled as units ("
+          + ("the i-th probe and the i-th full run together" if len(r["seeds"]) == len(r["full_seeds"]) else
+             "its probes' seeds and its full runs' seeds each") + "); tau is recomputed per draw and the interval is its percentile range. Checkpoints are not "
           "resampled: they are the experiment's fixed design, and drawing 6-7 items with replacement mostly "
           "creates ties. Perplexities have no resampling noise here and stay fixed in every draw.", ""]
     cols = ["readiness", f"{pct}% CI", "step-0 acc", "probe final acc"] + [k for k in r["taus"] if k.startswith("ppl")]
     L += ["| checkpoint | " + " | ".join(cols) + " | full-RL final acc | " + f"{pct}% CI | per seed | rank (readiness) "
-          "| rank (full RL) | rollout tokens probe / full |", "|---" * (len(cols) + 7) + "|"]
+          "| rank (full RL) | rollout tokens per run, probe / full |", "|---" * (len(cols) + 7) + "|"]
     for s in sorted(stages, key=lambda s: rows[s]["rank_full"]):
         x = rows[s]
         ppl = [("n/a" if x.get(k) is None else f"{x[k]:.3f}") for k in cols[4:]]

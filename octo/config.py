@@ -392,6 +392,8 @@ class StairVsFixedConfig:
                                        "schedule, as OctoThinker's fixed 8K against its 2K -> 4K -> 8K stair)")
     early_steps: int = opt(0, ge=0, help="'early in training': held-out evaluations at steps 1..early_steps are "
                                          "compared (0: the first half of the full run)")
+    steps: int = opt(0, ge=0, help="GRPO steps of a fixed-limit run (0: validation.full_steps); the comparison is "
+                                   "early in training, so early_steps is enough and saves the rest of the run")
 
 
 @dataclass(kw_only=True)
@@ -406,6 +408,9 @@ class ValidationConfig:
                                  help="stages whose final checkpoints are probed and fully trained with RL and "
                                       "ranked (at least 3; empty: probe.checkpoints)")
     seeds: list[int] = opt(default_factory=list, help="seeds of every probe and full run (empty: probe.seeds)")
+    full_seeds: list[int] = opt(default_factory=list,
+                                help="seeds of the full RL and fixed-limit runs, each plus full_seed_offset (empty: "
+                                     "seeds); fewer than the probes' when full runs are what the compute allows")
     full_steps: int = opt(400, ge=2, help="GRPO steps of a full RL run")
     full_eval_every: int = opt(50, ge=1, help="held-out evaluation every N steps of a full run (and at 0 and the end)")
     full_save_every: int = opt(50, ge=1, help="full-run checkpoint every N steps (resume point)")
@@ -431,10 +436,14 @@ class ValidationConfig:
     def validate(self) -> None:
         if len(set(self.checkpoints)) != len(self.checkpoints):
             raise ConfigError("checkpoints", "names a stage twice")
+        if len(set(self.full_seeds)) != len(self.full_seeds):
+            raise ConfigError("full_seeds", "names a seed twice")
         sv = self.stair_vs_fixed
-        if sv.early_steps > self.full_steps:
-            raise ConfigError("stair_vs_fixed.early_steps", f"must be <= full_steps={self.full_steps} "
-                                                            f"(got {sv.early_steps})")
+        if sv.steps > self.full_steps:
+            raise ConfigError("stair_vs_fixed.steps", f"must be <= full_steps={self.full_steps} (got {sv.steps})")
+        if sv.early_steps > (sv.steps or self.full_steps):
+            raise ConfigError("stair_vs_fixed.early_steps", f"must be <= the fixed-limit run's "
+                                                            f"{sv.steps or self.full_steps} steps (got {sv.early_steps})")
 
 
 @dataclass(kw_only=True)
@@ -518,6 +527,11 @@ class Recipe:
     def validation_seeds(self) -> list[int]:
         """Seeds of the validation probes and full runs (``validation.seeds``, else ``probe.seeds``)."""
         return list(self.validation.seeds or self.probe.seeds)
+
+    @property
+    def validation_full_seeds(self) -> list[int]:
+        """Seeds of the full RL runs before ``full_seed_offset`` (``validation.full_seeds``, else the probes')."""
+        return list(self.validation.full_seeds or self.validation_seeds)
 
     @property
     def run_path(self) -> Path:

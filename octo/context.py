@@ -220,7 +220,8 @@ class RunContext:
             # A stage or source on one side only is a branch of the same run (recipes/octothinker/decay-*.yaml
             # add their decay stage and its sources to stable.yaml's): its keys are not compared, and one the
             # new recipe adds is added to recipe.resolved.yaml below. What both sides define must agree.
-            whole = _one_sided_entries(old, new)
+            # validation.reduced only lists the overrides of another run (`octo validate --reduced`): not this one's
+            whole = _one_sided_entries(old, new) + ("validation.reduced",)
             # Keys on one side only are new or retired config fields (a code version change) and are
             # tolerated, except inside user-named maps (stages, sources, mixtures), where they are edits.
             user_maps = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")

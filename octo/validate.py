@@ -1,6 +1,6 @@
 """``octo validate RECIPE``: does the readiness ranking of short probes predict the ranking after full RL?
 
-    octo validate recipes/toy/validation.yaml --doc docs/validation.md       # the experiment (hours)
+    octo validate recipes/toy/validation.yaml --jobs 2 --doc docs/validation.md   # the experiment (~1.5 h, 2 cores)
     octo validate recipes/toy/validation.yaml --reduced                      # the pipeline check (minutes)
 
 1. every mid-training stage of the recipe, in dependency order (``octo cpt``'s ``run_stage``);
@@ -12,6 +12,11 @@
 3. ``validation/plan.json`` (which directory belongs to which checkpoint, the settings), then
    octo.analysis.validation: Kendall tau of each predictor's ranking against the full-RL ranking with
    bootstrap CIs, the OctoThinker findings, and the page ``validation/validation.md`` (and ``--doc``).
+
+``--jobs N`` runs N GRPO runs at once, each in a worker process with 1/N of the torch threads (a tiny
+model leaves cores idle); the probes go first, then the full and fixed-limit runs, longest first as the
+probes' rollout tokens predict, so that no worker is left alone with a long run at the end. Workers die
+with the command (PR_SET_PDEATHSIG), so a killed command leaves nothing writing.
 
 Every run resumes: finished stages and runs are skipped, a killed one continues from its last
 checkpoint, so rerunning the same command after an interruption picks up where it stopped.
@@ -83,8 +88,93 @@ def _describe(recipe: Recipe, stage: str) -> str:
     return f"{start}, {s.tokens:,} tokens, {s.schedule.kind} LR; mixture {mix}"
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, the kernel kills this worker when the parent ``octo validate`` dies, so a
+    killed command leaves no orphan still writing a run that the rerun will resume (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import os
+    import signal
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() == 1:   # the parent died before prctl took effect
+            os._exit(1)
+
+
+def _run_job(recipe: Recipe, spec, probe_dir: str, tokenizer_dir: str, threads: int) -> str:
+    """One GRPO run in a worker process (``--jobs``): its own torch threads and tokenizer."""
+    from octo.cpt.trainer import set_threads
+    from octo.model import load_tokenizer
+    from octo.probe.grpo import run_probe
+
+    progress.quiet_libraries()
+    set_threads(threads)
+    run_probe(recipe, spec, probe_dir, tokenizer=load_tokenizer(tokenizer_dir))
+    return probe_dir
+
+
+def _expected_cost(run_dir, plan_rows: dict, job: tuple) -> float:
+    """Rollout tokens a GRPO run is expected to generate: its steps x its checkpoint's probes' tokens per step
+    (probe.json), 0 where no probe has finished."""
+    r, spec, _, _ = job
+    per_step = []
+    for rel in plan_rows[spec.stage]["probes"]:
+        path = run_dir / rel / "probe.json"
+        meta = read_json(path) if (run_dir / rel / "DONE.json").exists() else {}
+        if meta.get("rollout_tokens") and meta.get("steps"):
+            per_step.append(meta["rollout_tokens"] / meta["steps"])
+    return r.probe.steps * sum(per_step) / len(per_step) if per_step else 0.0
+
+
+def longest_first(run_dir, plan_rows: dict, jobs: list[tuple]) -> list[tuple]:
+    """``jobs`` by expected rollout tokens, largest first (stable: equal costs keep their order)."""
+    return sorted(jobs, key=lambda j: -_expected_cost(run_dir, plan_rows, j))
+
+
+def run_jobs(ctx, jobs: list[tuple], *, jobs_at_once: int = 1, threads: int = 0) -> int:
+    """Run (or resume, or skip) every GRPO run of ``jobs`` = [(recipe, spec, relative dir, what)], in order, up to
+    ``jobs_at_once`` at a time in worker processes (each with an equal share of ``threads``, 0 = every core);
+    returns how many were not already done. The first failure stops the rest and is raised."""
+    import os
+
+    from octo.probe.grpo import run_probe
+
+    todo = []
+    for i, job in enumerate(jobs, 1):
+        if (ctx.run_dir / job[2] / "DONE.json").exists():
+            progress.info(f"[{i}/{len(jobs)}] {job[3]} {job[1].probe_id}: already complete, skipping")
+        else:
+            todo.append((i, job))
+    if jobs_at_once <= 1 or len(todo) <= 1:
+        for i, (r, spec, rel, what) in todo:
+            progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}")
+            run_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
+        return len(todo)
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    share = max(1, (threads or os.cpu_count() or 1) // jobs_at_once)
+    progress.info(f"{len(todo)} GRPO runs, {jobs_at_once} at a time, {share} torch thread(s) each")
+    with ProcessPoolExecutor(max_workers=jobs_at_once, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_die_with_parent) as pool:
+        futures = {}
+        for i, (r, spec, rel, what) in todo:
+            progress.info(f"[{i}/{len(jobs)}] queued: {what} {spec.probe_id}")
+            futures[pool.submit(_run_job, r, spec, str(ctx.run_dir / rel), str(ctx.tokenizer_dir), share)] = rel
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            for f in pending:
+                f.cancel()
+            raise failed[0].exception()
+    return len(todo)
+
+
 def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: bool, doc: str | None = None,
-                   allow_mismatch: tuple[str, ...] = ()) -> dict:
+                   allow_mismatch: tuple[str, ...] = (), n_jobs: int = 1) -> dict:
     from octo.analysis.validation import (
         FIXED_DIR,
         FULL_DIR,
@@ -95,7 +185,6 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     from octo.context import RunContext
     from octo.cpt.trainer import run_stage, set_threads
     from octo.pipeline import probe_specs
-    from octo.probe.grpo import run_probe
     from octo.probe.length import LengthSchedule
 
     t0 = time.monotonic()
@@ -109,11 +198,16 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
         run_stage(ctx, stage)
     stages, seeds = recipe.validation_checkpoints, recipe.validation_seeds
     specs = probe_specs(ctx, stages=stages, seeds=seeds)
+    full_seeds = recipe.validation_full_seeds
     full = full_run_recipe(recipe)
     full_sched = full.probe.max_len
     sv = v.stair_vs_fixed
     fixed_len = sv.fixed_len or LengthSchedule(full_sched).maximum
     fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len))
+    fixed_steps = sv.steps or v.full_steps
+    if fixed_steps != v.full_steps:
+        fixed = dataclasses.replace(fixed, probe=dataclasses.replace(
+            fixed.probe, steps=fixed_steps, eval_every=min(v.full_eval_every, fixed_steps)))
     plan_rows = {s: {"stage": s, "probes": [], "full": [], "fixed": []} for s in stages}
     jobs = []
     for spec in specs:
@@ -121,7 +215,8 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
         row["checkpoint_id"] = spec.checkpoint_id
         jobs.append((recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe"))
         row["probes"].append(jobs[-1][2])
-    for spec in specs:   # probes first: they are cheap and give the readiness ranking early
+    # probes first: they are cheap and give the readiness ranking early
+    for spec in probe_specs(ctx, stages=stages, seeds=full_seeds):
         if spec.control:
             continue
         row = plan_rows[spec.stage]
@@ -132,17 +227,17 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
         if spec.stage == sv.checkpoint:
             jobs.append((fixed, fspec, f"{FIXED_DIR}/{fspec.probe_id}", f"fixed-{fixed_len} run"))
             row["fixed"].append(jobs[-1][2])
-    ran = 0
-    for i, (r, spec, rel, what) in enumerate(jobs, 1):
-        if not (ctx.run_dir / rel / "DONE.json").exists():
-            progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}")
-            ran += 1
-        run_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
+    probes = [j for j in jobs if j[3] == "probe"]
+    ran = run_jobs(ctx, probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
+    # the long runs after the probes, longest first (their probes' rollout tokens per step x steps), so that
+    # with --jobs no worker is left with a long run at the end while the others idle
+    rest = longest_first(ctx.run_dir, plan_rows, [j for j in jobs if j[3] != "probe"])
+    ran += run_jobs(ctx, rest, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
     plan_path = ctx.run_dir / VALIDATION_DIR / PLAN_FILE
     earlier = read_json(plan_path).get("invocations", []) if plan_path.exists() else []
     plan = {
         "version": 1, "reduced": reduced, "command": command, "full_command": full_command, "seeds": seeds,
-        "full_seeds": [s + v.full_seed_offset for s in seeds],
+        "full_seeds": [s + v.full_seed_offset for s in full_seeds], "jobs": n_jobs,
         "checkpoints": [plan_rows[s] for s in stages],
         "descriptions": {s: _describe(recipe, s) for s in stages},
         "probe": {"steps": recipe.probe.steps, "eval_every": recipe.probe.eval_every,
@@ -151,7 +246,8 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
         "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
         "findings": dataclasses.asdict(v.findings),
         "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": fixed_len, "stair": _schedule_text(full_sched),
-                           "early_steps": sv.early_steps or v.full_steps // 2} if sv.checkpoint else None,
+                           "early_steps": sv.early_steps or fixed_steps // 2, "steps": fixed_steps}
+                          if sv.checkpoint else None,
         # every invocation on this run directory: its wall time (to the analysis) and the runs it executed
         "invocations": earlier + [{"wall_s": round(time.monotonic() - t0, 1), "runs": ran, "of": len(jobs)}],
     }
@@ -171,6 +267,10 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reduced", action="store_true",
                         help="apply the recipe's validation.reduced overrides first: the minutes-long pipeline "
                              "check (tiny sizes, few steps, one seed), not evidence about tau")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="GRPO runs (probes, full runs) at once, each in its own process with 1/N of the torch "
+                             "threads (cpt.threads, 0 = every core); a tiny model leaves cores idle, so N = the core "
+                             "count is faster on CPU. Each run has its own rollout backend (a vLLM server each)")
     parser.add_argument("--doc", default=None, metavar="PAGE.md",
                         help="also write the page here (e.g. docs/validation.md), its PNGs in a folder named "
                              "after it (docs/validation/)")
@@ -182,21 +282,25 @@ def _command(args: argparse.Namespace, *, reduced: bool) -> str:
         parts += ["--set", o]
     if args.run_dir:
         parts += ["--run-dir", args.run_dir]
+    if getattr(args, "jobs", 1) > 1:
+        parts += ["--jobs", str(args.jobs)]
     if args.doc:
         parts += ["--doc", args.doc]
     return shlex.join(parts)
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise OctoError(f"--jobs must be 1 or more (got {args.jobs}): the number of GRPO runs at once")
     overrides = list(args.overrides) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
     recipe = validation_recipe(args.recipe, overrides, reduced=args.reduced)
     if args.dry_run:
         sys.stdout.write(dump_recipe(recipe))
         return 0
-    full_args = argparse.Namespace(recipe=args.recipe, overrides=[], run_dir=None, doc=args.doc)
+    full_args = argparse.Namespace(recipe=args.recipe, overrides=[], run_dir=None, doc=args.doc, jobs=args.jobs)
     result = run_validation(recipe, command=_command(args, reduced=args.reduced),
                             full_command=_command(full_args, reduced=False), reduced=args.reduced, doc=args.doc,
-                            allow_mismatch=tuple(args.allow_mismatch))
+                            allow_mismatch=tuple(args.allow_mismatch), n_jobs=args.jobs)
     t = result["taus"]["readiness"]
     ci = "n/a" if not t["ci"] else f"[{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]"
     tau = "n/a" if t["tau"] is None else f"{t['tau']:+.3f}"

@@ -227,8 +227,12 @@ def octo(*args, timeout=120):
     ([QUICKSTART, "--reduced"], "no validation.reduced overrides"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, nosuch, pretrain]"], "'nosuch' is not a stage"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-short, pretrain]"], "is not a validated checkpoint"),
-    ([VALIDATION, "--set", "validation.full_steps=300"], "raise full_steps to at least 400"),
-    ([VALIDATION, "--set", "validation.full_steps=100"], "must be <= full_steps=100"),
+    ([VALIDATION, "--set", "validation.full_steps=100"], "raise full_steps to at least 160"),
+    ([VALIDATION, "--set", "validation.stair_vs_fixed.early_steps=41"], "must be <= the fixed-limit run's 40 steps"),
+    ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=30"], "must be <= the fixed-limit run's 30 steps"),
+    ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=200"], "must be <= full_steps=160"),
+    ([VALIDATION, "--set", "validation.full_seeds=[1, 1]"], "names a seed twice"),
+    ([VALIDATION, "--jobs", "0"], "--jobs must be 1 or more"),
     ([VALIDATION, "--set", "validation.findings.long="], "name both stages or neither"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-long]", "--set", "validation.findings={}",
       "--set", "validation.stair_vs_fixed.checkpoint="], "needs at least 3 checkpoints"),
@@ -253,11 +257,19 @@ def test_dry_run_reduced_applies_the_overrides_and_user_sets_win(tmp_path):
 
 def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     """The toy world's defaults were tuned in quickstart.yaml (docs/toyworld.md): the validation recipe must run
-    the same world, model, data, stages and probe, adding only stages and the validation section."""
+    the same world, model, data, stages and probe, adding only stages and the validation section. The probe is
+    shorter (<= 10% of a full run the session's compute allows) with its length stair at the same fraction."""
     q = yaml.safe_load(QUICKSTART.read_text())
     v = yaml.safe_load(VALIDATION.read_text())
-    for key in ("seed", "world", "model", "data", "probe"):
+    for key in ("seed", "world", "model", "data"):
         assert v[key] == q[key], key
+    cadence = ("steps", "eval_every", "save_every", "max_len")
+    assert {k: x for k, x in v["probe"].items() if k not in cadence} == \
+        {k: x for k, x in q["probe"].items() if k not in cadence}
+    qs_, vs_ = q["probe"]["max_len"]["stairs"], v["probe"]["max_len"]["stairs"]
+    assert list(vs_.values()) == list(qs_.values())
+    assert [k / v["probe"]["steps"] for k in vs_] == [k / q["probe"]["steps"] for k in qs_]
+    assert v["probe"]["steps"] <= v["validation"]["max_probe_ratio"] * v["validation"]["full_steps"]
     vs, qs = v["cpt"].pop("stages"), q["cpt"].pop("stages")
     assert v["cpt"] == q["cpt"]
     assert {k: vs[k] for k in qs} == qs
@@ -282,10 +294,12 @@ def _env():
 @pytest.mark.slow
 def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     run, doc = tmp_path / "run", tmp_path / "docs" / "validation.md"
+    # --jobs 2: two GRPO runs at once, in worker processes
     cmd = [sys.executable, "-m", "octo.cli", "validate", "recipes/toy/validation.yaml", "--reduced",
-           "--run-dir", str(run), "--doc", str(doc)]
-    # kill -9 in the first full RL run once it has a complete checkpoint (octo's manifest.json is written last),
-    # then rerun the same command: it resumes that run from the checkpoint and skips what was finished
+           "--run-dir", str(run), "--doc", str(doc), "--jobs", "2"]
+    # kill -9 the command once a full RL run has a complete checkpoint (octo's manifest.json is written last): its
+    # workers die with it (no orphan goes on writing); rerunning the same command resumes that run from the
+    # checkpoint and skips what was finished
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=REPO)
     full = run / "validation" / "full"
     deadline = time.monotonic() + 400
@@ -293,8 +307,14 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
            and not any(full.glob("*/checkpoints/checkpoint-*/manifest.json"))):
         time.sleep(0.05)
     assert proc.poll() is None, "the command ended before the full runs"
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) >= 2, children   # the two workers (and multiprocessing's resource tracker)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{c}").exists() for c in children), "workers outlived the killed command"
     res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     assert "resuming from checkpoint-" in res.stderr and "already complete, skipping" in res.stderr
@@ -306,7 +326,7 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     assert len(stages) >= 6 and result["reduced"] is True
     text = doc.read_text()
     assert "**This is the reduced run**" in text and "not evidence" in text
-    assert "`octo validate recipes/toy/validation.yaml --doc " in text    # the full command, without --reduced
+    assert "`octo validate recipes/toy/validation.yaml --jobs 2 --doc " in text    # the full command, no --reduced
     # every number of the checkpoint table is traceable to the run's files
     gates = {}
     for s in stages:
@@ -320,8 +340,8 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     for c in plan["checkpoints"]:
         s, row = c["stage"], result["checkpoints"][c["stage"]]
         acc = np.mean([_last_combined(run / d) for d in c["full"]])
-        ptok = sum(json.loads((run / d / "probe.json").read_text())["rollout_tokens"] for d in c["probes"])
-        ftok = sum(json.loads((run / d / "probe.json").read_text())["rollout_tokens"] for d in c["full"])
+        ptok = np.mean([json.loads((run / d / "probe.json").read_text())["rollout_tokens"] for d in c["probes"]])
+        ftok = np.mean([json.loads((run / d / "probe.json").read_text())["rollout_tokens"] for d in c["full"]])
         assert row["full_final_acc"] == pytest.approx(acc)
         assert row["readiness"] == pytest.approx(scores["checkpoints"][c["checkpoint_id"]]["score"])  # = octo score
         assert (row["probe_tokens"], row["full_tokens"]) == (ptok, ftok)
@@ -351,3 +371,81 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     b = result["budget"]
     assert b["ratio"] == pytest.approx(sum(r["probe_tokens"] for r in result["checkpoints"].values())
                                        / sum(r["full_tokens"] for r in result["checkpoints"].values()))
+
+
+def test_budget_is_per_run_when_probes_and_full_runs_have_different_seed_counts(tmp_path):
+    """Three probe seeds against one full-run seed (validation.full_seeds): the budget compares one probe with one
+    full run (mean rollout tokens per run), not the sum over seeds; fixed-limit runs shorter than the full runs
+    are reported at their own last step."""
+    run = synthetic_validation(tmp_path / "run")
+    plan = json.loads((run / "validation" / "plan.json").read_text())
+    row = next(c for c in plan["checkpoints"] if c["stage"] == "stable")
+    src = run / row["probes"][0]
+    tokens = json.loads((src / "probe.json").read_text())["rollout_tokens"]
+    for seed, factor in ((1, 2.0), (2, 3.0)):
+        dst = src.parent / f"{src.name}.seed-{seed}"
+        shutil.copytree(src, dst)
+        meta = json.loads((dst / "probe.json").read_text())
+        meta.update(probe_id=dst.name, seed=seed, rollout_tokens=tokens * factor)
+        (dst / "probe.json").write_text(json.dumps(meta))
+        row["probes"].append(f"probes/{dst.name}")
+    plan["seeds"] = [0, 1, 2]
+    plan["full_seeds"] = [1000]
+    plan["stair_vs_fixed"]["steps"] = 200
+    (run / "validation" / "plan.json").write_text(json.dumps(plan))
+    res = write_validation(run)
+    full = json.loads((run / "validation/full/stable.step-40/probe.json").read_text())["rollout_tokens"]
+    r = res["checkpoints"]["stable"]
+    assert r["probe_tokens"] == pytest.approx(tokens * 2.0)   # mean of 1x, 2x, 3x
+    assert r["token_ratio"] == pytest.approx(tokens * 2.0 / full)
+    assert res["budget"]["probe_tokens"] == pytest.approx(np.mean([x["probe_tokens"] for x in res["checkpoints"].values()]))
+    text = (run / "validation" / "validation.md").read_text()
+    assert "its probes' seeds and its full runs' seeds each" in text
+    fig = next(f for f in res["findings"] if f["key"] == "stair_vs_fixed")["figure"]
+    assert "the fixed-limit runs stop at step 200" in fig and "after the full run" not in fig
+
+
+def test_editing_the_reduced_overrides_does_not_refuse_the_full_run_directory(tmp_path):
+    """validation.reduced lists the overrides of the --reduced run, which has its own directory: editing it must not
+    make the full experiment's run directory 'made by a different recipe'; editing what the run uses still does."""
+    from octo.context import RunContext
+    from octo.errors import OctoError
+    from octo.validate import validation_recipe
+
+    over = [f"run_dir={tmp_path / 'run'}"]
+    RunContext(validation_recipe(str(VALIDATION), over))._check_or_write_recipe()
+    edited = validation_recipe(str(VALIDATION), over)
+    edited.validation.reduced = edited.validation.reduced + ["probe.steps=3"]
+    RunContext(edited)._check_or_write_recipe()
+    changed = validation_recipe(str(VALIDATION), over + ["validation.full_steps=200"])
+    with pytest.raises(OctoError, match=r"different recipe \(differs in: validation.full_steps\)"):
+        RunContext(changed)._check_or_write_recipe()
+
+
+def test_long_runs_are_scheduled_longest_first_from_their_probes_tokens(tmp_path):
+    """--jobs: the full and fixed runs go longest first, their expected rollout tokens read from the finished probes
+    of their checkpoint (steps x tokens per probe step); a checkpoint with no finished probe counts 0."""
+    import dataclasses
+
+    from octo.validate import _expected_cost, longest_first, validation_recipe
+
+    recipe = validation_recipe(str(VALIDATION), [])
+    rows = {}
+    for stage, per_step in (("short", 10.0), ("long", 60.0), ("unknown", None)):
+        rel = f"probes/{stage}"
+        (tmp_path / rel).mkdir(parents=True)
+        if per_step is not None:
+            (tmp_path / rel / "probe.json").write_text(json.dumps({"rollout_tokens": per_step * 16, "steps": 16}))
+            (tmp_path / rel / "DONE.json").write_text("{}")
+        rows[stage] = {"probes": [rel]}
+
+    class Spec:
+        def __init__(self, stage):
+            self.stage = stage
+
+    full = dataclasses.replace(recipe, probe=dataclasses.replace(recipe.probe, steps=160))
+    fixed = dataclasses.replace(recipe, probe=dataclasses.replace(recipe.probe, steps=40))
+    jobs = [(full, Spec("short"), "a", "full RL run"), (fixed, Spec("long"), "b", "fixed run"),
+            (full, Spec("unknown"), "c", "full RL run"), (full, Spec("long"), "d", "full RL run")]
+    assert [_expected_cost(tmp_path, rows, j) for j in jobs] == [1600.0, 2400.0, 0.0, 9600.0]
+    assert [j[2] for j in longest_first(tmp_path, rows, jobs)] == ["d", "b", "a", "c"]
