@@ -224,6 +224,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
     for s in stages:
         pt = [num(p.meta.get("rollout_tokens")) or 0.0 for p in probes[s] if not p.control]
         ft = [num(p.meta.get("rollout_tokens")) or 0.0 for p in full[s]]
+        pm, fm = (float(np.mean(x)) if x else 0.0 for x in (pt, ft))
         g = gates.get(s, {})
         rows[s] = {
             "checkpoint_id": full[s][0].checkpoint_id,
@@ -241,8 +242,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
             "probe_events": sorted({e.detector for e in pscore[s].events}),
             **{k: num(g.get(k)) for k in plan["ppl_metrics"]},
             # per run: a probe against a full run, whatever the number of seeds of each
-            "probe_tokens": float(np.mean(pt)) if pt else 0.0, "full_tokens": float(np.mean(ft)) if ft else 0.0,
-            "token_ratio": float(np.mean(pt) / np.mean(ft)) if pt and ft and np.mean(ft) > 0 else None,
+            "probe_tokens": pm, "full_tokens": fm, "token_ratio": pm / fm if pt and fm > 0 else None,
             "length": {k: _mean_stat(full[s], k) for k in ("len_first", "len_last", "growth", "len_step_std")},
         }
     for s, k in ranks(truth_order).items():

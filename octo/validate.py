@@ -31,6 +31,7 @@ import dataclasses
 import shlex
 import sys
 import time
+from typing import Any, NamedTuple
 
 from octo import progress
 from octo.config import (
@@ -63,11 +64,13 @@ def validation_recipe(path: str, overrides: list[str], *, reduced: bool = False)
     return recipe
 
 
-def full_run_recipe(recipe: Recipe, max_len: LengthScheduleConfig | None = None) -> Recipe:
+def full_run_recipe(recipe: Recipe, max_len: LengthScheduleConfig | None = None, steps: int = 0) -> Recipe:
     """The recipe whose probe is a full RL run: ``validation.full_*`` replace the probe's length, evaluation
-    and checkpoint cadence, and (``max_len``) its length schedule; everything else is the probe's."""
+    and checkpoint cadence, and (``max_len``, ``steps``) its length schedule and number of steps; everything
+    else is the probe's."""
     v = recipe.validation
-    probe = dataclasses.replace(recipe.probe, steps=v.full_steps, eval_every=v.full_eval_every,
+    steps = steps or v.full_steps
+    probe = dataclasses.replace(recipe.probe, steps=steps, eval_every=min(v.full_eval_every, steps),
                                 save_every=v.full_save_every,
                                 max_len=max_len or v.full_max_len or recipe.probe.max_len)
     return dataclasses.replace(recipe, probe=probe)
@@ -88,7 +91,17 @@ def _describe(recipe: Recipe, stage: str) -> str:
     return f"{start}, {s.tokens:,} tokens, {s.schedule.kind} LR; mixture {mix}"
 
 
-def _die_with_parent() -> None:
+class Job(NamedTuple):
+    """One GRPO run of ``octo validate``: the recipe whose ``probe`` section it runs, its spec, its directory
+    relative to the run directory, and what it is (for progress lines)."""
+
+    recipe: Recipe
+    spec: Any
+    rel: str
+    what: str
+
+
+def _die_with_parent(parent: int) -> None:
     """Worker initializer: on Linux, the kernel kills this worker when the parent ``octo validate`` dies, so a
     killed command leaves no orphan still writing a run that the rerun will resume (prctl PR_SET_PDEATHSIG)."""
     import ctypes
@@ -100,7 +113,7 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             return
-        if os.getppid() == 1:   # the parent died before prctl took effect
+        if os.getppid() != parent:   # the parent died before prctl took effect (we were re-parented)
             os._exit(1)
 
 
@@ -116,26 +129,24 @@ def _run_job(recipe: Recipe, spec, probe_dir: str, tokenizer_dir: str, threads: 
     return probe_dir
 
 
-def _expected_cost(run_dir, plan_rows: dict, job: tuple) -> float:
+def _expected_cost(run_dir, plan_rows: dict, job: Job) -> float:
     """Rollout tokens a GRPO run is expected to generate: its steps x its checkpoint's probes' tokens per step
     (probe.json), 0 where no probe has finished."""
-    r, spec, _, _ = job
     per_step = []
-    for rel in plan_rows[spec.stage]["probes"]:
-        path = run_dir / rel / "probe.json"
-        meta = read_json(path) if (run_dir / rel / "DONE.json").exists() else {}
+    for rel in plan_rows[job.spec.stage]["probes"]:
+        meta = read_json(run_dir / rel / "probe.json") if (run_dir / rel / "DONE.json").exists() else {}
         if meta.get("rollout_tokens") and meta.get("steps"):
             per_step.append(meta["rollout_tokens"] / meta["steps"])
-    return r.probe.steps * sum(per_step) / len(per_step) if per_step else 0.0
+    return job.recipe.probe.steps * sum(per_step) / len(per_step) if per_step else 0.0
 
 
-def longest_first(run_dir, plan_rows: dict, jobs: list[tuple]) -> list[tuple]:
+def longest_first(run_dir, plan_rows: dict, jobs: list[Job]) -> list[Job]:
     """``jobs`` by expected rollout tokens, largest first (stable: equal costs keep their order)."""
     return sorted(jobs, key=lambda j: -_expected_cost(run_dir, plan_rows, j))
 
 
-def run_jobs(ctx, jobs: list[tuple], *, jobs_at_once: int = 1, threads: int = 0) -> int:
-    """Run (or resume, or skip) every GRPO run of ``jobs`` = [(recipe, spec, relative dir, what)], in order, up to
+def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -> int:
+    """Run (or resume, or skip) every GRPO run of ``jobs``, in order, up to
     ``jobs_at_once`` at a time in worker processes (each with an equal share of ``threads``, 0 = every core);
     returns how many were not already done. The first failure stops the rest and is raised."""
     import os
@@ -144,8 +155,8 @@ def run_jobs(ctx, jobs: list[tuple], *, jobs_at_once: int = 1, threads: int = 0)
 
     todo = []
     for i, job in enumerate(jobs, 1):
-        if (ctx.run_dir / job[2] / "DONE.json").exists():
-            progress.info(f"[{i}/{len(jobs)}] {job[3]} {job[1].probe_id}: already complete, skipping")
+        if (ctx.run_dir / job.rel / "DONE.json").exists():
+            progress.info(f"[{i}/{len(jobs)}] {job.what} {job.spec.probe_id}: already complete, skipping")
         else:
             todo.append((i, job))
     if jobs_at_once <= 1 or len(todo) <= 1:
@@ -159,7 +170,7 @@ def run_jobs(ctx, jobs: list[tuple], *, jobs_at_once: int = 1, threads: int = 0)
     share = max(1, (threads or os.cpu_count() or 1) // jobs_at_once)
     progress.info(f"{len(todo)} GRPO runs, {jobs_at_once} at a time, {share} torch thread(s) each")
     with ProcessPoolExecutor(max_workers=jobs_at_once, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_die_with_parent) as pool:
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {}
         for i, (r, spec, rel, what) in todo:
             progress.info(f"[{i}/{len(jobs)}] queued: {what} {spec.probe_id}")
@@ -203,36 +214,32 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     full_sched = full.probe.max_len
     sv = v.stair_vs_fixed
     fixed_len = sv.fixed_len or LengthSchedule(full_sched).maximum
-    fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len))
     fixed_steps = sv.steps or v.full_steps
-    if fixed_steps != v.full_steps:
-        fixed = dataclasses.replace(fixed, probe=dataclasses.replace(
-            fixed.probe, steps=fixed_steps, eval_every=min(v.full_eval_every, fixed_steps)))
+    fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len), steps=fixed_steps)
     plan_rows = {s: {"stage": s, "probes": [], "full": [], "fixed": []} for s in stages}
-    jobs = []
+    probes, long_runs = [], []
     for spec in specs:
         row = plan_rows[spec.stage]
         row["checkpoint_id"] = spec.checkpoint_id
-        jobs.append((recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe"))
-        row["probes"].append(jobs[-1][2])
-    # probes first: they are cheap and give the readiness ranking early
+        probes.append(Job(recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe"))
+        row["probes"].append(probes[-1].rel)
     for spec in probe_specs(ctx, stages=stages, seeds=full_seeds):
         if spec.control:
             continue
         row = plan_rows[spec.stage]
         # independent of the probe's randomness; the stair and fixed-limit runs share theirs (a paired comparison)
         fspec = dataclasses.replace(spec, seed=spec.seed + v.full_seed_offset)
-        jobs.append((full, fspec, f"{FULL_DIR}/{fspec.probe_id}", "full RL run"))
-        row["full"].append(jobs[-1][2])
+        long_runs.append(Job(full, fspec, f"{FULL_DIR}/{fspec.probe_id}", "full RL run"))
+        row["full"].append(long_runs[-1].rel)
         if spec.stage == sv.checkpoint:
-            jobs.append((fixed, fspec, f"{FIXED_DIR}/{fspec.probe_id}", f"fixed-{fixed_len} run"))
-            row["fixed"].append(jobs[-1][2])
-    probes = [j for j in jobs if j[3] == "probe"]
+            long_runs.append(Job(fixed, fspec, f"{FIXED_DIR}/{fspec.probe_id}", f"fixed-{fixed_len} run"))
+            row["fixed"].append(long_runs[-1].rel)
+    # probes first: they are cheap and give the readiness ranking early; then the long runs, longest first
+    # (their probes' rollout tokens per step x steps), so that with --jobs no worker is left with a long run at
+    # the end while the others idle
     ran = run_jobs(ctx, probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
-    # the long runs after the probes, longest first (their probes' rollout tokens per step x steps), so that
-    # with --jobs no worker is left with a long run at the end while the others idle
-    rest = longest_first(ctx.run_dir, plan_rows, [j for j in jobs if j[3] != "probe"])
-    ran += run_jobs(ctx, rest, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
+    ran += run_jobs(ctx, longest_first(ctx.run_dir, plan_rows, long_runs), jobs_at_once=n_jobs,
+                    threads=recipe.cpt.threads)
     plan_path = ctx.run_dir / VALIDATION_DIR / PLAN_FILE
     earlier = read_json(plan_path).get("invocations", []) if plan_path.exists() else []
     plan = {
@@ -249,7 +256,8 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
                            "early_steps": sv.early_steps or fixed_steps // 2, "steps": fixed_steps}
                           if sv.checkpoint else None,
         # every invocation on this run directory: its wall time (to the analysis) and the runs it executed
-        "invocations": earlier + [{"wall_s": round(time.monotonic() - t0, 1), "runs": ran, "of": len(jobs)}],
+        "invocations": earlier + [{"wall_s": round(time.monotonic() - t0, 1), "runs": ran,
+                                                  "of": len(probes) + len(long_runs)}],
     }
     write_json_atomic(plan_path, plan)
     progress.info("analysing: Kendall tau, findings, the validation page")
@@ -282,7 +290,7 @@ def _command(args: argparse.Namespace, *, reduced: bool) -> str:
         parts += ["--set", o]
     if args.run_dir:
         parts += ["--run-dir", args.run_dir]
-    if getattr(args, "jobs", 1) > 1:
+    if args.jobs > 1:
         parts += ["--jobs", str(args.jobs)]
     if args.doc:
         parts += ["--doc", args.doc]

@@ -427,7 +427,7 @@ def test_long_runs_are_scheduled_longest_first_from_their_probes_tokens(tmp_path
     of their checkpoint (steps x tokens per probe step); a checkpoint with no finished probe counts 0."""
     import dataclasses
 
-    from octo.validate import _expected_cost, longest_first, validation_recipe
+    from octo.validate import Job, _expected_cost, longest_first, validation_recipe
 
     recipe = validation_recipe(str(VALIDATION), [])
     rows = {}
@@ -445,7 +445,7 @@ def test_long_runs_are_scheduled_longest_first_from_their_probes_tokens(tmp_path
 
     full = dataclasses.replace(recipe, probe=dataclasses.replace(recipe.probe, steps=160))
     fixed = dataclasses.replace(recipe, probe=dataclasses.replace(recipe.probe, steps=40))
-    jobs = [(full, Spec("short"), "a", "full RL run"), (fixed, Spec("long"), "b", "fixed run"),
-            (full, Spec("unknown"), "c", "full RL run"), (full, Spec("long"), "d", "full RL run")]
+    jobs = [Job(full, Spec("short"), "a", "full RL run"), Job(fixed, Spec("long"), "b", "fixed run"),
+            Job(full, Spec("unknown"), "c", "full RL run"), Job(full, Spec("long"), "d", "full RL run")]
     assert [_expected_cost(tmp_path, rows, j) for j in jobs] == [1600.0, 2400.0, 0.0, 9600.0]
-    assert [j[2] for j in longest_first(tmp_path, rows, jobs)] == ["d", "b", "a", "c"]
+    assert [j.rel for j in longest_first(tmp_path, rows, jobs)] == ["d", "b", "a", "c"]
