@@ -101,22 +101,6 @@ class Job(NamedTuple):
     what: str
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: on Linux, the kernel kills this worker when the parent ``octo validate`` dies, so a
-    killed command leaves no orphan still writing a run that the rerun will resume (prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-    import os
-    import signal
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:   # the parent died before prctl took effect (we were re-parented)
-            os._exit(1)
-
-
 def _run_job(recipe: Recipe, spec, probe_dir: str, tokenizer_dir: str, threads: int) -> str:
     """One GRPO run in a worker process (``--jobs``): its own torch threads and tokenizer."""
     from octo.cpt.trainer import set_threads
@@ -166,6 +150,10 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -
         return len(todo)
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    # the verifier workers' initializer: the kernel kills a worker when this command dies (PR_SET_PDEATHSIG), so
+    # a killed command leaves no orphan still writing a run that the rerun will resume
+    from octo.verifiers.worker import _die_with_parent
 
     share = max(1, (threads or os.cpu_count() or 1) // jobs_at_once)
     progress.info(f"{len(todo)} GRPO runs, {jobs_at_once} at a time, {share} torch thread(s) each")
