@@ -263,11 +263,58 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "probe": plan["probe"], "full": plan["full"], "target_tau": plan["target_tau"],
         "ci_level": cfg.ci_level, "bootstrap": cfg.bootstrap, "n_heldout": fscore[stages[0]].probes[0].ho.n,
         "truth_ranking": truth_order, "settle_tau": settle, "taus": taus, "checkpoints": rows, "budget": budget,
+        "probe_compute": probe_compute_curve(stages, probes, {s: rows[s]["full_tokens"] for s in stages}, truth,
+                                             truth_draws, resampler, cfg.ci_level),
         "findings": findings(plan, pscore, fscore, xscore, full, fixed, resampler, cfg),
         "invocations": plan.get("invocations", []),
     }
     groups = {"probes": probes, "full": full, "fixed": fixed, "fscore": fscore, "xscore": xscore}
     return result, groups
+
+
+def rollout_tokens_through(p: Probe, step: float) -> float:
+    """Rollout tokens a run generated in its training steps 1..``step``: len/mean x prompts x generations per
+    step, as octo.probe.grpo sums them into probe.json's ``rollout_tokens``."""
+    per_step = (num(p.meta.get("prompts_per_step")) or 0) * (num(p.meta.get("num_generations")) or 0)
+    steps, lens = column(p.metrics, "len/mean")
+    keep = (steps <= step) & ~np.isnan(lens)
+    return float(np.sum(lens[keep]) * per_step)
+
+
+def probe_compute_curve(stages: list[str], probes: dict[str, list[Probe]], full_tokens: dict[str, float],
+                        truth: np.ndarray, truth_draws: np.ndarray, resampler: Resampler,
+                        level: float) -> list[dict]:
+    """How much probe the prediction needs: at each held-out evaluation step every probe shares, the probes'
+    held-out accuracy there as the predictor (Kendall tau against the full-RL truth, problems resampled with
+    the truth's weights) beside the rollout tokens spent up to that step over a full run's (per checkpoint:
+    mean over seeds; ``ratio`` = mean over checkpoints of probe tokens / mean of full tokens, as the budget)."""
+    from octo.analysis.heldout import heldout
+
+    runs = {s: [p for p in probes[s] if not p.control] for s in stages}
+    hos = {s: [heldout(p) for p in runs[s]] for s in stages}
+    common = set.intersection(*(set(ho.steps.tolist()) for s in stages for ho in hos[s]))
+    out = []
+    for step in sorted(common):
+        values, draws, tokens, ratios = [], [], [], []
+        for s in stages:
+            vs, ds = [], []
+            for p, ho in zip(runs[s], hos[s]):
+                i = int(np.flatnonzero(ho.steps == step)[0])
+                vs.append(float(ho.combined[i]))
+                g, smp = resampler.curves(ho, p.probe_id)
+                ds.append(g[:, i] if smp is None else (g[:, i] + smp[:, i]) / 2)
+            values.append(float(np.mean(vs)))
+            draws.append(np.mean(ds, axis=0))
+            tokens.append(float(np.mean([rollout_tokens_through(p, step) for p in runs[s]])))
+            ratios.append(tokens[-1] / full_tokens[s] if full_tokens[s] > 0 else float("nan"))
+        x = np.array(values)
+        ci, _ = tau_ci(np.stack(draws, axis=1), truth_draws, level)
+        ftok = float(np.mean([full_tokens[s] for s in stages]))
+        out.append({"step": int(step), "tau": kendall_tau(x, truth), "ci": ci,
+                    "probe_tokens": float(np.mean(tokens)), "ratio": float(np.mean(tokens)) / ftok if ftok else None,
+                    "max_ratio": float(np.nanmax(ratios)) if not np.all(np.isnan(ratios)) else None,
+                    "values": dict(zip(stages, values))})
+    return out
 
 
 def _curves(p: Probe) -> list[np.ndarray]:
@@ -540,6 +587,24 @@ def render(result: dict, images: dict[str, str]) -> str:
           "scored by octo.analysis.score (what `octo score RUN` computes); full-RL accuracy: the last row of "
           "`validation/full/<id>/evals.jsonl`; perplexities: the final row of `cpt/<stage>/gates.jsonl`; "
           "rollout tokens: `probe.json`. Directories per checkpoint are listed in `validation/validation.json`.", ""]
+    curve = r.get("probe_compute") or []
+    if curve:
+        L += ["### How much probe does the prediction need?", "",
+              "The probes' held-out accuracy at each of their evaluations, as a predictor on its own, beside the "
+              "rollout tokens spent up to that step (step 0: before any training, i.e. step-0 accuracy; the last "
+              "step: the probe's final accuracy). The ratio is probe tokens so far over a full run's, overall and "
+              f"for the checkpoint where it is largest (budget {b['limit']:g}). Problems are resampled as above; "
+              "seeds are averaged, not resampled.", "",
+              f"| probe step | rollout tokens per probe so far | ratio to a full run | largest ratio | Kendall tau-b | "
+              f"{pct}% CI |", "|---|---|---|---|---|---|"]
+        for c in curve:
+            tau = "n/a" if c["tau"] is None or np.isnan(c["tau"]) else f"{c['tau']:+.3f}"
+            rr = "n/a" if c["ratio"] is None else f"{c['ratio']:.3f}"
+            mr = "n/a" if c["max_ratio"] is None else f"{c['max_ratio']:.3f}"
+            L.append(f"| {c['step']} | {c['probe_tokens']:,.0f} | {rr} | {mr} | {tau} "
+                     f"| {_fmt_ci(c['ci'], signed=True)} |")
+        L += ["", "Source: the probes' `evals.jsonl` (accuracy) and `metrics.jsonl` (`len/mean` x prompts x "
+              "generations per step, the sum that `probe.json`'s `rollout_tokens` holds).", ""]
     for name in ("tau", "scatter"):
         if name in images:
             L += [f"![{name}]({images[name]})", ""]
@@ -565,9 +630,9 @@ def render(result: dict, images: dict[str, str]) -> str:
         if name in images:
             L += [f"**{title}**", "", f"![{name}]({images[name]})", ""]
     L += ["## Reading this honestly, and what would improve it", ""] + improvements(r)
-    if r.get("invocations"):
-        calls = "; ".join(f"{x['wall_s']:.0f} s, executing {x['runs']} of the {x['of']} GRPO runs"
-                          for x in r["invocations"])
+    worked = [x for x in r.get("invocations", []) if x["runs"]]   # a rerun that only re-analyses adds nothing
+    if worked:
+        calls = "; ".join(f"{x['wall_s']:.0f} s, executing {x['runs']} of the {x['of']} GRPO runs" for x in worked)
         L += ["", "Wall time of the command on this run directory (CPT stages, probes and full runs; the analysis "
                   f"after them not included): {calls}."]
     return "\n".join(L) + "\n"
@@ -615,7 +680,17 @@ def improvements(r: dict) -> list[str]:
                        f"by {t['tau'] - base[best]:+.3f} in tau; whether that difference is beyond noise is read from "
                        "the overlap of their intervals above.")
     if not r["budget"]["within"]:
-        out.append("- The probes used more than the compute budget: lengthen the full runs or shorten the probes.")
+        lim = r["budget"]["limit"]
+        fit = [c for c in r.get("probe_compute") or [] if c["step"] > 0 and c["max_ratio"] is not None
+               and c["max_ratio"] <= lim and c["tau"] is not None and not np.isnan(c["tau"])]
+        text = "- The probes used more than the compute budget: lengthen the full runs or shorten the probes."
+        if fit:
+            c = fit[-1]
+            text += (f" Up to step {c['step']} they stayed within it (largest ratio {c['max_ratio']:.3f}), and their "
+                     f"held-out accuracy there ranks the checkpoints with tau {c['tau']:+.3f}: a "
+                     f"probe of {c['step']} steps is the candidate, to be confirmed by running it (its readiness score "
+                     "needs its own length and stability dynamics, which a cut-off longer probe does not give).")
+        out.append(text)
     no = [f["key"] for f in r["findings"] if f["holds"] is False]
     if no:
         out.append(f"- Findings that do not hold here ({', '.join(no)}) are reported as **no**, not tuned away; the "

@@ -83,6 +83,19 @@ def _new_default(key: str, a: dict, b: dict) -> bool:
 
 _ENTRY_MAPS = (("cpt", "stages"), ("data", "sources"))
 
+# Seed lists whose every seed is a run of its own directory (``<checkpoint>.seed-N``; the first seed's has no
+# suffix). Growing or shrinking one at its end adds or leaves out runs and changes none, so it is no other recipe.
+SEED_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds")
+
+
+def _seed_list_extended(key: str, a: dict, b: dict) -> bool:
+    """``key`` is a seed list that one side extends at its end (same first seeds, in order)."""
+    old, new = a.get(key), b.get(key)
+    if key not in SEED_LISTS or not isinstance(old, list) or not isinstance(new, list) or not old or not new:
+        return False
+    n = min(len(old), len(new))
+    return old[:n] == new[:n]
+
 
 def _entries(d: dict, section: str, key: str) -> dict:
     value = (d.get(section) or {}).get(key) if isinstance(d.get(section), dict) else None
@@ -227,13 +240,17 @@ class RunContext:
             user_maps = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")
             diff = sorted(k for k in set(a) | set(b)
                           if not k.startswith(whole)
-                          and ((k in a and k in b and a[k] != b[k])
+                          and ((k in a and k in b and a[k] != b[k] and not _seed_list_extended(k, a, b))
                                or ((k in a) != (k in b) and k.startswith(user_maps) and not _new_default(k, a, b))))
             if diff:
                 shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
                 raise OctoError(f"run directory {self.run_dir} was made by a different recipe (differs in: "
                                 f"{shown}); pass another --run-dir or delete that directory")
             merged = _add_entries(old, new)
+            for key in SEED_LISTS:  # the record says which seeds the latest command ran
+                section, name = key.split(".")
+                if key in a and key in b and a[key] != b[key]:
+                    merged[section][name] = list(b[key])
             if write and merged != old:
                 write_text_atomic(path, yaml.safe_dump(merged, sort_keys=False, allow_unicode=True, width=100))
             return

@@ -1,6 +1,6 @@
 """``octo validate RECIPE``: does the readiness ranking of short probes predict the ranking after full RL?
 
-    octo validate recipes/toy/validation.yaml --jobs 2 --doc docs/validation.md   # the experiment (~1.5 h, 2 cores)
+    octo validate recipes/toy/validation.yaml --jobs 2 --doc docs/validation.md   # the experiment (~2 h, 2 cores)
     octo validate recipes/toy/validation.yaml --reduced                      # the pipeline check (minutes)
 
 1. every mid-training stage of the recipe, in dependency order (``octo cpt``'s ``run_stage``);

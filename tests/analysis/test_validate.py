@@ -216,6 +216,51 @@ def test_analysis_of_a_known_experiment(tmp_path):
     assert "12 s, executing 13 of the 13 GRPO runs" in doc.read_text()
 
 
+def test_probe_compute_curve_tau_and_tokens_at_each_probe_evaluation(tmp_path):
+    """How much probe the prediction needs: at every evaluation step of the probes, tau of their held-out accuracy
+    there (step 0 = step-0 accuracy, the last = the probe's final accuracy) beside the rollout tokens spent up to that
+    step over a full run's, recomputed here from metrics.jsonl; the page shows the table."""
+    run = synthetic_validation(tmp_path / "run")
+    res = write_validation(run)
+    curve = res["probe_compute"]
+    assert [c["step"] for c in curve] == [0, 10, 20, 30]
+    assert curve[0]["tau"] == pytest.approx(res["taus"]["start_acc"]["tau"])
+    assert curve[-1]["tau"] == pytest.approx(res["taus"]["probe_final_acc"]["tau"])
+    stages = res["stages"]
+    full = {s: res["checkpoints"][s]["full_tokens"] for s in stages}
+    for c in curve:
+        tokens = {}
+        for s in stages:
+            rows = [json.loads(x) for x in (run / "probes" / f"{s}.step-40" / "metrics.jsonl").read_text().splitlines()]
+            tokens[s] = 64 * sum(r["len/mean"] for r in rows if "len/mean" in r and r["step"] <= c["step"])
+        assert c["probe_tokens"] == pytest.approx(np.mean(list(tokens.values())))
+        assert c["ratio"] == pytest.approx(np.mean(list(tokens.values())) / np.mean(list(full.values())))
+        assert c["max_ratio"] == pytest.approx(max(tokens[s] / full[s] for s in stages))
+        values = [c["values"][s] for s in stages]
+        assert c["tau"] == pytest.approx(brute_tau_b(values, [res["checkpoints"][s]["full_final_acc"] for s in stages]))
+        assert c["ci"] is not None and c["ci"][0] <= c["ci"][1]
+    assert curve[0]["probe_tokens"] == 0 and curve[-1]["probe_tokens"] == pytest.approx(res["budget"]["probe_tokens"],
+                                                                                          rel=1e-3)
+    text = (run / "validation" / "validation.md").read_text()
+    assert "### How much probe does the prediction need?" in text
+    c = curve[1]
+    assert f"| {c['step']} | {c['probe_tokens']:,.0f} | {c['ratio']:.3f} | {c['max_ratio']:.3f} | {c['tau']:+.3f} |" in text
+    # over budget: the page names the longest probe prefix that fits it, and its tau
+    assert curve[1]["max_ratio"] < curve[2]["max_ratio"]
+    plan = json.loads((run / "validation" / "plan.json").read_text())
+    plan["max_probe_ratio"] = curve[1]["max_ratio"]
+    plan["invocations"].append({"wall_s": 3.0, "runs": 0, "of": 13})   # a rerun that only re-analysed
+    (run / "validation" / "plan.json").write_text(json.dumps(plan))
+    res = write_validation(run)
+    assert not res["budget"]["within"]
+    page = (run / "validation" / "validation.md").read_text()
+    assert "12 s, executing 13 of the 13 GRPO runs." in page and "executing 0 of" not in page
+    assert (f"Up to step 10 they stayed within it (largest ratio {curve[1]['max_ratio']:.3f}), and their held-out "
+            f"accuracy there ranks the checkpoints with tau {curve[1]['tau']:+.3f}: a probe of 10 steps is the "
+            "candidate") in \
+        (run / "validation" / "validation.md").read_text().replace("\n", " ")
+
+
 # --- recipe: one-line errors, exit 2 -------------------------------------------------------------
 
 def octo(*args, timeout=120):
@@ -420,6 +465,31 @@ def test_editing_the_reduced_overrides_does_not_refuse_the_full_run_directory(tm
     changed = validation_recipe(str(VALIDATION), over + ["validation.full_steps=200"])
     with pytest.raises(OctoError, match=r"different recipe \(differs in: validation.full_steps\)"):
         RunContext(changed)._check_or_write_recipe()
+
+
+def test_seed_lists_grow_in_the_same_run_directory(tmp_path):
+    """Every seed is a run of its own directory: adding seeds at the end of a seed list (the recipe's
+    `--set validation.full_seeds=[0,1,2]`) reuses the run directory and records the new list; changing a seed
+    already run (the first seed's runs have no .seed-N suffix) is another recipe."""
+    import yaml
+
+    from octo.context import RunContext
+    from octo.errors import OctoError
+    from octo.validate import validation_recipe
+
+    over = [f"run_dir={tmp_path / 'run'}"]
+    RunContext(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0]"]))._check_or_write_recipe()
+    RunContext(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0,1,2]",
+                                                          "validation.seeds=[0,1,2,3]"]))._check_or_write_recipe()
+    saved = yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())
+    assert saved["validation"]["full_seeds"] == [0, 1, 2] and saved["validation"]["seeds"] == [0, 1, 2, 3]
+    RunContext(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0]"]))._check_or_write_recipe()
+    assert yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["validation"]["full_seeds"] == [0]
+    for changed, key in ((["validation.full_seeds=[1,2]"], "validation.full_seeds"),
+                         (["validation.seeds=[2,1,0]"], "validation.seeds"),
+                         (["probe.seeds=[5]"], "probe.seeds")):
+        with pytest.raises(OctoError, match=rf"different recipe \(differs in: {key}\)"):
+            RunContext(validation_recipe(str(VALIDATION), over + changed))._check_or_write_recipe()
 
 
 def test_long_runs_are_scheduled_longest_first_from_their_probes_tokens(tmp_path):
