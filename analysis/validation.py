@@ -115,7 +115,13 @@ def read_plan(run_dir: Path) -> dict:
 
 
 def _load(run_dir: Path, rels: list[str]) -> list[Probe]:
-    return [load_probe(run_dir / rel) for rel in rels]
+    """The runs of ``rels``; every one must have finished (a run cut off early would count as its own truth)."""
+    runs = [load_probe(run_dir / rel) for rel in rels]
+    for p in runs:
+        if not p.complete:
+            raise OctoError(f"{p.path} has not finished (no DONE.json); rerun the octo validate command that "
+                            "made this run directory to finish it, then analyse")
+    return runs
 
 
 def _scores(groups: dict[str, list[Probe]], cfg: AnalysisConfig, resampler: Resampler,

@@ -418,6 +418,19 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
                                        / sum(r["full_tokens"] for r in result["checkpoints"].values()))
 
 
+def test_an_unfinished_run_is_refused_not_analysed(tmp_path):
+    """A full run without DONE.json (killed, or still running) would count its last evaluation as the truth: the
+    analysis refuses it in one sentence naming the directory."""
+    from octo.errors import OctoError
+
+    run = synthetic_validation(tmp_path / "run")
+    (run / "validation" / "full" / "stable.step-40" / "DONE.json").unlink()
+    with pytest.raises(OctoError, match=r"full/stable.step-40 has not finished \(no DONE.json\); rerun the octo "
+                                        r"validate command"):
+        write_validation(run)
+    assert not (run / "validation" / "validation.json").exists()
+
+
 def test_budget_is_per_run_when_probes_and_full_runs_have_different_seed_counts(tmp_path):
     """Three probe seeds against one full-run seed (validation.full_seeds): the budget compares one probe with one
     full run (mean rollout tokens per run), not the sum over seeds; fixed-limit runs shorter than the full runs
