@@ -269,7 +269,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "probe": plan["probe"], "full": plan["full"], "target_tau": plan["target_tau"],
         "ci_level": cfg.ci_level, "bootstrap": cfg.bootstrap, "n_heldout": fscore[stages[0]].probes[0].ho.n,
         "truth_ranking": truth_order, "settle_tau": settle, "taus": taus, "checkpoints": rows, "budget": budget,
-        "probe_compute": probe_compute_curve(stages, probes, {s: rows[s]["full_tokens"] for s in stages}, truth,
+        "probe_compute": probe_compute_curve(stages, pscore, {s: rows[s]["full_tokens"] for s in stages}, truth,
                                              truth_draws, resampler, cfg.ci_level),
         "findings": findings(plan, pscore, fscore, xscore, full, fixed, resampler, cfg),
         "invocations": plan.get("invocations", []),
@@ -287,31 +287,29 @@ def rollout_tokens_through(p: Probe, step: float) -> float:
     return float(np.sum(lens[keep]) * per_step)
 
 
-def probe_compute_curve(stages: list[str], probes: dict[str, list[Probe]], full_tokens: dict[str, float],
+def probe_compute_curve(stages: list[str], pscore: dict[str, CheckpointScore], full_tokens: dict[str, float],
                         truth: np.ndarray, truth_draws: np.ndarray, resampler: Resampler,
                         level: float) -> list[dict]:
     """How much probe the prediction needs: at each held-out evaluation step every probe shares, the probes'
     held-out accuracy there as the predictor (Kendall tau against the full-RL truth, problems resampled with
     the truth's weights) beside the rollout tokens spent up to that step over a full run's (per checkpoint:
-    mean over seeds; ``ratio`` = mean over checkpoints of probe tokens / mean of full tokens, as the budget)."""
-    from octo.analysis.heldout import heldout
-
-    runs = {s: [p for p in probes[s] if not p.control] for s in stages}
-    hos = {s: [heldout(p) for p in runs[s]] for s in stages}
-    common = set.intersection(*(set(ho.steps.tolist()) for s in stages for ho in hos[s]))
+    mean over seeds; ``ratio`` = mean over checkpoints of probe tokens / mean of full tokens, as the budget).
+    ``pscore``: the probes as scored (their held-out curves already read, controls apart)."""
+    runs = {s: pscore[s].probes for s in stages}
+    common = set.intersection(*(set(ps.ho.steps.tolist()) for s in stages for ps in runs[s]))
     out = []
     for step in sorted(common):
         values, draws, tokens, ratios = [], [], [], []
         for s in stages:
             vs, ds = [], []
-            for p, ho in zip(runs[s], hos[s]):
-                i = int(np.flatnonzero(ho.steps == step)[0])
-                vs.append(float(ho.combined[i]))
-                g, smp = resampler.curves(ho, p.probe_id)
+            for ps in runs[s]:
+                i = int(np.flatnonzero(ps.ho.steps == step)[0])
+                vs.append(float(ps.ho.combined[i]))
+                g, smp = resampler.curves(ps.ho, ps.probe.probe_id)
                 ds.append(g[:, i] if smp is None else (g[:, i] + smp[:, i]) / 2)
             values.append(float(np.mean(vs)))
             draws.append(np.mean(ds, axis=0))
-            tokens.append(float(np.mean([rollout_tokens_through(p, step) for p in runs[s]])))
+            tokens.append(float(np.mean([rollout_tokens_through(ps.probe, step) for ps in runs[s]])))
             ratios.append(tokens[-1] / full_tokens[s] if full_tokens[s] > 0 else float("nan"))
         x = np.array(values)
         ci, _ = tau_ci(np.stack(draws, axis=1), truth_draws, level)
