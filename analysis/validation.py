@@ -23,6 +23,7 @@ nothing else; like the rest of octo.analysis it never imports the engine.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -103,6 +104,34 @@ def tau_ci(draws_x: np.ndarray, draws_y: np.ndarray, level: float) -> tuple[list
         return None, len(finite)
     lo, hi = np.quantile(finite, [(1 - level) / 2, 1 - (1 - level) / 2])
     return [float(lo), float(hi)], len(finite)
+
+
+def _swaps_text(swaps: list[dict], pct: int) -> str:
+    if not swaps:
+        return ""
+    return " Pairs whose order changed at the last evaluation (their final-accuracy difference, " + f"{pct}% CI): " \
+        + "; ".join((f"{w['pair'][0]} and {w['pair'][1]} tied" if abs(w["diff"]) < 1e-12 else
+                     f"{w['pair'][0]} ahead of {w['pair'][1]} by {w['diff']:+.3f}")
+                    + f" {_fmt_ci(w['ci'], signed=True)} ({w['before']:+.3f} the evaluation before)"
+                    for w in swaps) + "."
+
+
+def settle_swaps(stages: list[str], prev: np.ndarray, last: np.ndarray, last_draws: np.ndarray,
+                 level: float) -> list[dict]:
+    """The pairs of checkpoints whose order (or tie) at the last evaluation differs from the one before, each with
+    its difference at the last evaluation (first minus second, the first being ahead there) and that difference's
+    percentile CI over the bootstrap draws ``(B, n)``: a swap whose CI includes 0 is noise, not a ranking still
+    moving."""
+    out = []
+    for i, j in itertools.combinations(range(len(stages)), 2):
+        if np.sign(prev[i] - prev[j]) == np.sign(last[i] - last[j]):
+            continue
+        if last[j] > last[i]:
+            i, j = j, i
+        lo, hi = np.quantile(last_draws[:, i] - last_draws[:, j], [(1 - level) / 2, 1 - (1 - level) / 2])
+        out.append({"pair": [stages[i], stages[j]], "before": float(prev[i] - prev[j]),
+                    "diff": float(last[i] - last[j]), "ci": [float(lo), float(hi)]})
+    return out
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -224,7 +253,9 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
     truth_order = ranking(stages, truth)
     # do the full runs' rankings settle? tau between the last and the previous evaluation's ranking
     prev = np.array([np.mean([float(np.mean([c[-2] for c in _curves(p)])) for p in full[s]]) for s in stages])
-    settle = kendall_tau(prev, truth) if all(len(p.evals) >= 2 for s in stages for p in full[s]) else None
+    settled = all(len(p.evals) >= 2 for s in stages for p in full[s])
+    settle = kendall_tau(prev, truth) if settled else None
+    swaps = settle_swaps(stages, prev, truth, truth_draws, cfg.ci_level) if settled else []
 
     rows = {}
     for s in stages:
@@ -268,7 +299,8 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "stages": stages, "descriptions": plan.get("descriptions", {}),
         "probe": plan["probe"], "full": plan["full"], "target_tau": plan["target_tau"],
         "ci_level": cfg.ci_level, "bootstrap": cfg.bootstrap, "n_heldout": fscore[stages[0]].probes[0].ho.n,
-        "truth_ranking": truth_order, "settle_tau": settle, "taus": taus, "checkpoints": rows, "budget": budget,
+        "truth_ranking": truth_order, "settle_tau": settle, "settle_swaps": swaps, "taus": taus,
+        "checkpoints": rows, "budget": budget,
         "probe_compute": probe_compute_curve(stages, pscore, {s: rows[s]["full_tokens"] for s in stages}, truth,
                                              truth_draws, resampler, cfg.ci_level),
         "findings": findings(plan, pscore, fscore, xscore, full, fixed, resampler, cfg),
@@ -566,9 +598,13 @@ def render(result: dict, images: dict[str, str]) -> str:
         rank = ranking_text(tt["ranking"]) if tt.get("ranking") else tt.get("note", "")
         L.append(f"| {tt['label']} | {tau} | {_fmt_ci(tt['ci'], signed=True)} | {rank} |")
     L += ["", f"Readiness tau {'reaches' if ok else 'does **not** reach'} the target {r['target_tau']}"
-          + ("" if not r["reduced"] else " (reduced run: not evidence either way)") + ". "
+          + ("" if not r["reduced"] else " (reduced run: not evidence either way)")
+          + (f" ({t['tau']:+.3f}); the target lies inside its {pct}% CI, so this run neither reaches nor rules it out"
+             if not ok and t["tau"] is not None and t["ci"] and t["ci"][0] <= r["target_tau"] <= t["ci"][1]
+             else "") + ". "
           + (f"The full-RL ranking at the last evaluation agrees with the one at the evaluation before with "
-             f"tau {r['settle_tau']:+.3f} (1 = the ranking had settled)." if r["settle_tau"] is not None else ""),
+             f"tau {r['settle_tau']:+.3f} (1 = the ranking had settled)." if r["settle_tau"] is not None else "")
+          + _swaps_text(r.get("settle_swaps") or [], pct),
           "",
           f"**Bootstrap.** {r['bootstrap']} draws. In each draw the held-out problems are resampled with "
           "replacement (the same weights for every probe and full run, since all answer the same problems) and, "
@@ -636,7 +672,9 @@ def render(result: dict, images: dict[str, str]) -> str:
     L += ["## Reading this honestly, and what would improve it", ""] + improvements(r)
     worked = [x for x in r.get("invocations", []) if x["runs"]]   # a rerun that only re-analyses adds nothing
     if worked:
-        calls = "; ".join(f"{x['wall_s']:.0f} s, executing {x['runs']} of the {x['of']} GRPO runs" for x in worked)
+        calls = "; ".join(f"{x['wall_s']:.0f} s, executing {x['runs']} of the {x['of']} GRPO runs"
+                          + (f" ({x['probes']} of them probes of {x['probe_steps']} steps)" if x.get("probes") else "")
+                          for x in worked)
         L += ["", "Wall time of the command on this run directory (CPT stages, probes and full runs; the analysis "
                   f"after them not included): {calls}."]
     return "\n".join(L) + "\n"
@@ -669,8 +707,17 @@ def improvements(r: dict) -> list[str]:
                    "more checkpoints (e.g. more stable-stage lengths or decay mixtures) make tau finer and its CI "
                    "narrower.")
     if r["settle_tau"] is not None and r["settle_tau"] < 1:
-        out.append(f"- The full-RL ranking still changed between the last two evaluations (tau {r['settle_tau']:+.2f}"
-                   "): longer full runs would let it settle.")
+        swaps = r.get("settle_swaps") or []
+        noise = [w for w in swaps if w["ci"][0] <= 0 <= w["ci"][1]]
+        if swaps and len(noise) == len(swaps):
+            out.append(f"- The full-RL ranking changed between the last two evaluations (tau {r['settle_tau']:+.2f}) "
+                       "only between checkpoints whose final accuracies are within noise of each other (every such "
+                       "pair's difference CI includes 0, above): settled as far as these evaluations can tell; more "
+                       "seeds or held-out problems, not longer runs, would separate them.")
+        else:
+            out.append(f"- The full-RL ranking still changed between the last two evaluations (tau "
+                       f"{r['settle_tau']:+.2f}), also between checkpoints whose difference is beyond noise: longer "
+                       "full runs would let it settle.")
     base = {k: v["tau"] for k, v in r["taus"].items() if k != "readiness" and v["tau"] is not None}
     if base and t["tau"] is not None:
         best = max(base, key=base.get)

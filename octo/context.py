@@ -88,6 +88,17 @@ _ENTRY_MAPS = (("cpt", "stages"), ("data", "sources"))
 SEED_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds")
 
 
+# How long one GRPO run is and when it evaluates and saves: every run records them in its probe.json and a started
+# run is checked against them on its own (octo.probe.grpo.check_run_settings), so they may change in a run directory:
+# the runs they change are refused by name, the others (the CPT stages, `octo validate`'s full runs, which set these
+# keys themselves) are reused. How a run trains (lr, batch, prompt, ...) stays the directory's.
+PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.save_every", "probe.max_len")
+
+
+def _per_run(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in PER_RUN_KEYS)
+
+
 def _seed_list_extended(key: str, a: dict, b: dict) -> bool:
     """``key`` is a seed list that one side extends at its end (same first seeds, in order)."""
     old, new = a.get(key), b.get(key)
@@ -235,11 +246,12 @@ class RunContext:
             # new recipe adds is added to recipe.resolved.yaml below. What both sides define must agree.
             # validation.reduced only lists the overrides of another run (`octo validate --reduced`): not this one's
             whole = _one_sided_entries(old, new) + ("validation.reduced",)
+            # (the probe's length and cadence are checked per run: PER_RUN_KEYS)
             # Keys on one side only are new or retired config fields (a code version change) and are
             # tolerated, except inside user-named maps (stages, sources, mixtures), where they are edits.
             user_maps = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")
             diff = sorted(k for k in set(a) | set(b)
-                          if not k.startswith(whole)
+                          if not k.startswith(whole) and not _per_run(k)
                           and ((k in a and k in b and a[k] != b[k] and not _seed_list_extended(k, a, b))
                                or ((k in a) != (k in b) and k.startswith(user_maps) and not _new_default(k, a, b))))
             if diff:
@@ -251,6 +263,10 @@ class RunContext:
                 section, name = key.split(".")
                 if key in a and key in b and a[key] != b[key]:
                     merged[section][name] = list(b[key])
+            for key in PER_RUN_KEYS:  # and with which probe length and cadence
+                section, name = key.split(".")
+                if name in (new.get(section) or {}):
+                    merged.setdefault(section, {})[name] = new[section][name]
             if write and merged != old:
                 write_text_atomic(path, yaml.safe_dump(merged, sort_keys=False, allow_unicode=True, width=100))
             return

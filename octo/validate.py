@@ -225,8 +225,12 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     # probes first: they are cheap and give the readiness ranking early; then the long runs, longest first
     # (their probes' rollout tokens per step x steps), so that with --jobs no worker is left with a long run at
     # the end while the others idle
-    ran = run_jobs(ctx, probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
-    ran += run_jobs(ctx, longest_first(ctx.run_dir, plan_rows, long_runs), jobs_at_once=n_jobs,
+    from octo.probe.grpo import check_run_settings, probe_meta
+
+    for job in probes + long_runs:   # a run started with other settings is refused before anything trains
+        check_run_settings(ctx.run_dir / job.rel, probe_meta(job.recipe.probe, job.spec))
+    ran_probes = run_jobs(ctx, probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
+    ran = ran_probes + run_jobs(ctx, longest_first(ctx.run_dir, plan_rows, long_runs), jobs_at_once=n_jobs,
                     threads=recipe.cpt.threads)
     plan_path = ctx.run_dir / VALIDATION_DIR / PLAN_FILE
     earlier = read_json(plan_path).get("invocations", []) if plan_path.exists() else []
@@ -243,9 +247,11 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
         "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": fixed_len, "stair": _schedule_text(full_sched),
                            "early_steps": sv.early_steps or fixed_steps // 2, "steps": fixed_steps}
                           if sv.checkpoint else None,
-        # every invocation on this run directory: its wall time (to the analysis) and the runs it executed
+        # every invocation on this run directory: its wall time (to the analysis), the runs it executed, and of them
+        # the probes with their length (a directory's probes may be rerun shorter: octo.context.PER_RUN_KEYS)
         "invocations": earlier + [{"wall_s": round(time.monotonic() - t0, 1), "runs": ran,
-                                                  "of": len(probes) + len(long_runs)}],
+                                   "of": len(probes) + len(long_runs), "probes": ran_probes,
+                                   "probe_steps": recipe.probe.steps}],
     }
     write_json_atomic(plan_path, plan)
     progress.info("analysing: Kendall tau, findings, the validation page")

@@ -124,6 +124,53 @@ def _latest_probe_checkpoint(ckpt_root: Path, *, remove_partial: bool = False) -
     return max(found) if found else None
 
 
+def probe_meta(cfg: ProbeConfig, spec: ProbeSpec) -> dict:
+    """probe.json as a run starts: what it runs from and with which settings (``rollout_tokens`` comes at the end)."""
+    return {
+        "probe_id": spec.probe_id, "checkpoint_id": spec.checkpoint_id, "checkpoint": str(spec.checkpoint),
+        "stage": spec.stage, "cpt_step": spec.cpt_step, "cpt_tokens": spec.cpt_tokens, "seed": spec.seed,
+        "control": spec.control, "backend": cfg.rollout.backend, "steps": cfg.steps,
+        "prompts_per_step": cfg.prompts_per_step, "num_generations": cfg.num_generations, "lr": cfg.lr,
+        "beta": cfg.beta, "temperature": cfg.temperature, "loss_type": cfg.loss_type,
+        "max_len": {"kind": cfg.max_len.kind, "max_len": cfg.max_len.max_len, "stairs": cfg.max_len.stairs},
+        "eval_every": cfg.eval_every, "rollout_tokens": None,
+    }
+
+
+# what a run's results depend on; not: where the checkpoint lies (a moved run directory), the rollout backend
+# (HF generate and vLLM sample the same policy; a killed run may resume on the other), what the run measured
+_NOT_SETTINGS = ("probe_id", "checkpoint_id", "checkpoint", "backend", "rollout_tokens", "heldout_hash")
+
+
+def check_run_settings(probe_dir: Path, meta: dict) -> None:
+    """Refuse to skip or resume a GRPO run that was started with other settings than ``meta``'s (probe.json).
+
+    The run directory's recipe check leaves a probe's length and cadence (``probe.steps``, ``eval_every``,
+    ``save_every``, ``max_len``; octo.context.PER_RUN_KEYS) to this check: a finished run, or one with a
+    checkpoint to resume, keeps the settings it was started with, or is refused by name. A run that never reached
+    a checkpoint starts over anyway, with the new settings."""
+    probe_dir = Path(probe_dir)
+    path = probe_dir / PROBE_META_FILE
+    if not path.exists() or not ((probe_dir / "DONE.json").exists()
+                                 or _latest_probe_checkpoint(probe_dir / "checkpoints") is not None):
+        return
+    old = read_json(path)
+    new = json.loads(json.dumps(meta))   # as it reads back (the stairs' keys become strings)
+    diff = [k for k in new if k not in _NOT_SETTINGS and k in old and old[k] != new[k]]
+    if diff:
+        shown = ", ".join(f"{k} {_short(old[k])} there, {_short(new[k])} here" for k in diff[:4])
+        raise OctoError(f"{probe_dir} was run with other settings ({shown}); delete that directory to run it again "
+                        "with these, or pass another --run-dir")
+
+
+def _short(value) -> str:
+    if isinstance(value, dict) and value.get("kind") == "stair":
+        return "stair " + "/".join(f"{k}:{v}" for k, v in value["stairs"].items())
+    if isinstance(value, dict):   # the other length schedules: their kind and first limit
+        return f"{value.get('kind')} {value.get('max_len')}"
+    return str(value)
+
+
 def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=None) -> dict:
     """Run (or resume, or skip if done) one probe; returns its probe.json."""
     import torch
@@ -138,21 +185,14 @@ def run_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=Non
 
     cfg: ProbeConfig = recipe.probe
     probe_dir = Path(probe_dir)
+    meta = probe_meta(cfg, spec)
+    check_run_settings(probe_dir, meta)
     if (probe_dir / "DONE.json").exists():
         progress.info(f"probe {spec.probe_id}: already complete, skipping")
         return read_json(probe_dir / PROBE_META_FILE)
     probe_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer or load_tokenizer(spec.checkpoint)
     schedule = LengthSchedule(cfg.max_len)
-    meta = {
-        "probe_id": spec.probe_id, "checkpoint_id": spec.checkpoint_id, "checkpoint": str(spec.checkpoint),
-        "stage": spec.stage, "cpt_step": spec.cpt_step, "cpt_tokens": spec.cpt_tokens, "seed": spec.seed,
-        "control": spec.control, "backend": cfg.rollout.backend, "steps": cfg.steps,
-        "prompts_per_step": cfg.prompts_per_step, "num_generations": cfg.num_generations, "lr": cfg.lr,
-        "beta": cfg.beta, "temperature": cfg.temperature, "loss_type": cfg.loss_type,
-        "max_len": {"kind": cfg.max_len.kind, "max_len": cfg.max_len.max_len, "stairs": cfg.max_len.stairs},
-        "eval_every": cfg.eval_every, "rollout_tokens": None,
-    }
     write_json_atomic(probe_dir / PROBE_META_FILE, meta)
 
     from octo.context import RunContext  # for problem files relative to the run

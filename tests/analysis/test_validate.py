@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -216,6 +217,32 @@ def test_analysis_of_a_known_experiment(tmp_path):
     assert "12 s, executing 13 of the 13 GRPO runs" in doc.read_text()
 
 
+def test_settle_swaps_name_the_pairs_that_changed_order_and_whether_that_is_noise(tmp_path):
+    """Where the full-RL ranking changed between the last two evaluations, the page names each pair that changed
+    (a tie counts), with its final difference and bootstrap CI; only when some such CI excludes 0 does it ask for
+    longer full runs."""
+    from octo.analysis.validation import _swaps_text, improvements, settle_swaps
+
+    stages = ["a", "b", "c", "d"]
+    prev, last = np.array([0.5, 0.6, 0.9, 0.71]), np.array([0.7, 0.6, 0.9, 0.7])   # d ties a at the last one
+    rng = np.random.default_rng(0)
+    draws = last + rng.normal(0, 0.01, size=(2000, 4))
+    swaps = settle_swaps(stages, prev, last, draws, 0.95)
+    assert [w["pair"] for w in swaps] == [["a", "b"], ["a", "d"]]   # the other pairs kept their order
+    ab, ad = swaps
+    assert ab["diff"] == pytest.approx(0.1) and ab["before"] == pytest.approx(-0.1)
+    assert ab["ci"] == pytest.approx(list(np.quantile(draws[:, 0] - draws[:, 1], [0.025, 0.975])))
+    assert ab["ci"][0] > 0 and ad["ci"][0] < 0 < ad["ci"][1] and ad["diff"] == 0.0
+    text = _swaps_text(swaps, 95)
+    assert f"a ahead of b by +0.100 [{ab['ci'][0]:+.3f}, {ab['ci'][1]:+.3f}] (-0.100 the evaluation before)" in text
+    assert "a and d tied [" in text and _swaps_text([], 95) == ""
+    res = write_validation(synthetic_validation(tmp_path / "run"))
+    for swapped, says in (([ab, ad], "also between checkpoints whose difference is beyond noise: longer full runs"),
+                          ([ad], "only between checkpoints whose final accuracies are within noise")):
+        lines = improvements({**res, "settle_tau": 0.9, "settle_swaps": swapped})
+        assert sum(says in line for line in lines) == 1, lines
+
+
 def test_probe_compute_curve_tau_and_tokens_at_each_probe_evaluation(tmp_path):
     """How much probe the prediction needs: at every evaluation step of the probes, tau of their held-out accuracy
     there (step 0 = step-0 accuracy, the last = the probe's final accuracy) beside the rollout tokens spent up to that
@@ -272,7 +299,7 @@ def octo(*args, timeout=120):
     ([QUICKSTART, "--reduced"], "no validation.reduced overrides"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, nosuch, pretrain]"], "'nosuch' is not a stage"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-short, pretrain]"], "is not a validated checkpoint"),
-    ([VALIDATION, "--set", "validation.full_steps=100"], "raise full_steps to at least 160"),
+    ([VALIDATION, "--set", "validation.full_steps=60"], "raise full_steps to at least 80"),
     ([VALIDATION, "--set", "validation.stair_vs_fixed.early_steps=41"], "must be <= the fixed-limit run's 40 steps"),
     ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=30"], "must be <= the fixed-limit run's 30 steps"),
     ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=200"], "must be <= full_steps=160"),
@@ -417,6 +444,24 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     assert b["ratio"] == pytest.approx(sum(r["probe_tokens"] for r in result["checkpoints"].values())
                                        / sum(r["full_tokens"] for r in result["checkpoints"].values()))
 
+    # another probe cadence in the same run directory: the finished probes are refused by name before anything
+    # trains; without them (probes/ deleted) the probes run again and the stages and full runs are reused
+    other = cmd + ["--set", "probe.eval_every=2"]
+    refused = subprocess.run(other, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert re.search(r"probes/\S+ was run with other settings \(eval_every 1 there, 2 here\)", refused.stderr)
+    shutil.rmtree(run / "probes")
+    res = subprocess.run(other, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    plan = json.loads((run / "validation" / "plan.json").read_text())
+    n_probes = sum(len(c["probes"]) for c in plan["checkpoints"])
+    last = plan["invocations"][-1]
+    assert plan["probe"]["eval_every"] == 2 and last["runs"] == last["probes"] == n_probes
+    assert f"executing {n_probes} of the {last['of']} GRPO runs ({n_probes} of them probes of 2 steps)." \
+        in doc.read_text()
+    assert all(json.loads((run / d / "probe.json").read_text())["eval_every"] == 2
+               for c in plan["checkpoints"] for d in c["probes"])
+
 
 def test_an_unfinished_run_is_refused_not_analysed(tmp_path):
     """A full run without DONE.json (killed, or still running) would count its last evaluation as the truth: the
@@ -503,6 +548,57 @@ def test_seed_lists_grow_in_the_same_run_directory(tmp_path):
                          (["probe.seeds=[5]"], "probe.seeds")):
         with pytest.raises(OctoError, match=rf"different recipe \(differs in: {key}\)"):
             RunContext(validation_recipe(str(VALIDATION), over + changed))._check_or_write_recipe()
+
+
+def test_probe_length_and_cadence_may_change_in_the_run_directory(tmp_path):
+    """A probe's length and cadence (octo.context.PER_RUN_KEYS) are checked per run, not per run directory: a shorter
+    probe reuses the stages and the full runs (which set those keys themselves) and the record says what the latest
+    command ran; how a run trains (its learning rate) is still the directory's."""
+    import yaml
+
+    from octo.context import RunContext
+    from octo.errors import OctoError
+    from octo.validate import validation_recipe
+
+    over = [f"run_dir={tmp_path / 'run'}"]
+    RunContext(validation_recipe(str(VALIDATION), over))._check_or_write_recipe()
+    shorter = ["probe.steps=4", "probe.eval_every=2", "probe.save_every=2", "probe.max_len.stairs={0: 128, 2: 256}"]
+    RunContext(validation_recipe(str(VALIDATION), over + shorter))._check_or_write_recipe()
+    probe = yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["probe"]
+    assert (probe["steps"], probe["eval_every"], probe["save_every"]) == (4, 2, 2)
+    assert probe["max_len"]["stairs"] == {0: 128, 2: 256}
+    with pytest.raises(OctoError, match=r"different recipe \(differs in: probe.lr\)"):
+        RunContext(validation_recipe(str(VALIDATION), over + ["probe.lr=3.0e-4"]))._check_or_write_recipe()
+
+
+def test_a_started_run_with_other_settings_is_refused_by_name(tmp_path):
+    """check_run_settings: a finished run, or one with a checkpoint to resume, must have been started with the same
+    settings (probe.json); where its checkpoint lies and the rollout backend are not settings; a run that never
+    reached a checkpoint starts over with the new ones."""
+    from octo.errors import OctoError
+    from octo.probe.grpo import check_run_settings, probe_meta
+    from octo.validate import validation_recipe
+
+    recipe = validation_recipe(str(VALIDATION), [])
+    spec = SimpleNamespace(probe_id="stable.step-200", checkpoint_id="stable.step-200", stage="stable", cpt_step=200,
+                           cpt_tokens=819200, seed=0, control=None, checkpoint=Path("runs/x/cpt/stable/step-200"))
+    meta = probe_meta(recipe.probe, spec)
+    run = tmp_path / "probes" / "stable.step-200"
+    run.mkdir(parents=True)
+    (run / "probe.json").write_text(json.dumps({**meta, "steps": 16, "rollout_tokens": 123}))
+    check_run_settings(run, meta)                     # no DONE.json and no checkpoint: it starts over
+    (run / "DONE.json").write_text("{}")
+    with pytest.raises(OctoError, match=re.escape(f"{run} was run with other settings (steps 16 there, 8 here); "
+                                                  "delete that directory to run it again with these, or pass another "
+                                                  "--run-dir")):
+        check_run_settings(run, meta)
+    moved = {**meta, "checkpoint": "elsewhere/step-200", "backend": "vllm", "rollout_tokens": 123}
+    (run / "probe.json").write_text(json.dumps(moved))
+    check_run_settings(run, meta)
+    stair = dict(meta, max_len={"kind": "stair", "max_len": 64, "stairs": {"0": 128, "8": 256}})
+    (run / "probe.json").write_text(json.dumps(stair))
+    with pytest.raises(OctoError, match=r"max_len stair 0:128/8:256 there, stair 0:128/4:256 here"):
+        check_run_settings(run, meta)
 
 
 def test_long_runs_are_scheduled_longest_first_from_their_probes_tokens(tmp_path):

@@ -110,6 +110,15 @@ def test_ten_step_probe_then_kill_and_resume(probe_run):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "DONE.json").exists()
+    # the probe's length may change in the run directory (octo.context.PER_RUN_KEYS), but a run with a checkpoint
+    # keeps the settings it started with: resuming it with another evaluation cadence is refused by name
+    other = PROBE_OVERRIDES + ["probe.eval_every=3"]
+    refused = subprocess.run(_probe_cmd(ckpt, run_dir, other, "--out", str(out)), capture_output=True, text=True,
+                             env=_env(), timeout=300)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert f"{out} was run with other settings (eval_every 5 there, 3 here); delete that directory" \
+        in refused.stderr and "Traceback" not in refused.stderr
+    assert json.loads((out / "probe.json").read_text())["eval_every"] == 5   # its record is left as it was
     res = subprocess.run(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES, "--out", str(out)),
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -119,21 +128,26 @@ def test_ten_step_probe_then_kill_and_resume(probe_run):
     again = subprocess.run(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES, "--out", str(out)),
                            capture_output=True, text=True, env=_env(), timeout=600)
     assert again.returncode == 0 and "already complete" in again.stderr
+    # nor is a finished probe taken for a longer one
+    longer = subprocess.run(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES + ["probe.steps=12"], "--out", str(out)),
+                            capture_output=True, text=True, env=_env(), timeout=300)
+    assert longer.returncode == 2 and "was run with other settings (steps 10 there, 12 here)" in longer.stderr
 
 
 @pytest.mark.parametrize("control", ["random", "format"])
 def test_negative_controls_replace_the_reward(probe_run, control):
     run_dir, ckpt = probe_run
     overrides = PROBE_OVERRIDES + ["probe.steps=3", "probe.eval_every=3"]
+    # how a probe trains is the run directory's: another learning rate there is refused
+    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides + ["probe.lr=0.0003"], "--control", control),
+                         capture_output=True, text=True, env=_env(), timeout=600)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "was made by a different recipe (differs in: probe.lr)" in res.stderr
+    # how long it runs is the probe's own (octo.context.PER_RUN_KEYS): a shorter control probe runs beside the others
     res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--control", control),
                          capture_output=True, text=True, env=_env(), timeout=600)
-    # a changed recipe in the same run directory is refused; the control gets its own run directory
-    assert res.returncode == 2 and "recipe" in res.stderr and "Traceback" not in res.stderr
-    other = run_dir.parent / f"run-{control}"
-    res = subprocess.run(_probe_cmd(ckpt, other, overrides, "--control", control),
-                         capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    pdir = other / "probes" / f"{ckpt.name}.control-{control}"
+    pdir = run_dir / "probes" / f"{ckpt.name}.control-{control}"
     rewards = [s["reward"] for s in _rows(pdir / "samples.jsonl")]
     assert rewards
     if control == "random":
