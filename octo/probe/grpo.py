@@ -150,9 +150,11 @@ def check_run_settings(probe_dir: Path, meta: dict) -> None:
     checkpoint to resume, keeps the settings it was started with, or is refused by name. A run that never reached
     a checkpoint starts over anyway, with the new settings."""
     probe_dir = Path(probe_dir)
-    path = probe_dir / PROBE_META_FILE
-    if not path.exists() or not ((probe_dir / "DONE.json").exists()
-                                 or _latest_probe_checkpoint(probe_dir / "checkpoints") is not None):
+    path, ckpts = probe_dir / PROBE_META_FILE, probe_dir / "checkpoints"
+    # a complete checkpoint counts; its files are not hashed here (resuming verifies them once)
+    started = ckpts.is_dir() and any((m := CKPT_RE.match(d.name)) and d.is_dir()
+                                     and probe_checkpoint_complete(d, int(m.group(1))) for d in ckpts.iterdir())
+    if not path.exists() or not ((probe_dir / "DONE.json").exists() or started):
         return
     old = read_json(path)
     new = json.loads(json.dumps(meta))   # as it reads back (the stairs' keys become strings)

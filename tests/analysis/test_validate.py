@@ -587,6 +587,15 @@ def test_a_started_run_with_other_settings_is_refused_by_name(tmp_path):
     run.mkdir(parents=True)
     (run / "probe.json").write_text(json.dumps({**meta, "steps": 16, "rollout_tokens": 123}))
     check_run_settings(run, meta)                     # no DONE.json and no checkpoint: it starts over
+    ckpt = run / "checkpoints" / "checkpoint-4"
+    ckpt.mkdir(parents=True)
+    check_run_settings(run, meta)                     # a half-written checkpoint: nothing to resume, it starts over
+    for name in ("model.safetensors", "config.json", "optimizer.pt", "scheduler.pt", "manifest.json"):
+        (ckpt / name).write_text("x")
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    with pytest.raises(OctoError, match=r"steps 16 there, 8 here"):   # a complete checkpoint to resume
+        check_run_settings(run, meta)
+    shutil.rmtree(run / "checkpoints")
     (run / "DONE.json").write_text("{}")
     with pytest.raises(OctoError, match=re.escape(f"{run} was run with other settings (steps 16 there, 8 here); "
                                                   "delete that directory to run it again with these, or pass another "
