@@ -18,6 +18,9 @@ nothing else; like the rest of octo.analysis it never imports the engine.
   several seeds, seeds resampled as units (the i-th probe and the i-th full run together). Checkpoints are
   not resampled: they are the fixed design of the experiment, and resampling 6-7 items with replacement
   mostly manufactures ties. tau is computed in every draw; the CI is the percentile interval.
+- **The value of the dynamics**: readiness tau minus each simpler predictor's tau, with the percentile CI of
+  that difference over the same draws (paired: both taus of a draw see the same resampled problems and seeds,
+  so the truth's noise they share cancels), and the share of draws in which readiness ranks better.
 - **Findings** (seed 004): yes/no with the figure, from the full RL runs; see ``findings``.
 """
 
@@ -104,6 +107,21 @@ def tau_ci(draws_x: np.ndarray, draws_y: np.ndarray, level: float) -> tuple[list
         return None, len(finite)
     lo, hi = np.quantile(finite, [(1 - level) / 2, 1 - (1 - level) / 2])
     return [float(lo), float(hi)], len(finite)
+
+
+def tau_gain_ci(draws_a: np.ndarray, draws_b: np.ndarray, truth_draws: np.ndarray,
+                level: float) -> tuple[list[float] | None, float | None]:
+    """How much better predictor ``a`` ranks than ``b``: the percentile CI of tau(a) - tau(b) over the same
+    bootstrap draws ``(B, n)`` (paired: in each draw both are computed from the same resampled problems and
+    seeds, so the noise they share cancels), and the share of draws where a's tau is higher (ties count half);
+    (None, None) when fewer than half the draws define both."""
+    ta, tb = kendall_tau_rows(draws_a, truth_draws), kendall_tau_rows(draws_b, truth_draws)
+    ok = np.isfinite(ta) & np.isfinite(tb)
+    if ok.sum() < len(ta) / 2:
+        return None, None
+    d = ta[ok] - tb[ok]
+    lo, hi = np.quantile(d, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)], float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
 
 
 def _swaps_text(swaps: list[dict], pct: int) -> str:
@@ -239,17 +257,22 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
             continue
         predictors[key] = {"label": f"CPT {key} alone (gates.jsonl; lower predicts better)", "values": vals,
                            "draws": [const(v) for v in vals], "sign": -1}
-    taus = {}
+    taus, signed_draws = {}, {}
     for key, p in predictors.items():
         row = {"label": p["label"], "values": dict(zip(stages, p["values"]))}
         if "missing" in p:
             taus[key] = {**row, "tau": None, "ci": None, "note": p["missing"]}
             continue
         x = p["sign"] * np.array(p["values"], dtype=float)
-        X = p["sign"] * np.stack(p["draws"], axis=1)
-        ci, finite = tau_ci(X, truth_draws, cfg.ci_level)
+        signed_draws[key] = p["sign"] * np.stack(p["draws"], axis=1)
+        ci, finite = tau_ci(signed_draws[key], truth_draws, cfg.ci_level)
         taus[key] = {**row, "tau": kendall_tau(x, truth), "ci": ci, "finite_draws": finite,
                      "ranking": ranking(stages, x)}
+    # the value of the dynamics, measured: readiness tau minus each simpler predictor's, paired over the draws
+    for key, t in taus.items():
+        if key != "readiness" and key in signed_draws:
+            ci, share = tau_gain_ci(signed_draws["readiness"], signed_draws[key], truth_draws, cfg.ci_level)
+            t["readiness_gain"] = {"diff": taus["readiness"]["tau"] - t["tau"], "ci": ci, "share": share}
     truth_order = ranking(stages, truth)
     # do the full runs' rankings settle? tau between the last and the previous evaluation's ranking
     prev = np.array([np.mean([float(np.mean([c[-2] for c in _curves(p)])) for p in full[s]]) for s in stages])
@@ -591,12 +614,21 @@ def render(result: dict, images: dict[str, str]) -> str:
     L += ["## Does the probe ranking predict the full-RL ranking?", "",
           f"Truth: held-out accuracy at the last evaluation of the full RL runs (mean of greedy and sampled "
           f"accuracy, mean over seeds). Full-RL ranking: {ranking_text(r['truth_ranking'])}.", "",
-          f"| predictor (from the probe or the gates) | Kendall tau-b | {pct}% bootstrap CI | its ranking |",
-          "|---|---|---|---|"]
+          f"| predictor (from the probe or the gates) | Kendall tau-b | {pct}% bootstrap CI | readiness tau minus "
+          f"this one, {pct}% CI (paired) | share of draws where readiness ranks better | its ranking |",
+          "|---|---|---|---|---|---|"]
     for key, tt in r["taus"].items():
         tau = "n/a" if tt["tau"] is None or np.isnan(tt["tau"]) else f"{tt['tau']:+.3f}"
         rank = ranking_text(tt["ranking"]) if tt.get("ranking") else tt.get("note", "")
-        L.append(f"| {tt['label']} | {tau} | {_fmt_ci(tt['ci'], signed=True)} | {rank} |")
+        gain = tt.get("readiness_gain")
+        if key == "readiness":
+            vs = share = "(itself)"
+        elif gain is None or np.isnan(gain["diff"]):
+            vs = share = "n/a"
+        else:
+            vs = f"{gain['diff']:+.3f} {_fmt_ci(gain['ci'], signed=True)}"
+            share = "n/a" if gain["share"] is None else f"{gain['share']:.2f}"
+        L.append(f"| {tt['label']} | {tau} | {_fmt_ci(tt['ci'], signed=True)} | {vs} | {share} | {rank} |")
     L += ["", f"Readiness tau {'reaches' if ok else 'does **not** reach'} the target {r['target_tau']}"
           + ("" if not r["reduced"] else " (reduced run: not evidence either way)")
           + (f" ({t['tau']:+.3f}); the target lies inside its {pct}% CI, so this run neither reaches nor rules it out"
@@ -727,9 +759,15 @@ def improvements(r: dict) -> list[str]:
                        "components (`analysis.weights`) against these full runs, then checking on fresh seeds, is "
                        "the next step.")
         else:
+            gain = r["taus"][best].get("readiness_gain") or {}
+            ci = gain.get("ci")
+            beyond = ("; that interval excludes 0: the dynamics add ranking information beyond noise here"
+                      if ci and ci[0] > 0 else
+                      "; that interval includes 0: this run does not show that the dynamics add ranking information "
+                      "beyond noise" if ci else "")
             out.append(f"- The readiness score beats the best simpler predictor ({best}, tau {base[best]:+.3f}) "
-                       f"by {t['tau'] - base[best]:+.3f} in tau; whether that difference is beyond noise is read from "
-                       "the overlap of their intervals above.")
+                       f"by {t['tau'] - base[best]:+.3f} in tau ({int(r['ci_level'] * 100)}% CI "
+                       f"{_fmt_ci(ci, signed=True)}, paired over the bootstrap draws){beyond}.")
     if not r["budget"]["within"]:
         lim = r["budget"]["limit"]
         fit = [c for c in r.get("probe_compute") or [] if c["step"] > 0 and c["max_ratio"] is not None

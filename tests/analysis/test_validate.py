@@ -24,6 +24,7 @@ from octo.analysis.validation import (
     ranking,
     ranks,
     tau_ci,
+    tau_gain_ci,
     write_validation,
 )
 
@@ -100,6 +101,24 @@ def test_tau_bootstrap_ci():
     assert [lo, hi] == pytest.approx(list(np.quantile(taus, [0.025, 0.975])))
     # undefined in most draws (a constant predictor): no interval
     assert tau_ci(np.zeros((500, 7)), exact, 0.95)[0] is None
+
+
+def test_tau_gain_is_paired_over_the_same_draws():
+    """readiness tau minus a baseline's: the percentile CI of the per-draw difference (both taus from the same draw)
+    and the share of draws where the first ranks better, ties half."""
+    rng = np.random.default_rng(2)
+    truth = np.arange(7, dtype=float) + rng.normal(0, 0.6, size=(400, 7))   # a noisy truth, shared by both
+    good = np.tile(np.arange(7, dtype=float), (400, 1))
+    poor = good + rng.normal(0, 10.0, size=(400, 7))
+    ci, share = tau_gain_ci(good, poor, truth, 0.95)
+    diffs = [brute_tau_b(good[b], truth[b]) - brute_tau_b(poor[b], truth[b]) for b in range(400)]
+    assert ci == pytest.approx(list(np.quantile(diffs, [0.025, 0.975])))
+    assert share == pytest.approx(np.mean(np.array(diffs) > 0) + 0.5 * np.mean(np.array(diffs) == 0))
+    assert ci[0] > 0 and share > 0.95
+    assert tau_gain_ci(good, good, truth, 0.95) == ([0.0, 0.0], 0.5)     # the same predictor: no gain, half
+    swapped = tau_gain_ci(poor, good, truth, 0.95)
+    assert swapped[0] == pytest.approx([-ci[1], -ci[0]]) and swapped[1] == pytest.approx(1 - share)
+    assert tau_gain_ci(np.zeros((400, 7)), good, truth, 0.95) == (None, None)   # undefined in every draw
 
 
 def test_ranking_groups_ties():
@@ -187,6 +206,9 @@ def test_analysis_of_a_known_experiment(tmp_path):
     # branch (high start, lengths exploding) ends below the base: the dynamics add information
     assert res["taus"]["readiness"]["tau"] == 1.0 and res["taus"]["readiness"]["ci"][1] == 1.0
     assert res["taus"]["start_acc"]["tau"] < res["taus"]["readiness"]["tau"]
+    gain = res["taus"]["start_acc"]["readiness_gain"]
+    assert gain["diff"] == pytest.approx(1.0 - res["taus"]["start_acc"]["tau"]) and gain["ci"][0] <= gain["ci"][1]
+    assert "readiness_gain" not in res["taus"]["readiness"] and "readiness_gain" not in res["taus"]["ppl/nosuch"]
     # perplexity: lower predicts better; tau recomputed from the gates by pair counting
     order = [truth[s] for s in stages]
     assert res["taus"]["ppl/general"]["tau"] == pytest.approx(brute_tau_b([-PPL[s] for s in stages], order))
@@ -205,6 +227,9 @@ def test_analysis_of_a_known_experiment(tmp_path):
     for md in (doc, run / "validation" / "validation.md"):
         text = md.read_text()
         assert "| probe readiness score (octo score) | +1.000 |" in text
+        assert (f"| step-0 held-out accuracy alone | {res['taus']['start_acc']['tau']:+.3f} | "
+                f"[{res['taus']['start_acc']['ci'][0]:+.3f}, {res['taus']['start_acc']['ci'][1]:+.3f}] | "
+                f"{gain['diff']:+.3f} [{gain['ci'][0]:+.3f}, {gain['ci'][1]:+.3f}] | {gain['share']:.2f} |") in text
         for f in res["findings"]:
             assert re.search(re.escape(f["claim"]) + r" \| " + ("yes" if f["holds"] else r"\*\*no\*\*"), text)
         for s in stages:
