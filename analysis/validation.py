@@ -134,6 +134,42 @@ def _swaps_text(swaps: list[dict], pct: int) -> str:
                     for w in swaps) + "."
 
 
+def _pair_ci(draws: np.ndarray, i: int, j: int, level: float) -> list[float]:
+    """Percentile CI of column i minus column j over the bootstrap draws ``(B, n)``."""
+    lo, hi = np.quantile(draws[:, i] - draws[:, j], [(1 - level) / 2, 1 - (1 - level) / 2])
+    return [float(lo), float(hi)]
+
+
+def separated_pairs(stages: list[str], truth: np.ndarray, truth_draws: np.ndarray, level: float) -> list[dict]:
+    """The pairs of checkpoints whose full-RL outcomes differ beyond noise (the CI of their difference over the
+    bootstrap draws excludes 0), the better one first. The other pairs end within noise of each other: the
+    experiment knows no true order for them, so ordering them is no test of a predictor."""
+    out = []
+    for i, j in itertools.combinations(range(len(stages)), 2):
+        if truth[j] > truth[i]:
+            i, j = j, i
+        ci = _pair_ci(truth_draws, i, j, level)
+        if ci[0] > 0:
+            out.append({"pair": [stages[i], stages[j]], "idx": [i, j], "diff": float(truth[i] - truth[j]), "ci": ci})
+    return out
+
+
+def separated_agreement(pairs: list[dict], x: np.ndarray, draws: np.ndarray, level: float) -> dict:
+    """How a predictor (higher = better; point ``x`` (n,), bootstrap draws ``(B, n)``) orders the pairs full RL
+    separates: counts right, wrong and tied at the point estimate, and the percentile CI of the share it orders
+    right (ties half) over the draws."""
+    if not pairs:
+        return {"right": 0, "wrong": 0, "tied": 0, "n": 0, "share": None, "ci": None}
+    hi, lo = (np.array([p["idx"][k] for p in pairs]) for k in (0, 1))
+    sign = np.sign(x[hi] - x[lo])
+    per_draw = np.sign(draws[:, hi] - draws[:, lo])
+    shares = ((per_draw > 0).sum(axis=1) + 0.5 * (per_draw == 0).sum(axis=1)) / len(pairs)
+    ci = np.quantile(shares, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"right": int((sign > 0).sum()), "wrong": int((sign < 0).sum()), "tied": int((sign == 0).sum()),
+            "n": len(pairs), "share": float(((sign > 0).sum() + 0.5 * (sign == 0).sum()) / len(pairs)),
+            "ci": [float(ci[0]), float(ci[1])]}
+
+
 def settle_swaps(stages: list[str], prev: np.ndarray, last: np.ndarray, last_draws: np.ndarray,
                  level: float) -> list[dict]:
     """The pairs of checkpoints whose order (or tie) at the last evaluation differs from the one before, each with
@@ -146,9 +182,8 @@ def settle_swaps(stages: list[str], prev: np.ndarray, last: np.ndarray, last_dra
             continue
         if last[j] > last[i]:
             i, j = j, i
-        lo, hi = np.quantile(last_draws[:, i] - last_draws[:, j], [(1 - level) / 2, 1 - (1 - level) / 2])
         out.append({"pair": [stages[i], stages[j]], "before": float(prev[i] - prev[j]),
-                    "diff": float(last[i] - last[j]), "ci": [float(lo), float(hi)]})
+                    "diff": float(last[i] - last[j]), "ci": _pair_ci(last_draws, i, j, level)})
     return out
 
 
@@ -273,6 +308,12 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         if key != "readiness" and key in signed_draws:
             ci, share = tau_gain_ci(signed_draws["readiness"], signed_draws[key], truth_draws, cfg.ci_level)
             t["readiness_gain"] = {"diff": taus["readiness"]["tau"] - t["tau"], "ci": ci, "share": share}
+    # the part of the truth this experiment knows: the pairs full RL separates beyond noise, and how each orders them
+    separated = separated_pairs(stages, truth, truth_draws, cfg.ci_level)
+    for key, t in taus.items():
+        if key in signed_draws:
+            x = predictors[key]["sign"] * np.array(predictors[key]["values"], dtype=float)
+            t["separated"] = separated_agreement(separated, x, signed_draws[key], cfg.ci_level)
     truth_order = ranking(stages, truth)
     # do the full runs' rankings settle? tau between the last and the previous evaluation's ranking
     prev = np.array([np.mean([float(np.mean([c[-2] for c in _curves(p)])) for p in full[s]]) for s in stages])
@@ -323,6 +364,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "probe": plan["probe"], "full": plan["full"], "target_tau": plan["target_tau"],
         "ci_level": cfg.ci_level, "bootstrap": cfg.bootstrap, "n_heldout": fscore[stages[0]].probes[0].ho.n,
         "truth_ranking": truth_order, "settle_tau": settle, "settle_swaps": swaps, "taus": taus,
+        "separated_pairs": [{k: v for k, v in p.items() if k != "idx"} for p in separated],
         "checkpoints": rows, "budget": budget,
         "probe_compute": probe_compute_curve(stages, pscore, {s: rows[s]["full_tokens"] for s in stages}, truth,
                                              truth_draws, resampler, cfg.ci_level),
@@ -615,8 +657,9 @@ def render(result: dict, images: dict[str, str]) -> str:
           f"Truth: held-out accuracy at the last evaluation of the full RL runs (mean of greedy and sampled "
           f"accuracy, mean over seeds). Full-RL ranking: {ranking_text(r['truth_ranking'])}.", "",
           f"| predictor (from the probe or the gates) | Kendall tau-b | {pct}% bootstrap CI | readiness tau minus "
-          f"this one, {pct}% CI (paired) | share of draws where readiness ranks better | its ranking |",
-          "|---|---|---|---|---|---|"]
+          f"this one, {pct}% CI (paired) | share of draws where readiness ranks better | pairs full RL separates: "
+          f"right / wrong / tied (share right, {pct}% CI) | its ranking |",
+          "|---|---|---|---|---|---|---|"]
     for key, tt in r["taus"].items():
         tau = "n/a" if tt["tau"] is None or np.isnan(tt["tau"]) else f"{tt['tau']:+.3f}"
         rank = ranking_text(tt["ranking"]) if tt.get("ranking") else tt.get("note", "")
@@ -628,7 +671,18 @@ def render(result: dict, images: dict[str, str]) -> str:
         else:
             vs = f"{gain['diff']:+.3f} {_fmt_ci(gain['ci'], signed=True)}"
             share = "n/a" if gain["share"] is None else f"{gain['share']:.2f}"
-        L.append(f"| {tt['label']} | {tau} | {_fmt_ci(tt['ci'], signed=True)} | {vs} | {share} | {rank} |")
+        sep = tt.get("separated")
+        sep = "n/a" if not sep or not sep["n"] else \
+            f"{sep['right']} / {sep['wrong']} / {sep['tied']} ({sep['share']:.2f}, {_fmt_ci(sep['ci'], nd=2)})"
+        L.append(f"| {tt['label']} | {tau} | {_fmt_ci(tt['ci'], signed=True)} | {vs} | {share} | {sep} | {rank} |")
+    n_pairs = len(stages) * (len(stages) - 1) // 2
+    sep_pairs = r.get("separated_pairs") or []
+    seen = {tuple(sorted(x["pair"])) for x in sep_pairs}
+    close = [" ~ ".join(pair) for pair in itertools.combinations(stages, 2) if tuple(sorted(pair)) not in seen]
+    L += ["", f"**Which pairs can this run judge?** Of the {n_pairs} pairs of checkpoints, full RL separates "
+          f"{len(sep_pairs)} beyond noise (the {pct}% CI of their final-accuracy difference excludes 0); those are "
+          "the pairs the column above counts. The other " + str(len(close)) + " end within noise of each other, "
+          "so the run knows no true order for them" + (f": {', '.join(close)}." if close else ".")]
     L += ["", f"Readiness tau {'reaches' if ok else 'does **not** reach'} the target {r['target_tau']}"
           + ("" if not r["reduced"] else " (reduced run: not evidence either way)")
           + (f" ({t['tau']:+.3f}); the target lies inside its {pct}% CI, so this run neither reaches nor rules it out"
@@ -753,21 +807,32 @@ def improvements(r: dict) -> list[str]:
     base = {k: v["tau"] for k, v in r["taus"].items() if k != "readiness" and v["tau"] is not None}
     if base and t["tau"] is not None:
         best = max(base, key=base.get)
+        ci = (r["taus"][best].get("readiness_gain") or {}).get("ci")
+        gain = (f" (readiness minus it: {t['tau'] - base[best]:+.3f}, {int(r['ci_level'] * 100)}% CI "
+                f"{_fmt_ci(ci, signed=True)}, paired over the bootstrap draws)")
+        if ci and ci[0] > 0:
+            verdict = "that interval excludes 0: the dynamics add ranking information beyond noise here."
+        elif ci and ci[1] < 0:
+            verdict = "that interval excludes 0 on the wrong side: here the dynamics make the ranking worse."
+        else:
+            verdict = ("that interval includes 0: this run cannot tell whether the dynamics add ranking information"
+                       + ("." if ci else " (no interval)."))
         if base[best] >= t["tau"]:
             out.append(f"- A simpler predictor ({best}, tau {base[best]:+.3f}) does at least as well as the readiness "
-                       "score here: the dynamics components add nothing measurable in this run; re-weighting the "
-                       "components (`analysis.weights`) against these full runs, then checking on fresh seeds, is "
-                       "the next step.")
+                       f"score here{gain}; {verdict} Re-weighting the components (`analysis.weights`) against these "
+                       "full runs, then checking on fresh seeds, is the next step.")
         else:
-            gain = r["taus"][best].get("readiness_gain") or {}
-            ci = gain.get("ci")
-            beyond = ("; that interval excludes 0: the dynamics add ranking information beyond noise here"
-                      if ci and ci[0] > 0 else
-                      "; that interval includes 0: this run does not show that the dynamics add ranking information "
-                      "beyond noise" if ci else "")
-            out.append(f"- The readiness score beats the best simpler predictor ({best}, tau {base[best]:+.3f}) "
-                       f"by {t['tau'] - base[best]:+.3f} in tau ({int(r['ci_level'] * 100)}% CI "
-                       f"{_fmt_ci(ci, signed=True)}, paired over the bootstrap draws){beyond}.")
+            out.append(f"- The readiness score beats the best simpler predictor ({best}, tau {base[best]:+.3f}){gain}; "
+                       f"{verdict}")
+    sep = {k: v.get("separated") for k, v in r["taus"].items() if (v.get("separated") or {}).get("n")}
+    if sep:
+        n = next(iter(sep.values()))["n"]
+        pairs = len(stages) * (len(stages) - 1) // 2
+        out.append(f"- Full RL separates {n} of the {pairs} pairs beyond noise; on those, "
+                   + ", ".join(f"{k} orders {v['right']} right and {v['wrong']} wrong" for k, v in sep.items())
+                   + ". Tau over all pairs also scores the order of checkpoints that end within noise of each other, "
+                     "where no predictor can be right but by chance; checkpoints whose RL outcomes differ more "
+                     "(not more of those that all reach the same level) make the test sharper.")
     if not r["budget"]["within"]:
         lim = r["budget"]["limit"]
         fit = [c for c in r.get("probe_compute") or [] if c["step"] > 0 and c["max_ratio"] is not None

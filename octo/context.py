@@ -83,9 +83,10 @@ def _new_default(key: str, a: dict, b: dict) -> bool:
 
 _ENTRY_MAPS = (("cpt", "stages"), ("data", "sources"))
 
-# Seed lists whose every seed is a run of its own directory (``<checkpoint>.seed-N``; the first seed's has no
-# suffix). Growing or shrinking one at its end adds or leaves out runs and changes none, so it is no other recipe.
-SEED_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds")
+# Lists whose every item is a run of its own directory: a seed (``<checkpoint>.seed-N``; the first seed's has no
+# suffix), or a checkpoint octo validate probes (its probes and full runs). Growing or shrinking one at its end adds
+# or leaves out runs and changes none, so it is no other recipe.
+RUN_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds", "validation.checkpoints")
 
 
 # How long one GRPO run is and when it evaluates and saves: every run records them in its probe.json and a started
@@ -99,10 +100,10 @@ def _per_run(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in PER_RUN_KEYS)
 
 
-def _seed_list_extended(key: str, a: dict, b: dict) -> bool:
-    """``key`` is a seed list that one side extends at its end (same first seeds, in order)."""
+def _run_list_extended(key: str, a: dict, b: dict) -> bool:
+    """``key`` is a list of RUN_LISTS that one side extends at its end (the same first items, in order)."""
     old, new = a.get(key), b.get(key)
-    if key not in SEED_LISTS or not isinstance(old, list) or not isinstance(new, list) or not old or not new:
+    if key not in RUN_LISTS or not isinstance(old, list) or not isinstance(new, list) or not old or not new:
         return False
     n = min(len(old), len(new))
     return old[:n] == new[:n]
@@ -252,14 +253,14 @@ class RunContext:
             user_maps = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")
             diff = sorted(k for k in set(a) | set(b)
                           if not k.startswith(whole) and not _per_run(k)
-                          and ((k in a and k in b and a[k] != b[k] and not _seed_list_extended(k, a, b))
+                          and ((k in a and k in b and a[k] != b[k] and not _run_list_extended(k, a, b))
                                or ((k in a) != (k in b) and k.startswith(user_maps) and not _new_default(k, a, b))))
             if diff:
                 shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
                 raise OctoError(f"run directory {self.run_dir} was made by a different recipe (differs in: "
                                 f"{shown}); pass another --run-dir or delete that directory")
             merged = _add_entries(old, new)
-            for key in SEED_LISTS:  # the record says which seeds the latest command ran
+            for key in RUN_LISTS:  # the record says which seeds (checkpoints) the latest command ran
                 section, name = key.split(".")
                 if key in a and key in b and a[key] != b[key]:
                     merged[section][name] = list(b[key])

@@ -23,6 +23,8 @@ from octo.analysis.validation import (
     kendall_tau_rows,
     ranking,
     ranks,
+    separated_agreement,
+    separated_pairs,
     tau_ci,
     tau_gain_ci,
     write_validation,
@@ -121,6 +123,29 @@ def test_tau_gain_is_paired_over_the_same_draws():
     assert tau_gain_ci(np.zeros((400, 7)), good, truth, 0.95) == (None, None)   # undefined in every draw
 
 
+def test_separated_pairs_are_those_full_rl_tells_apart_and_predictors_are_counted_on_them():
+    """A pair counts as separated when the CI of its full-RL difference excludes 0 (better one first); a predictor
+    is counted right, wrong or tied on those pairs only, with the share right (ties half) and its CI over draws."""
+    rng = np.random.default_rng(3)
+    stages = ["a", "b", "c", "d"]
+    truth = np.array([0.90, 0.50, 0.89, 0.10])             # a ~ c within noise; every other pair far apart
+    draws = truth + rng.normal(0, 0.02, size=(2000, 4))
+    pairs = separated_pairs(stages, truth, draws, 0.95)
+    assert [p["pair"] for p in pairs] == [["a", "b"], ["a", "d"], ["c", "b"], ["b", "d"], ["c", "d"]]
+    ab = pairs[0]
+    assert ab["diff"] == pytest.approx(0.4)
+    assert ab["ci"] == pytest.approx(list(np.quantile(draws[:, 0] - draws[:, 1], [0.025, 0.975])))
+    x = np.array([0.45, 0.5, 0.5, 0.2])                     # b over a: wrong; c = b: tied; the rest right
+    got = separated_agreement(pairs, x, np.tile(x, (50, 1)), 0.95)
+    assert {k: got[k] for k in ("right", "wrong", "tied", "n")} == {"right": 3, "wrong": 1, "tied": 1, "n": 5}
+    assert got["share"] == pytest.approx(3.5 / 5) and got["ci"] == pytest.approx([0.7, 0.7])
+    noisy = x + rng.normal(0, 0.5, size=(400, 4))
+    per = np.array([[np.sign(d[i] - d[j]) for i, j in (p["idx"] for p in pairs)] for d in noisy])
+    shares = ((per > 0).sum(axis=1) + 0.5 * (per == 0).sum(axis=1)) / 5
+    assert separated_agreement(pairs, x, noisy, 0.95)["ci"] == pytest.approx(list(np.quantile(shares, [0.025, 0.975])))
+    assert separated_agreement([], x, noisy, 0.95)["share"] is None
+
+
 def test_ranking_groups_ties():
     groups = ranking(["a", "b", "c", "d"], [0.2, 0.5, 0.2, 0.1])
     assert groups == [["b"], ["a", "c"], ["d"]]
@@ -209,6 +234,8 @@ def test_analysis_of_a_known_experiment(tmp_path):
     gain = res["taus"]["start_acc"]["readiness_gain"]
     assert gain["diff"] == pytest.approx(1.0 - res["taus"]["start_acc"]["tau"]) and gain["ci"][0] <= gain["ci"][1]
     assert "readiness_gain" not in res["taus"]["readiness"] and "readiness_gain" not in res["taus"]["ppl/nosuch"]
+    sep = res["taus"]["readiness"]["separated"]
+    assert sep["n"] == len(res["separated_pairs"]) > 0 and sep["wrong"] == 0 and sep["right"] + sep["tied"] == sep["n"]
     # perplexity: lower predicts better; tau recomputed from the gates by pair counting
     order = [truth[s] for s in stages]
     assert res["taus"]["ppl/general"]["tau"] == pytest.approx(brute_tau_b([-PPL[s] for s in stages], order))
@@ -227,6 +254,7 @@ def test_analysis_of_a_known_experiment(tmp_path):
     for md in (doc, run / "validation" / "validation.md"):
         text = md.read_text()
         assert "| probe readiness score (octo score) | +1.000 |" in text
+        assert f"full RL separates {sep['n']} beyond noise" in text
         assert (f"| step-0 held-out accuracy alone | {res['taus']['start_acc']['tau']:+.3f} | "
                 f"[{res['taus']['start_acc']['ci'][0]:+.3f}, {res['taus']['start_acc']['ci'][1]:+.3f}] | "
                 f"{gain['diff']:+.3f} [{gain['ci'][0]:+.3f}, {gain['ci'][1]:+.3f}] | {gain['share']:.2f} |") in text
@@ -371,8 +399,17 @@ def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     assert v["cpt"] == q["cpt"]
     assert {k: vs[k] for k in qs} == qs
     added = set(vs) - set(qs)
-    assert added == {"stable-more", "decay-long-noif"}
+    assert added == {"stable-more", "decay-long-noif", "pretrain-half", "decay-noqa", "decay-long-half"}
     assert vs["stable-more"]["mixture"] == qs["stable"]["mixture"]
+    # pretrain-half: the base on half the tokens; decay-noqa: a decay with no CoT QA; decay-long-half: half of Long's
+    # long-CoT share, the rest to mathweb
+    assert {k: x for k, x in vs["pretrain-half"].items() if k != "tokens"} == \
+        {k: x for k, x in qs["pretrain"].items() if k != "tokens"}
+    assert vs["pretrain-half"]["tokens"] * 2 == qs["pretrain"]["tokens"]
+    assert not any(k.startswith(("qa-", "long-")) for k in vs["decay-noqa"]["mixture"])
+    half = vs["decay-long-half"]["mixture"]
+    assert half["long-openr1"] * 2 == qs["decay-long"]["mixture"]["long-openr1"] and sum(half.values()) == \
+        pytest.approx(1.0)
     long = dict(qs["decay-long"]["mixture"])
     assert vs["decay-long-noif"]["mixture"] == {**{k: x for k, x in long.items() if k != "if"},
                                                 "mathweb": long["mathweb"] + long["if"]}
@@ -568,8 +605,15 @@ def test_seed_lists_grow_in_the_same_run_directory(tmp_path):
     assert saved["validation"]["full_seeds"] == [0, 1, 2] and saved["validation"]["seeds"] == [0, 1, 2, 3]
     RunContext(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0]"]))._check_or_write_recipe()
     assert yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["validation"]["full_seeds"] == [0]
+    # a checkpoint added at the end of validation.checkpoints is its own runs too; reordering them is another recipe
+    listed = yaml.safe_load(VALIDATION.read_text())["validation"]["checkpoints"]
+    fewer = "validation.checkpoints=[" + ", ".join(listed[:-1]) + "]"
+    RunContext(validation_recipe(str(VALIDATION), over + [fewer]))._check_or_write_recipe()
+    RunContext(validation_recipe(str(VALIDATION), over))._check_or_write_recipe()
+    assert yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["validation"]["checkpoints"] == listed
     for changed, key in ((["validation.full_seeds=[1,2]"], "validation.full_seeds"),
                          (["validation.seeds=[2,1,0]"], "validation.seeds"),
+                         (["validation.checkpoints=[" + ", ".join(listed[::-1]) + "]"], "validation.checkpoints"),
                          (["probe.seeds=[5]"], "probe.seeds")):
         with pytest.raises(OctoError, match=rf"different recipe \(differs in: {key}\)"):
             RunContext(validation_recipe(str(VALIDATION), over + changed))._check_or_write_recipe()
