@@ -21,6 +21,9 @@ nothing else; like the rest of octo.analysis it never imports the engine.
 - **The value of the dynamics**: readiness tau minus each simpler predictor's tau, with the percentile CI of
   that difference over the same draws (paired: both taus of a draw see the same resampled problems and seeds,
   so the truth's noise they share cancels), and the share of draws in which readiness ranks better.
+- **Separated pairs**: the pairs of checkpoints whose full-RL difference is beyond noise (its CI excludes 0). Tau
+  also scores pairs that end within noise of each other, which no predictor can order but by chance; on the
+  separated pairs each predictor is counted right, wrong or tied.
 - **Findings** (seed 004): yes/no with the figure, from the full RL runs; see ``findings``.
 """
 
