@@ -159,10 +159,10 @@ def separated_pairs(stages: list[str], truth: np.ndarray, truth_draws: np.ndarra
 
 def separated_agreement(pairs: list[dict], x: np.ndarray, draws: np.ndarray, level: float) -> dict:
     """How a predictor (higher = better; point ``x`` (n,), bootstrap draws ``(B, n)``) orders the pairs full RL
-    separates: counts right, wrong and tied at the point estimate, and the percentile CI of the share it orders
-    right (ties half) over the draws."""
+    separates: counts right, wrong and tied at the point estimate, the pairs it orders wrong (better one first), and
+    the percentile CI of the share it orders right (ties half) over the draws."""
     if not pairs:
-        return {"right": 0, "wrong": 0, "tied": 0, "n": 0, "share": None, "ci": None}
+        return {"right": 0, "wrong": 0, "tied": 0, "n": 0, "share": None, "ci": None, "wrong_pairs": []}
     hi, lo = (np.array([p["idx"][k] for p in pairs]) for k in (0, 1))
     sign = np.sign(x[hi] - x[lo])
     per_draw = np.sign(draws[:, hi] - draws[:, lo])
@@ -170,7 +170,7 @@ def separated_agreement(pairs: list[dict], x: np.ndarray, draws: np.ndarray, lev
     ci = np.quantile(shares, [(1 - level) / 2, 1 - (1 - level) / 2])
     return {"right": int((sign > 0).sum()), "wrong": int((sign < 0).sum()), "tied": int((sign == 0).sum()),
             "n": len(pairs), "share": float(((sign > 0).sum() + 0.5 * (sign == 0).sum()) / len(pairs)),
-            "ci": [float(ci[0]), float(ci[1])]}
+            "ci": [float(ci[0]), float(ci[1])], "wrong_pairs": [p["pair"] for p, sg in zip(pairs, sign) if sg < 0]}
 
 
 def settle_swaps(stages: list[str], prev: np.ndarray, last: np.ndarray, last_draws: np.ndarray,
@@ -566,12 +566,15 @@ def _plots(result: dict, groups: dict, img_dir: Path) -> dict[str, Path]:
         ax.errorbar(x, y, yerr=[y - yci[:, 0], yci[:, 1] - y], xerr=xerr, fmt="o", ms=4, capsize=3, lw=0.8)
         for s, xi, yi in zip(stages, x, y):
             ax.annotate(s, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=6)
-        if key.startswith("ppl"):
+        log = key.startswith("ppl") and np.nanmin(x) > 0 and np.nanmax(x) / np.nanmin(x) > 10   # spans a decade
+        if log:
             ax.set_xscale("log")
+        if key.startswith("ppl"):
             ax.invert_xaxis()
         tau = "n/a" if t["tau"] is None or np.isnan(t["tau"]) else f"{t['tau']:+.2f}"
         ax.set_title(f"{key}: tau {tau}", fontsize=9)
-        ax.set_xlabel(key + (" (log, reversed)" if key.startswith("ppl") else ""), fontsize=8)
+        ax.set_xlabel(key + ((" (log, reversed)" if log else " (reversed)") if key.startswith("ppl") else ""),
+                      fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out accuracy after full RL", fontsize=8)
@@ -831,8 +834,13 @@ def improvements(r: dict) -> list[str]:
     if sep:
         n = next(iter(sep.values()))["n"]
         pairs = len(stages) * (len(stages) - 1) // 2
+        def wrong(v):
+            return "" if not v["wrong_pairs"] else \
+                " (" + "; ".join(f"{b} above {a}" for a, b in v["wrong_pairs"][:4]) \
+                + ("; ..." if len(v["wrong_pairs"]) > 4 else "") + ")"
+
         out.append(f"- Full RL separates {n} of the {pairs} pairs beyond noise; on those, "
-                   + ", ".join(f"{k} orders {v['right']} right and {v['wrong']} wrong" for k, v in sep.items())
+                   + ", ".join(f"{k} orders {v['right']} right and {v['wrong']} wrong{wrong(v)}" for k, v in sep.items())
                    + ". Tau over all pairs also scores the order of checkpoints that end within noise of each other, "
                      "where no predictor can be right but by chance; checkpoints whose RL outcomes differ more "
                      "(not more of those that all reach the same level) make the test sharper.")

@@ -139,6 +139,7 @@ def test_separated_pairs_are_those_full_rl_tells_apart_and_predictors_are_counte
     got = separated_agreement(pairs, x, np.tile(x, (50, 1)), 0.95)
     assert {k: got[k] for k in ("right", "wrong", "tied", "n")} == {"right": 3, "wrong": 1, "tied": 1, "n": 5}
     assert got["share"] == pytest.approx(3.5 / 5) and got["ci"] == pytest.approx([0.7, 0.7])
+    assert got["wrong_pairs"] == [["a", "b"]]
     noisy = x + rng.normal(0, 0.5, size=(400, 4))
     per = np.array([[np.sign(d[i] - d[j]) for i, j in (p["idx"] for p in pairs)] for d in noisy])
     shares = ((per > 0).sum(axis=1) + 0.5 * (per == 0).sum(axis=1)) / 5
