@@ -834,6 +834,7 @@ def improvements(r: dict) -> list[str]:
     if sep:
         n = next(iter(sep.values()))["n"]
         pairs = len(stages) * (len(stages) - 1) // 2
+
         def wrong(v):
             return "" if not v["wrong_pairs"] else \
                 " (" + "; ".join(f"{b} above {a}" for a, b in v["wrong_pairs"][:4]) \
