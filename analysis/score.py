@@ -215,7 +215,8 @@ class CheckpointScore:
         return (self.probes[0].ho.n, self.probes[0].ho.levels)
 
 
-def _ci(draws: np.ndarray, level: float) -> list[float]:
+def percentile_ci(draws: np.ndarray, level: float) -> list[float]:
+    """The percentile interval of bootstrap ``draws`` at confidence ``level``."""
     lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
     return [float(lo), float(hi)]
 
@@ -291,11 +292,11 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
         r.score = float(score)
         draws["score"] = total
         r.draws = draws
-        r.ci = tuple(_ci(total, cfg.ci_level))
-        r.component_cis = {c: _ci(draws[c], cfg.ci_level) for c in COMPONENTS
+        r.ci = tuple(percentile_ci(total, cfg.ci_level))
+        r.component_cis = {c: percentile_ci(draws[c], cfg.ci_level) for c in COMPONENTS
                            if r.components[c] is not None and c in draws}
         r.metrics = {k: v for k, v in point.items() if k not in COMPONENTS}
-        r.metric_cis = {k: _ci(draws[k], cfg.ci_level) for k in r.metrics if k in draws}
+        r.metric_cis = {k: percentile_ci(draws[k], cfg.ci_level) for k in r.metrics if k in draws}
     results.sort(key=lambda r: (-r.score, r.checkpoint_id))
     return results, excluded, notes
 
@@ -325,7 +326,7 @@ def difference(a: CheckpointScore, b: CheckpointScore, key: str, cfg: AnalysisCo
     pb = b.score if key == "score" else (b.components.get(key) if key in b.components else b.metrics.get(key))
     if pa is None or pb is None or key not in a.draws or key not in b.draws:
         return None
-    return {"diff": float(pa - pb), "ci": _ci(a.draws[key] - b.draws[key], cfg.ci_level),
+    return {"diff": float(pa - pb), "ci": percentile_ci(a.draws[key] - b.draws[key], cfg.ci_level),
             "paired": a.heldout_key == b.heldout_key and a.heldout_key[1] is not None}
 
 

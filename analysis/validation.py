@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from octo.analysis.config import AnalysisConfig, load_analysis_config
 from octo.analysis.load import Probe, load_probe, load_stages, num
-from octo.analysis.score import CheckpointScore, Resampler, difference, score_groups
+from octo.analysis.score import CheckpointScore, Resampler, difference, percentile_ci, score_groups
 from octo.analysis.series import column
 
 from octo.errors import OctoError
@@ -108,8 +108,7 @@ def tau_ci(draws_x: np.ndarray, draws_y: np.ndarray, level: float) -> tuple[list
     finite = taus[np.isfinite(taus)]
     if len(finite) < len(taus) / 2:
         return None, len(finite)
-    lo, hi = np.quantile(finite, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return [float(lo), float(hi)], len(finite)
+    return percentile_ci(finite, level), len(finite)
 
 
 def tau_gain_ci(draws_a: np.ndarray, draws_b: np.ndarray, truth_draws: np.ndarray,
@@ -123,8 +122,7 @@ def tau_gain_ci(draws_a: np.ndarray, draws_b: np.ndarray, truth_draws: np.ndarra
     if ok.sum() < len(ta) / 2:
         return None, None
     d = ta[ok] - tb[ok]
-    lo, hi = np.quantile(d, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return [float(lo), float(hi)], float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
+    return percentile_ci(d, level), float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
 
 
 def _swaps_text(swaps: list[dict], pct: int) -> str:
@@ -137,12 +135,6 @@ def _swaps_text(swaps: list[dict], pct: int) -> str:
                     for w in swaps) + "."
 
 
-def _pair_ci(draws: np.ndarray, i: int, j: int, level: float) -> list[float]:
-    """Percentile CI of column i minus column j over the bootstrap draws ``(B, n)``."""
-    lo, hi = np.quantile(draws[:, i] - draws[:, j], [(1 - level) / 2, 1 - (1 - level) / 2])
-    return [float(lo), float(hi)]
-
-
 def separated_pairs(stages: list[str], truth: np.ndarray, truth_draws: np.ndarray, level: float) -> list[dict]:
     """The pairs of checkpoints whose full-RL outcomes differ beyond noise (the CI of their difference over the
     bootstrap draws excludes 0), the better one first. The other pairs end within noise of each other: the
@@ -151,7 +143,7 @@ def separated_pairs(stages: list[str], truth: np.ndarray, truth_draws: np.ndarra
     for i, j in itertools.combinations(range(len(stages)), 2):
         if truth[j] > truth[i]:
             i, j = j, i
-        ci = _pair_ci(truth_draws, i, j, level)
+        ci = percentile_ci(truth_draws[:, i] - truth_draws[:, j], level)
         if ci[0] > 0:
             out.append({"pair": [stages[i], stages[j]], "idx": [i, j], "diff": float(truth[i] - truth[j]), "ci": ci})
     return out
@@ -167,10 +159,9 @@ def separated_agreement(pairs: list[dict], x: np.ndarray, draws: np.ndarray, lev
     sign = np.sign(x[hi] - x[lo])
     per_draw = np.sign(draws[:, hi] - draws[:, lo])
     shares = ((per_draw > 0).sum(axis=1) + 0.5 * (per_draw == 0).sum(axis=1)) / len(pairs)
-    ci = np.quantile(shares, [(1 - level) / 2, 1 - (1 - level) / 2])
     return {"right": int((sign > 0).sum()), "wrong": int((sign < 0).sum()), "tied": int((sign == 0).sum()),
             "n": len(pairs), "share": float(((sign > 0).sum() + 0.5 * (sign == 0).sum()) / len(pairs)),
-            "ci": [float(ci[0]), float(ci[1])], "wrong_pairs": [p["pair"] for p, sg in zip(pairs, sign) if sg < 0]}
+            "ci": percentile_ci(shares, level), "wrong_pairs": [p["pair"] for p, sg in zip(pairs, sign) if sg < 0]}
 
 
 def settle_swaps(stages: list[str], prev: np.ndarray, last: np.ndarray, last_draws: np.ndarray,
@@ -186,7 +177,8 @@ def settle_swaps(stages: list[str], prev: np.ndarray, last: np.ndarray, last_dra
         if last[j] > last[i]:
             i, j = j, i
         out.append({"pair": [stages[i], stages[j]], "before": float(prev[i] - prev[j]),
-                    "diff": float(last[i] - last[j]), "ci": _pair_ci(last_draws, i, j, level)})
+                    "diff": float(last[i] - last[j]),
+                    "ci": percentile_ci(last_draws[:, i] - last_draws[:, j], level)})
     return out
 
 
@@ -295,6 +287,9 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
             continue
         predictors[key] = {"label": f"CPT {key} alone (gates.jsonl; lower predicts better)", "values": vals,
                            "draws": [const(v) for v in vals], "sign": -1}
+    # the part of the truth this experiment knows: the pairs full RL separates beyond noise (each predictor is also
+    # counted on those alone)
+    separated = separated_pairs(stages, truth, truth_draws, cfg.ci_level)
     taus, signed_draws = {}, {}
     for key, p in predictors.items():
         row = {"label": p["label"], "values": dict(zip(stages, p["values"]))}
@@ -305,18 +300,13 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         signed_draws[key] = p["sign"] * np.stack(p["draws"], axis=1)
         ci, finite = tau_ci(signed_draws[key], truth_draws, cfg.ci_level)
         taus[key] = {**row, "tau": kendall_tau(x, truth), "ci": ci, "finite_draws": finite,
-                     "ranking": ranking(stages, x)}
+                     "ranking": ranking(stages, x),
+                     "separated": separated_agreement(separated, x, signed_draws[key], cfg.ci_level)}
     # the value of the dynamics, measured: readiness tau minus each simpler predictor's, paired over the draws
     for key, t in taus.items():
         if key != "readiness" and key in signed_draws:
             ci, share = tau_gain_ci(signed_draws["readiness"], signed_draws[key], truth_draws, cfg.ci_level)
             t["readiness_gain"] = {"diff": taus["readiness"]["tau"] - t["tau"], "ci": ci, "share": share}
-    # the part of the truth this experiment knows: the pairs full RL separates beyond noise, and how each orders them
-    separated = separated_pairs(stages, truth, truth_draws, cfg.ci_level)
-    for key, t in taus.items():
-        if key in signed_draws:
-            x = predictors[key]["sign"] * np.array(predictors[key]["values"], dtype=float)
-            t["separated"] = separated_agreement(separated, x, signed_draws[key], cfg.ci_level)
     truth_order = ranking(stages, truth)
     # do the full runs' rankings settle? tau between the last and the previous evaluation's ranking
     prev = np.array([np.mean([float(np.mean([c[-2] for c in _curves(p)])) for p in full[s]]) for s in stages])
@@ -523,8 +513,7 @@ def findings(plan: dict, pscore: dict, fscore: dict, xscore: dict, full: dict, f
             ci = None
             if all(x[1] is not None for x in st + fx):
                 diff = np.mean([x[1] for x in st], axis=0) - np.mean([x[1] for x in fx], axis=0)
-                lo, hi = np.quantile(diff, [(1 - cfg.ci_level) / 2, 1 - (1 - cfg.ci_level) / 2])
-                ci = [float(lo), float(hi)]
+                ci = percentile_ci(diff, cfg.ci_level)
             add("stair_vs_fixed", f"a stair length schedule ({sv['stair']}) beats a fixed long limit "
                                   f"({sv['fixed_len']} tokens) early in training ({s}) [Fig. 10]",
                 bool(a > b),
