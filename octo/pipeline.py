@@ -46,7 +46,7 @@ def probe_specs(ctx: RunContext, *, stages: list[str] | None = None, seeds: list
 def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dict:
     from octo.analysis import score_run, write_report
     from octo.cpt.trainer import run_stage
-    from octo.probe.grpo import run_probe
+    from octo.probe.grpo import run_grpo_probe
 
     t0 = time.monotonic()
     ctx = RunContext(recipe)
@@ -56,7 +56,7 @@ def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dic
     for stage in stage_order(recipe):
         run_stage(ctx, stage)
     for spec in probe_specs(ctx):
-        run_probe(recipe, spec, ctx.run_dir / PROBES_DIR / spec.probe_id, tokenizer=ctx.tokenizer)
+        run_grpo_probe(recipe, spec, ctx.run_dir / PROBES_DIR / spec.probe_id, tokenizer=ctx.tokenizer)
     progress.info("scoring checkpoints")
     scores = score_run(ctx.run_dir)
     report = write_report(ctx.run_dir)

@@ -5,7 +5,7 @@
 
 1. every mid-training stage of the recipe, in dependency order (``octo cpt``'s ``run_stage``);
 2. from the final checkpoint of every validated stage (``validation.checkpoints``), for every seed: a
-   probe (``run_probe`` with the recipe's ``probe`` section, into ``probes/<id>``, so ``octo score RUN``
+   probe (``run_grpo_probe`` with the recipe's ``probe`` section, into ``probes/<id>``, so ``octo score RUN``
    scores them) and a full RL run (the same probe with ``validation.full_steps`` steps, into
    ``validation/full/<id>``); for ``validation.stair_vs_fixed.checkpoint``, full runs with a fixed long
    length limit too (``validation/fixed/<id>``);
@@ -105,11 +105,11 @@ def _run_job(recipe: Recipe, spec, probe_dir: str, tokenizer_dir: str, threads: 
     """One GRPO run in a worker process (``--jobs``): its own torch threads and tokenizer."""
     from octo.cpt.trainer import set_threads
     from octo.model import load_tokenizer
-    from octo.probe.grpo import run_probe
+    from octo.probe.grpo import run_grpo_probe
 
     progress.quiet_libraries()
     set_threads(threads)
-    run_probe(recipe, spec, probe_dir, tokenizer=load_tokenizer(tokenizer_dir))
+    run_grpo_probe(recipe, spec, probe_dir, tokenizer=load_tokenizer(tokenizer_dir))
     return probe_dir
 
 
@@ -135,7 +135,7 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -
     returns how many were not already done. The first failure stops the rest and is raised."""
     import os
 
-    from octo.probe.grpo import run_probe
+    from octo.probe.grpo import run_grpo_probe
 
     todo = []
     for i, job in enumerate(jobs, 1):
@@ -146,7 +146,7 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -
     if jobs_at_once <= 1 or len(todo) <= 1:
         for i, (r, spec, rel, what) in todo:
             progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}")
-            run_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
+            run_grpo_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
         return len(todo)
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait

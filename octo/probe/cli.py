@@ -36,8 +36,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
 def run_probe(args: argparse.Namespace) -> int:
     from octo.context import RunContext
     from octo.model import load_tokenizer
-    from octo.probe.grpo import ProbeSpec, check_probe_checkpoint
-    from octo.probe.grpo import run_probe as _run
+    from octo.probe.grpo import ProbeSpec, check_probe_checkpoint, run_grpo_probe
 
     args.recipe, recipe_path = args.recipe, args.recipe
     recipe = recipe_from_args(argparse.Namespace(recipe=recipe_path, overrides=args.overrides,
@@ -56,6 +55,6 @@ def run_probe(args: argparse.Namespace) -> int:
     ctx = RunContext(recipe)
     ctx.prepare()
     out = Path(args.out) if args.out else ctx.run_dir / "probes" / spec.probe_id
-    _run(recipe, spec, out, tokenizer=load_tokenizer(ckpt))
+    run_grpo_probe(recipe, spec, out, tokenizer=load_tokenizer(ckpt))
     print(out)
     return 0

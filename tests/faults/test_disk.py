@@ -274,7 +274,7 @@ def test_done_file_not_writable_then_rerun_finishes(base, reference, tmp_path, m
 # --- probes --------------------------------------------------------------------------------------
 
 def _probe_checkpoints(pdir: Path) -> dict[int, bool]:
-    from octo.probe.grpo import CKPT_RE, probe_checkpoint_complete
+    from octo.probe.checkpoints import CKPT_RE, probe_checkpoint_complete
 
     out = {}
     for d in (pdir / "checkpoints").iterdir():

@@ -132,9 +132,9 @@ def _results(run_dir: Path) -> dict:
 def _checkpoint_problems(run_dir: Path, *, final: bool) -> list[str]:
     """Checkpoints that could be loaded but are incomplete (and, when ``final``, anything half-written)."""
     from octo.cpt.checkpoint import STALE_RE, list_checkpoints, verify_checkpoint
-    from octo.probe.grpo import (
+    from octo.probe.checkpoints import (
         CKPT_RE,
-        _latest_probe_checkpoint,
+        latest_probe_checkpoint,
         probe_checkpoint_complete,
     )
 
@@ -147,7 +147,7 @@ def _checkpoint_problems(run_dir: Path, *, final: bool) -> list[str]:
         if final:
             problems += [f"{d.relative_to(run_dir)} left behind" for d in cdir.iterdir() if STALE_RE.match(d.name)]
     for cdir in sorted(run_dir.glob("probes/*/checkpoints")):
-        latest = _latest_probe_checkpoint(cdir)
+        latest = latest_probe_checkpoint(cdir)
         for d in cdir.iterdir():
             m = CKPT_RE.match(d.name)
             if not m or probe_checkpoint_complete(d, int(m.group(1))):
@@ -310,7 +310,7 @@ def test_kill_anywhere_then_rerun_resumes_exactly(command, base, server, tmp_pat
 def test_probe_resume_never_picks_a_partial_trl_checkpoint(tmp_path):
     """A TRL checkpoint-N killed mid-write (no trainer_state.json, a truncated one, or one whose
     rotation removed files) is never the resume point, and resuming removes it."""
-    from octo.probe.grpo import _latest_probe_checkpoint
+    from octo.probe.checkpoints import latest_probe_checkpoint
 
     root = tmp_path / "checkpoints"
     _fake_probe_checkpoint(root, 2, trainer_state=json.dumps({"global_step": 2}, indent=2))
@@ -319,9 +319,9 @@ def test_probe_resume_never_picks_a_partial_trl_checkpoint(tmp_path):
     _fake_probe_checkpoint(root, 6, trainer_state=None, manifest=False)                 # killed before it
     _fake_probe_checkpoint(root, 8, trainer_state=json.dumps({"global_step": 8}), drop="optimizer.pt")  # half-rotated
     _fake_probe_checkpoint(root, 10, trainer_state=json.dumps({"global_step": 10}), manifest=False)  # before on_save
-    assert _latest_probe_checkpoint(root) == (2, root / "checkpoint-2")
+    assert latest_probe_checkpoint(root) == (2, root / "checkpoint-2")
     assert len(list(root.iterdir())) == 5
-    assert _latest_probe_checkpoint(root, remove_partial=True) == (2, root / "checkpoint-2")
+    assert latest_probe_checkpoint(root, remove_partial=True) == (2, root / "checkpoint-2")
     assert [d.name for d in root.iterdir()] == ["checkpoint-2"]
 
 
@@ -346,14 +346,14 @@ def _fake_probe_checkpoint(root: Path, step: int, *, trainer_state: str | None, 
 def test_probe_resume_falls_back_from_a_damaged_checkpoint(tmp_path, damage, capsys):
     """A complete probe checkpoint whose file was later truncated or altered is named at resume and
     skipped; the previous good one is used."""
-    from octo.probe.grpo import _latest_probe_checkpoint
+    from octo.probe.checkpoints import latest_probe_checkpoint
 
     root = tmp_path / "checkpoints"
     _fake_probe_checkpoint(root, 2, trainer_state=json.dumps({"global_step": 2}))
     bad = _fake_probe_checkpoint(root, 4, trainer_state=json.dumps({"global_step": 4}))
     target = bad / "optimizer.pt"
     target.write_bytes(target.read_bytes()[:3] if damage == "truncate" else b"y" * target.stat().st_size)
-    assert _latest_probe_checkpoint(root, remove_partial=True) == (2, root / "checkpoint-2")
+    assert latest_probe_checkpoint(root, remove_partial=True) == (2, root / "checkpoint-2")
     err = capsys.readouterr().err
     assert "skipping damaged probe checkpoint" in err and str(target) in err and "falling back" in err
     assert bad.exists()  # kept for inspection
