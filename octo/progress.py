@@ -41,10 +41,11 @@ def end_bars() -> None:
         print(file=sys.stderr, flush=True)
 
 
-def bar(total: int, desc: str, initial: int = 0, unit: str = "step"):
+def bar(total: int, desc: str, initial: int = 0, unit: str = "step", *, disable: bool = False):
+    """A progress bar on stderr; ``disable``: one that shows nothing (the ranks other than 0 train silently)."""
     from tqdm.auto import tqdm
 
     quiet_libraries()
     interactive = sys.stderr.isatty()
     return tqdm(total=total, initial=initial, desc=f"  {desc}", unit=unit, leave=False, file=sys.stderr,
-                mininterval=0.5 if interactive else 15.0, dynamic_ncols=True)
+                mininterval=0.5 if interactive else 15.0, dynamic_ncols=True, disable=disable)

@@ -13,6 +13,9 @@ accelerate keeps FSDP for accelerators and runs a CPU launch as plain DDP; one c
 one tested here, on CPU processes with gloo. Checkpoints keep the single-process format whatever the
 sharding (full weights, optimizer state keyed by parameter index): a 2-process FSDP checkpoint
 resumes in one process and the other way round. DeepSpeed is refused.
+
+One process gets :class:`LocalProcess`, which answers the same calls with plain torch and never imports
+accelerate, so the loop has no branch on how many processes run it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,56 @@ def clip_grad_norm(params, max_norm: float) -> float:
     if hasattr(norm, "full_tensor"):
         norm = norm.full_tensor()
     return float(norm)
+
+
+class LocalProcess:
+    """A stage trained by one process: :class:`World`'s interface with nothing to share or gather."""
+
+    rank, size, fsdp = 0, 1, False
+
+    def shard(self, model):
+        return model
+
+    def prepare(self, model, opt):
+        return model, opt
+
+    def plain(self, model):
+        return model
+
+    def place(self, module) -> None:
+        pass
+
+    def to_device(self, batch: dict) -> dict:
+        return batch
+
+    def no_sync(self, model, last: bool):
+        return nullcontext()
+
+    def backward(self, loss) -> None:
+        loss.backward()
+
+    def full_state(self, model, opt) -> dict:
+        return opt.state_dict()
+
+    def load_optimizer(self, model, opt, state: dict) -> None:
+        opt.load_state_dict(state)
+
+    def load_weights(self, model, weights: dict) -> None:
+        import torch
+
+        with torch.no_grad():
+            model.load_state_dict(weights)
+
+    def barrier(self) -> None:
+        pass
+
+    def sum(self, *values: float) -> list[float]:
+        return list(values)
+
+
+def processes(micro_per_step: int) -> LocalProcess | World:
+    """The processes of a stage: :class:`World` under ``accelerate launch`` / ``torchrun``, else one."""
+    return World(micro_per_step) if world_size() > 1 else LocalProcess()
 
 
 class World:
@@ -173,6 +226,17 @@ class World:
         """The unsharded model rank 0 checkpoints and gates: DDP's unwrapped module; FSDP's copy (None on
         other ranks), holding the weights of the last :meth:`full_state` (or of the start)."""
         return self.mirror if self.fsdp else self.acc.unwrap_model(model)
+
+    def place(self, module) -> None:
+        """Move a module every rank keeps whole (the KL reference) to this rank's device."""
+        module.to(self.device)
+
+    def to_device(self, batch: dict) -> dict:
+        return {key: v.to(self.device) for key, v in batch.items()}
+
+    def backward(self, loss) -> None:
+        """Backward of a micro-batch loss; times W, as the ranks' gradients are averaged (see the class docstring)."""
+        self.acc.backward(loss * self.size)
 
     def no_sync(self, model, last: bool):
         """DDP all-reduces at the backward of a step's last micro-batch only; FSDP reduces at every one."""

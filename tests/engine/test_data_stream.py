@@ -16,6 +16,7 @@ from octo.data.sources import read_source
 from octo.data.stream import CHUNK_ROWS, StreamSource
 from octo.errors import OctoError
 from tests.conftest import QUICKSTART, TINY_OVERRIDES
+from tests.engine.poisoned_cpt import scale_loss
 
 
 def _text(i: int) -> str:
@@ -341,7 +342,7 @@ def test_cpt_stage_on_a_stream_killed_and_resumed_repeats_the_loss_sequence(tmp_
             raise KeyboardInterrupt  # after the checkpoint of step 3, before step 5's update
         return 1.0
 
-    monkeypatch.setattr(trainer, "loss_scale", interrupt_at_5)
+    scale_loss(interrupt_at_5, monkeypatch.setattr)
     with pytest.raises(KeyboardInterrupt):
         trainer.run_stage(ctx, "pretrain")
     monkeypatch.undo()

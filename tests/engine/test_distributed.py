@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from tests.conftest import QUICKSTART, REPO, TINY_OVERRIDES
+from tests.engine.poisoned_cpt import scale_loss
 
 pytestmark = pytest.mark.slow
 
@@ -265,7 +266,7 @@ def test_one_process_checkpoint_resumes_under_fsdp_and_rolls_back(runs, fsdp2, t
     ref_dir = _cut_at(one, tmp_path / "ref", 4)
     ctx = RunContext(parse_recipe(copy.deepcopy(quickstart_raw), OVERRIDES + [action, f"run_dir={ref_dir}"]))
     ctx.prepare()
-    monkeypatch.setattr(trainer, "loss_scale", lambda step: math.inf if step == 6 else 1.0)
+    scale_loss(lambda step: math.inf if step == 6 else 1.0, monkeypatch.setattr)
     try:
         trainer.run_stage(ctx, "pretrain")
     finally:

@@ -2,8 +2,7 @@
 (||g|| > mu + k sigma over the previous window of accepted steps) and logged, skipped or rolled back to
 the last good checkpoint; the KL to the stage's starting weights on replay tokens.
 
-A spike is made by :func:`octo.cpt.trainer.loss_scale`, the trainer's fault-injection seam: the test
-scales one step's loss by 1e4, and the real detection and actions handle it. Each stage here is the tiny
+A spike is made by tests/engine/poisoned_cpt.py, which scales the loss of one step by 1e4, and the real detection and actions handle it. Each stage here is the tiny
 recipe's ``pretrain`` (random init) for 16 steps of 512 tokens, one CPU thread: about a second.
 """
 
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_OVERRIDES
+from tests.engine.poisoned_cpt import scale_loss
 
 STEPS = 16
 POISON = 8  # the step whose loss is multiplied by 1e4
@@ -48,7 +48,7 @@ def run_pretrain(ctx, monkeypatch=None, poison: dict[int, float] | None = None) 
     from octo.runio import read_jsonl
 
     if monkeypatch is not None and poison:
-        monkeypatch.setattr(trainer, "loss_scale", lambda step: poison.get(step, 1.0))
+        scale_loss(lambda step: poison.get(step, 1.0), monkeypatch.setattr)
     trainer.run_stage(ctx, "pretrain")
     return read_jsonl(ctx.stage_dir("pretrain") / "metrics.jsonl")
 
@@ -123,15 +123,15 @@ def rollback_run(tmp_path_factory, tiny_ctx, quickstart_raw):
 
     mp = pytest.MonkeyPatch()
     seen = []
-    real = trainer._rollback
+    real = trainer.rollback
 
-    def spy(ctx, model, opt, path, dist):
-        norms = real(ctx, model, opt, path, dist)
+    def spy(ctx, model, opt, path, procs):
+        norms = real(ctx, model, opt, path, procs)
         seen.append((path, {k: v.detach().clone() for k, v in model.state_dict().items()},
                      copy.deepcopy(opt.state_dict())))
         return norms
 
-    mp.setattr(trainer, "_rollback", spy)
+    mp.setattr(trainer, "rollback", spy)
     ctx = stage_ctx(tiny_ctx, quickstart_raw, tmp_path_factory.mktemp("rollback") / "run",
                     "cpt.spike.action=rollback", "cpt.stages.pretrain.save_every=3",
                     "cpt.stages.pretrain.keep_last=10")
@@ -171,7 +171,6 @@ def test_rollback_reloads_the_last_checkpoint_and_moves_past_the_data(rollback_r
 def test_rollback_then_kill_resumes_exactly(rollback_run, tmp_path, tiny_ctx, quickstart_raw, monkeypatch):
     """Interrupted right after the rollback (resume replays from step-6 and rolls back again) and again
     after the next checkpoint (resume from step-9, which records the rollback): same metrics and weights."""
-    from octo.cpt import trainer
 
     ref_ctx, ref_rows, _ = rollback_run
     ctx = stage_ctx(tiny_ctx, quickstart_raw, tmp_path / "run", "cpt.spike.action=rollback",
@@ -182,7 +181,7 @@ def test_rollback_then_kill_resumes_exactly(rollback_run, tmp_path, tiny_ctx, qu
                 raise KeyboardInterrupt
             return 1.0e4 if step == POISON else 1.0
 
-        monkeypatch.setattr(trainer, "loss_scale", scale)
+        scale_loss(scale, monkeypatch.setattr)
         if stop is None:
             rows = run_pretrain(ctx)
         else:
