@@ -49,6 +49,7 @@ from octo.analysis.gates import gate_table
 from octo.analysis.heldout import HeldOut, heldout
 from octo.analysis.load import Probe, Run, load_run, num
 from octo.analysis.series import column, nanmean, slope, trapezoid
+from octo.analysis.stats import percentile_ci
 from octo.runio import SCORES_FILE, write_json_atomic
 from octo.schema import to_dict
 
@@ -213,12 +214,6 @@ class CheckpointScore:
     @property
     def heldout_key(self) -> tuple:
         return (self.probes[0].ho.n, self.probes[0].ho.levels)
-
-
-def percentile_ci(draws: np.ndarray, level: float) -> list[float]:
-    """The percentile interval of bootstrap ``draws`` at confidence ``level``."""
-    lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return [float(lo), float(hi)]
 
 
 def _aggregate(label: str, probes: list[ProbeScore], cfg: AnalysisConfig) -> tuple[dict, dict]:

@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 from octo.analysis.config import AnalysisConfig, load_analysis_config
 from octo.analysis.load import Probe, load_probe, load_stages, num
-from octo.analysis.score import CheckpointScore, Resampler, difference, percentile_ci, score_groups
+from octo.analysis.score import CheckpointScore, Resampler, difference, score_groups
 from octo.analysis.series import column
+from octo.analysis.stats import (kendall_tau, percentile_ci, ranking, ranking_text, ranks, tau_ci, tau_gain_ci)
 
 from octo.errors import OctoError
 from octo.runio import read_json, write_json_atomic, write_text_atomic
@@ -49,80 +50,6 @@ FULL_DIR = f"{VALIDATION_DIR}/full"
 FIXED_DIR = f"{VALIDATION_DIR}/fixed"
 #: the full-run plots the page shows (probe_plots draws more; the rest are deleted)
 SHOWN_PLOTS = ("acc", "length", "clip")
-
-
-# --- Kendall tau ------------------------------------------------------------------------------
-
-def kendall_tau_rows(x, y) -> np.ndarray:
-    """Kendall's tau-b of every row pair of ``x`` and ``y`` (shape ``(B, n)`` or ``(n,)``); NaN where a row
-    is constant (tau is undefined when every pair is tied in x or in y)."""
-    x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
-    if x.shape != y.shape:
-        raise ValueError(f"x and y differ in shape: {x.shape} vs {y.shape}")
-    i, j = np.triu_indices(x.shape[1], k=1)
-    sx, sy = np.sign(x[:, i] - x[:, j]), np.sign(y[:, i] - y[:, j])
-    concordance = (sx * sy).sum(axis=1)                              # C - D
-    denom = np.sqrt((sx != 0).sum(axis=1) * (sy != 0).sum(axis=1))   # sqrt((n0 - n_x)(n0 - n_y))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, concordance / np.where(denom > 0, denom, 1), np.nan)
-
-
-def kendall_tau(x, y) -> float:
-    """Kendall's tau-b of two sequences (NaN when either is constant)."""
-    return float(kendall_tau_rows(x, y)[0])
-
-
-def ranking(names: list[str], values) -> list[list[str]]:
-    """``names`` best first (highest value), equal values grouped: [[a], [b, c], [d]] is a > b = c > d."""
-    vals = np.asarray(values, dtype=float)
-    order = np.argsort(-vals, kind="stable")
-    groups: list[list[str]] = []
-    prev = -1
-    for i in order:
-        if groups and vals[i] == vals[prev]:
-            groups[-1].append(names[i])
-        else:
-            groups.append([names[i]])
-        prev = i
-    return groups
-
-
-def ranks(groups: list[list[str]]) -> dict[str, int]:
-    """Competition ranks of a grouped ranking (1, 2, 2, 4)."""
-    out, n = {}, 0
-    for g in groups:
-        for name in g:
-            out[name] = n + 1
-        n += len(g)
-    return out
-
-
-def ranking_text(groups: list[list[str]]) -> str:
-    return " > ".join(" = ".join(g) for g in groups)
-
-
-def tau_ci(draws_x: np.ndarray, draws_y: np.ndarray, level: float) -> tuple[list[float] | None, int]:
-    """Percentile CI of tau over paired bootstrap draws ``(B, n)``; (None, finite) when fewer than half the
-    draws define tau."""
-    taus = kendall_tau_rows(draws_x, draws_y)
-    finite = taus[np.isfinite(taus)]
-    if len(finite) < len(taus) / 2:
-        return None, len(finite)
-    return percentile_ci(finite, level), len(finite)
-
-
-def tau_gain_ci(draws_a: np.ndarray, draws_b: np.ndarray, truth_draws: np.ndarray,
-                level: float) -> tuple[list[float] | None, float | None]:
-    """How much better predictor ``a`` ranks than ``b``: the percentile CI of tau(a) - tau(b) over the same
-    bootstrap draws ``(B, n)`` (paired: in each draw both are computed from the same resampled problems and
-    seeds, so the noise they share cancels), and the share of draws where a's tau is higher (ties count half);
-    (None, None) when fewer than half the draws define both."""
-    ta, tb = kendall_tau_rows(draws_a, truth_draws), kendall_tau_rows(draws_b, truth_draws)
-    ok = np.isfinite(ta) & np.isfinite(tb)
-    if ok.sum() < len(ta) / 2:
-        return None, None
-    d = ta[ok] - tb[ok]
-    return percentile_ci(d, level), float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
 
 
 def _swaps_text(swaps: list[dict], pct: int) -> str:

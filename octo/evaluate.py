@@ -71,16 +71,3 @@ def evaluate_problems(backend, tokenizer, problems: list[dict], *, template: str
         out["per_problem/sampled"] = per
     out["_greedy"] = (greedy, g_results)
     return out
-
-
-def bootstrap_ci(values: list[float], *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> list[float]:
-    """Percentile bootstrap confidence interval of the mean."""
-    import numpy as np
-
-    if not values:
-        return [float("nan"), float("nan")]
-    arr = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, len(arr), size=(n_boot, len(arr)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return [float(lo), float(hi)]

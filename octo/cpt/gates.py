@@ -92,7 +92,8 @@ def evaluate_gates(ctx: RunContext, model) -> dict:
         row[f"ppl/{name}"] = math.exp(min(mean_loss, 50.0))
     row["ppl/general"] = math.exp(min(sum(losses) / len(losses), 50.0)) if losses else None
     if gcfg.problems > 0:
-        from octo.evaluate import bootstrap_ci, evaluate_problems, select_problems
+        from octo.analysis.stats import mean_ci
+        from octo.evaluate import evaluate_problems, select_problems
         from octo.rollout import make_backend
         from octo.rollout.config import RolloutConfig
         from octo.verifiers import shared_pool
@@ -107,7 +108,7 @@ def evaluate_gates(ctx: RunContext, model) -> dict:
         acc = f"acc/{gcfg.benchmark}"  # cpt.gates.benchmark: acc/toy, acc/gsm8k, ...
         row[acc] = res["acc"]
         row[f"{acc}/n"] = res["n"]
-        row[f"{acc}/ci"] = bootstrap_ci(per, seed=recipe.seed)
+        row[f"{acc}/ci"] = mean_ci(per, seed=recipe.seed)
         for lv in sorted(set(res["per_problem/level"])):
             vals = [c for c, level in zip(per, res["per_problem/level"]) if level == lv]
             row[f"{acc}/level-{lv}"] = sum(vals) / len(vals)

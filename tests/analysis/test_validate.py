@@ -18,17 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from octo.analysis.validation import (
-    kendall_tau,
-    kendall_tau_rows,
-    ranking,
-    ranks,
-    separated_agreement,
-    separated_pairs,
-    tau_ci,
-    tau_gain_ci,
-    write_validation,
-)
+from octo.analysis.stats import kendall_tau, kendall_tau_rows, ranking, ranks, tau_ci, tau_gain_ci
+from octo.analysis.validation import separated_agreement, separated_pairs, write_validation
 
 from tests.analysis.synth import RunBuilder, const, jump, ramp
 from tests.conftest import QUICKSTART, REPO

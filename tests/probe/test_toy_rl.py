@@ -55,7 +55,7 @@ def test_shipped_checkpoint_belongs_to_the_current_toy_world(run_dir):
 
 
 def test_a_short_probe_from_the_stable_checkpoint_learns(run_dir):
-    from octo.evaluate import bootstrap_ci
+    from octo.analysis.stats import mean_ci
 
     run, _ = run_dir
     out = run / "probes" / "toy-stable"
@@ -77,5 +77,5 @@ def test_a_short_probe_from_the_stable_checkpoint_learns(run_dir):
     # sampled accuracy differ by about sqrt(2) binomial standard errors over n x k samples
     p = first["acc/sampled"]
     noise = math.sqrt(2 * p * (1 - p) / (n * k))
-    lo, hi = bootstrap_ci(delta, n_boot=2000, seed=0)
+    lo, hi = mean_ci(delta, n_boot=2000, seed=0)
     assert gain > 3 * noise and lo > 0, (first["acc/sampled"], last["acc/sampled"], noise, (lo, hi))
