@@ -133,26 +133,14 @@ def load_analysis_config(run_dir=None, overrides: list[str] | None = None) -> An
     """
     from pathlib import Path
 
-    from octo.errors import OctoError
     from octo.runio import RECIPE_FILE
-    from octo.schema import apply_overrides, from_dict
+    from octo.schema import apply_overrides, from_dict, read_recipe_file
 
     raw: dict = {}
     path = Path(run_dir) / RECIPE_FILE if run_dir is not None else None
     if path is not None and path.exists():
-        import yaml
-
-        try:
-            recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as err:
-            raise OctoError(f"cannot read {path} ({err}); fix its permissions or delete it to use the "
-                            "default analysis settings") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise OctoError(f"{path} is not valid YAML{where}; fix it or delete it to use the default "
-                            "analysis settings") from None
-        if isinstance(recipe, dict) and isinstance(recipe.get("analysis"), dict):
+        recipe = read_recipe_file(path, advice="fix it or delete it to use the default analysis settings")
+        if isinstance(recipe.get("analysis"), dict):
             raw = recipe["analysis"]
     wrapped = {"analysis": dict(raw)}
     for item in overrides or []:

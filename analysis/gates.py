@@ -29,6 +29,7 @@ from octo.analysis.config import AnalysisConfig
 from octo.analysis.load import Run, num
 
 from octo.errors import OctoError
+from octo.runio import checkpoint_id
 
 ACC_KEY_RE = re.compile(r"^acc/[^/]+$")
 GENERAL = "ppl/general"
@@ -52,7 +53,7 @@ def _all_rows(run: Run) -> list[dict]:
         for g in stage.gates:
             step = int(num(g.get("step")) or 0)
             rows.append({**g, "stage": stage.name, "step": step,
-                         "checkpoint_id": str(g.get("checkpoint_id") or f"{stage.name}.step-{step}")})
+                         "checkpoint_id": str(g.get("checkpoint_id") or checkpoint_id(stage.name, step))})
     return rows
 
 

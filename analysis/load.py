@@ -9,19 +9,13 @@ number belongs) read as missing; a damaged file or one that cannot be read raise
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from octo.errors import OctoError
 from octo.runio import (CPT_DIR, EVALS_FILE, GATES_FILE, METRICS_FILE, PROBE_META_FILE, PROBES_DIR, RECIPE_FILE,
-                        STAGE_DONE_FILE, read_json, read_jsonl)
-
-# <stage>.step-<N>[.seed-<s>][.control-<kind>]  (docs/run-directory.md)
-PROBE_ID_RE = re.compile(r"^(?P<ckpt>(?P<stage>.+)\.step-(?P<step>\d+))(?:\.seed-(?P<seed>-?\d+))?"
-                         r"(?:\.control-(?P<control>[A-Za-z0-9_-]+))?$")
-
+                        STAGE_DONE_FILE, parse_probe_id, read_json, read_jsonl)
 
 @dataclass
 class Probe:
@@ -37,10 +31,6 @@ class Probe:
     metrics: list[dict]          # one row per GRPO step, sorted by step
     evals: list[dict]            # held-out evaluations, sorted by step
     complete: bool               # DONE.json exists
-
-    @property
-    def run_name(self) -> str:
-        return self.path.parent.parent.name
 
 
 @dataclass
@@ -106,15 +96,6 @@ def _by_step(rows: list[dict]) -> list[dict]:
     return [out[s] for s in sorted(out)]
 
 
-def parse_probe_id(probe_id: str) -> dict:
-    """checkpoint_id, stage, seed and control encoded in a probe id (None where absent)."""
-    m = PROBE_ID_RE.match(probe_id)
-    if not m:
-        return {"checkpoint_id": probe_id, "stage": None, "seed": None, "control": None}
-    return {"checkpoint_id": m["ckpt"], "stage": m["stage"], "seed": int(m["seed"]) if m["seed"] else None,
-            "control": m["control"]}
-
-
 def is_probe_dir(path: Path) -> bool:
     return (path / EVALS_FILE).exists() or (path / METRICS_FILE).exists() and (path / PROBE_META_FILE).exists()
 
@@ -150,13 +131,12 @@ def _load_recipe(path: Path) -> dict | None:
     file = path / RECIPE_FILE
     if not file.exists():
         return None
-    import yaml
+    from octo.schema import read_recipe_file
 
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return read_recipe_file(file)
+    except OctoError:
         return None   # load_analysis_config reports a broken recipe; the run's files still analyse
-    return raw if isinstance(raw, dict) else None
 
 
 def load_stages(path: Path, recipe: dict | None = None) -> dict[str, Stage]:

@@ -114,7 +114,7 @@ def summarise(name: str, runs: list[dict]) -> dict:
     from octo.analysis.config import AnalysisConfig
     from octo.analysis.detectors import detect
     from octo.analysis.load import load_probe
-    from octo.evaluate import bootstrap_ci
+    from octo.analysis.stats import mean_ci
     from octo.runio import read_json, read_jsonl
 
     deltas, starts, ends, events, lengths, walls, tokens = [], [], [], [], [], [], []
@@ -141,7 +141,7 @@ def summarise(name: str, runs: list[dict]) -> dict:
         tokens.append(read_json(r["dir"] / "probe.json").get("rollout_tokens"))
     per_problem = np.mean(deltas, axis=0)
     gain = float(per_problem.mean())
-    lo, hi = bootstrap_ci(per_problem.tolist(), n_boot=2000, seed=0)
+    lo, hi = mean_ci(per_problem.tolist(), n_boot=2000, seed=0)
     gains = [float(d.mean()) for d in deltas]
     return {"name": name, "seeds": len(runs), "n_problems": int(len(per_problem)),
             "sampled_start": float(np.mean(starts)), "sampled_end": float(np.mean(ends)),

@@ -42,17 +42,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _module_has(module_name: str, attr: str) -> bool:
-    """True when a command's module exists and defines ``attr`` (commands land one by one)."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and module_name.startswith(err.name):
-            return False
-        raise
-    return hasattr(module, attr)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="octo",
@@ -63,8 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, (module_name, help_text) in COMMANDS.items():
         attr = name.replace(" ", "_").replace("-", "_")
-        if not _module_has(module_name, f"run_{attr}"):
-            continue
         module = importlib.import_module(module_name)
         if " " in name:
             group_name, leaf = name.split(" ", 1)

@@ -22,9 +22,15 @@ from typing import Literal
 
 from octo.analysis.config import AnalysisConfig
 from octo.errors import ConfigError, OctoError
-from octo.rollout.config import RolloutConfig
-from octo.schema import apply_overrides, from_dict, opt, to_dict
-from octo.verifiers.config import RewardConfig, VerifierConfig
+from octo.rl_config import (  # noqa: F401 - the recipe's RL sections, importable from octo.config
+    FindingsConfig,
+    LengthScheduleConfig,
+    ProbeConfig,
+    StairVsFixedConfig,
+    ValidationConfig,
+)
+from octo.schema import apply_overrides, from_dict, opt, read_recipe_file, to_dict
+from octo.verifiers.config import VerifierConfig
 
 STAGE_INITS = ("random", "model")
 STREAM_CHECK_ROWS = 1000       # rows of a streamed source checked and fingerprinted before training
@@ -291,162 +297,6 @@ class CPTConfig:
 
 
 @dataclass(kw_only=True)
-class LengthScheduleConfig:
-    """Maximum response length per probe step (octo.probe.length); steps are optimizer steps."""
-
-    kind: Literal["constant", "stair", "linear", "adaptive"] = opt(
-        "stair", help="constant: max_len; stair: value of the last stair step <= current step; linear: "
-                      "max_len to end_len over ramp_steps; adaptive: start at max_len, multiply by factor "
-                      "when clip_ratio > clip_threshold for patience consecutive steps, up to end_len")
-    max_len: int = opt(64, ge=1, help="constant limit; the start of linear/adaptive; the stair's value "
-                                      "before its first step")
-    stairs: dict[int, int] = opt(default_factory=dict,
-                                 help="stair: optimizer step -> max_len from that step on (OctoThinker: "
-                                      "{0: 2048, 200: 4096, 320: 8192})")
-    end_len: int = opt(0, ge=0, help="linear: final length; adaptive: cap (0: max_len, i.e. no growth)")
-    ramp_steps: int = opt(0, ge=0, help="linear: steps of the ramp from max_len to end_len")
-    clip_threshold: float = opt(0.2, ge=0, le=1, help="adaptive: clip ratio that counts as saturated")
-    patience: int = opt(3, ge=1, help="adaptive: consecutive saturated steps before raising the limit")
-    factor: float = opt(2.0, gt=1, help="adaptive: multiplier applied when raising the limit")
-
-    def validate(self) -> None:
-        for step, value in self.stairs.items():
-            if step < 0 or value < 1:
-                raise ConfigError(f"stairs.{step}", "steps must be >= 0 and lengths >= 1")
-        if self.kind == "stair" and not self.stairs:
-            raise ConfigError("stairs", "a stair schedule needs at least one step, e.g. {0: 64, 20: 96}")
-        if self.kind == "linear" and (self.end_len < 1 or self.ramp_steps < 1):
-            raise ConfigError("end_len", "a linear schedule needs end_len >= 1 and ramp_steps >= 1")
-
-
-@dataclass(kw_only=True)
-class ProbeConfig:
-    """A short GRPO run from a checkpoint (TRL GRPOTrainer + an octo rollout backend)."""
-
-    checkpoints: list[str] = opt(default_factory=list,
-                                 help="stages whose final checkpoint is probed (e.g. pretrain, decay-long)")
-    steps: int = opt(30, ge=1, help="GRPO optimizer steps")
-    prompts_per_step: int = opt(16, ge=1, help="distinct prompts per step")
-    num_generations: int = opt(8, ge=2, help="completions per prompt (the GRPO group size G)")
-    lr: float = opt(2.0e-5, gt=0, help="policy learning rate (constant)")
-    beta: float = opt(0.0, ge=0, help="KL coefficient (OctoThinker: 0)")
-    temperature: float = opt(1.0, gt=0, help="sampling temperature of rollouts")
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = opt("dapo", help="TRL GRPO loss type")
-    mask_truncated_completions: bool = opt(False, help="exclude completions cut at max_len from the loss")
-    max_len: LengthScheduleConfig = opt(default_factory=LengthScheduleConfig,
-                                        help="max response length schedule")
-    eval_every: int = opt(10, ge=1, help="held-out evaluation every N steps (and at step 0 and the end)")
-    eval_problems: int = opt(200, ge=1, help="held-out problems per evaluation")
-    eval_samples: int = opt(4, ge=1, help="samples per problem for sampled accuracy and pass@k")
-    save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
-    seeds: list[int] = opt(default_factory=lambda: [0], help="probe seeds (one probe per seed)")
-    log_samples: int = opt(16, ge=0, help="completions per step written to samples.jsonl")
-    control: Literal["none", "random", "format"] = opt(
-        "none", help="also run a negative-control probe per checkpoint: random +-1 reward or format-only")
-    prompt_template: str = opt("User:{question}\nAssistant:<think>\n",
-                               help="prompt text; {question} is replaced by the problem")
-    rollout: RolloutConfig = opt(default_factory=RolloutConfig, help="generation backend")
-    reward: RewardConfig = opt(default_factory=RewardConfig, help="reward components and weights")
-
-    def validate(self) -> None:
-        if "{question}" not in self.prompt_template:
-            raise ConfigError("prompt_template", "must contain {question}")
-
-
-@dataclass(kw_only=True)
-class FindingsConfig:
-    """Stages compared by the OctoThinker findings that ``octo validate`` checks (seed 004); '' skips one.
-
-    Every stage named here must be one of the validated checkpoints (``validation.checkpoints``): a
-    finding is read off the full RL runs from those checkpoints.
-    """
-
-    long: str = opt("", help="long-CoT-heavy branch (Long): its response length should grow and it should be "
-                             "less stable than 'short' (Fig. 6, 8)")
-    short: str = opt("", help="short-CoT branch (Short): its lengths should stay short and stable")
-    with_if: str = opt("", help="a branch with instruction-following data ...")
-    without_if: str = opt("", help="... and the same branch without it: IF data should reduce instability "
-                                   "(Fig. 7, 8)")
-    fewer_stable_tokens: str = opt("", help="a stable-stage checkpoint ...")
-    more_stable_tokens: str = opt("", help="... and one trained on more stable-stage tokens: more tokens "
-                                           "should give higher held-out accuracy after RL (Fig. 11)")
-
-    def stages(self) -> list[tuple[str, str]]:
-        return [(k, getattr(self, k)) for k in ("long", "short", "with_if", "without_if", "fewer_stable_tokens",
-                                                 "more_stable_tokens") if getattr(self, k)]
-
-    def validate(self) -> None:
-        for a, b in (("long", "short"), ("with_if", "without_if"), ("fewer_stable_tokens", "more_stable_tokens")):
-            if bool(getattr(self, a)) != bool(getattr(self, b)):
-                raise ConfigError(a if not getattr(self, a) else b,
-                                  f"{a} and {b} are compared with each other: name both stages or neither")
-
-
-@dataclass(kw_only=True)
-class StairVsFixedConfig:
-    """Full RL runs from one checkpoint with a fixed long length limit, against the stair schedule (Fig. 10)."""
-
-    checkpoint: str = opt("", help="stage whose checkpoint gets the extra fixed-limit runs (one per seed); "
-                                   "'' skips the comparison")
-    fixed_len: int = opt(0, ge=0, help="the fixed max response length (0: the largest limit of the full runs' "
-                                       "schedule, as OctoThinker's fixed 8K against its 2K -> 4K -> 8K stair)")
-    early_steps: int = opt(0, ge=0, help="'early in training': held-out evaluations at steps 1..early_steps are "
-                                         "compared (0: the first half of the full run)")
-    steps: int = opt(0, ge=0, help="GRPO steps of a fixed-limit run (0: validation.full_steps); the comparison is "
-                                   "early in training, so early_steps is enough and saves the rest of the run")
-
-
-@dataclass(kw_only=True)
-class ValidationConfig:
-    """``octo validate``: does the probe readiness ranking predict the ranking after full RL? (docs/validation.md)
-
-    A *full RL run* is the recipe's probe run for ``full_steps`` steps (same prompts, reward, group
-    size, learning rate, held-out set), evaluated every ``full_eval_every`` steps.
-    """
-
-    checkpoints: list[str] = opt(default_factory=list,
-                                 help="stages whose final checkpoints are probed and fully trained with RL and "
-                                      "ranked (at least 3; empty: probe.checkpoints)")
-    seeds: list[int] = opt(default_factory=list, help="seeds of every probe and full run (empty: probe.seeds)")
-    full_seeds: list[int] = opt(default_factory=list,
-                                help="seeds of the full RL and fixed-limit runs, each plus full_seed_offset (empty: "
-                                     "seeds); fewer than the probes' when full runs are what the compute allows")
-    full_steps: int = opt(400, ge=2, help="GRPO steps of a full RL run")
-    full_eval_every: int = opt(50, ge=1, help="held-out evaluation every N steps of a full run (and at 0 and the end)")
-    full_save_every: int = opt(50, ge=1, help="full-run checkpoint every N steps (resume point)")
-    full_seed_offset: int = opt(
-        1000, ge=0, help="a full run's seed is its probe's seed plus this, so that a probe is not the first steps of "
-                         "its own full run (shared rollouts would flatter the agreement); 0 shares them")
-    full_max_len: LengthScheduleConfig | None = opt(
-        None, help="max response length schedule of the full runs (null: the probe's probe.max_len)")
-    max_probe_ratio: float = opt(0.1, gt=0, le=1,
-                                 help="compute budget of a probe: probe.steps <= max_probe_ratio x full_steps; "
-                                      "the report measures the ratio in rollout tokens (probe.json)")
-    ppl_metrics: list[str] = opt(default_factory=lambda: ["ppl/general"],
-                                 help="gate perplexities (cpt/<stage>/gates.jsonl keys) tried as baseline "
-                                      "predictors: lower perplexity predicts the better checkpoint")
-    target_tau: float = opt(0.8, ge=-1, le=1, help="Kendall tau the readiness ranking should reach")
-    findings: FindingsConfig = opt(default_factory=FindingsConfig, help="OctoThinker findings checked")
-    stair_vs_fixed: StairVsFixedConfig = opt(default_factory=StairVsFixedConfig,
-                                             help="stair schedule vs a fixed long limit, early in training")
-    reduced: list[str] = opt(default_factory=list,
-                             help="--set overrides that `octo validate --reduced` applies first: the pipeline "
-                                  "check (tiny sizes, few steps, one seed) that runs in CI in minutes")
-
-    def validate(self) -> None:
-        if len(set(self.checkpoints)) != len(self.checkpoints):
-            raise ConfigError("checkpoints", "names a stage twice")
-        if len(set(self.full_seeds)) != len(self.full_seeds):
-            raise ConfigError("full_seeds", "names a seed twice")
-        sv = self.stair_vs_fixed
-        if sv.steps > self.full_steps:
-            raise ConfigError("stair_vs_fixed.steps", f"must be <= full_steps={self.full_steps} (got {sv.steps})")
-        if sv.early_steps > (sv.steps or self.full_steps):
-            raise ConfigError("stair_vs_fixed.early_steps", f"must be <= the fixed-limit run's "
-                                                            f"{sv.steps or self.full_steps} steps (got {sv.early_steps})")
-
-
-@dataclass(kw_only=True)
 class Recipe:
     name: str = opt(help="run name; the run directory defaults to runs/<name>")
     seed: int = opt(0, help="global seed (model init, data order, probes)")
@@ -561,24 +411,11 @@ def stage_order(recipe: Recipe) -> list[str]:
 
 
 def load_recipe_dict(path: str | os.PathLike) -> dict:
-    import yaml
-
     path = Path(path)
     if not path.exists():
         raise OctoError(f"recipe file {path} does not exist; pass a YAML recipe such as "
                         "recipes/toy/quickstart.yaml")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise OctoError(f"recipe {path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    except UnicodeDecodeError:
-        raise OctoError(f"recipe {path} is not UTF-8 text") from None
-    if not isinstance(raw, dict):
-        raise OctoError(f"recipe {path} must be a YAML mapping of keys to values")
-    return raw
+    return read_recipe_file(path, name=f"recipe {path}")
 
 
 def parse_recipe(raw: dict, overrides: list[str] | None = None) -> Recipe:

@@ -123,6 +123,3 @@ def load_model(path: str | Path, *, attn_implementation: str = "sdpa"):
     except OSError as err:
         raise OctoError(f"cannot load the model at {path}: {err}") from None
 
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -19,7 +19,7 @@ import time
 from octo import progress
 from octo.config import Recipe, add_recipe_arguments, dump_recipe, recipe_from_args, stage_order
 from octo.context import RunContext
-from octo.runio import PROBES_DIR
+from octo.runio import PROBES_DIR, checkpoint_id
 
 
 def probe_specs(ctx: RunContext, *, stages: list[str] | None = None, seeds: list[int] | None = None) -> list:
@@ -34,7 +34,7 @@ def probe_specs(ctx: RunContext, *, stages: list[str] | None = None, seeds: list
     for stage in recipe.probe.checkpoints if stages is None else stages:
         done = read_done(ctx, stage)
         base = dict(checkpoint=ctx.run_dir / done["final_checkpoint"],
-                    checkpoint_id=f"{stage}.step-{done['step']}", stage=stage, cpt_step=done["step"],
+                    checkpoint_id=checkpoint_id(stage, done["step"]), stage=stage, cpt_step=done["step"],
                     cpt_tokens=done["tokens"])
         for i, seed in enumerate(seeds):
             specs.append(ProbeSpec(seed=seed, control=None, seed_suffix=i > 0, **base))

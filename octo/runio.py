@@ -42,6 +42,36 @@ PROBES_DIR = "probes"
 REPORT_DIR = "report"
 CHECKPOINTS_DIR = "checkpoints"
 
+# Checkpoint ids (docs/run-directory.md): a stage's checkpoint cpt/<stage>/checkpoints/step-<N> is <stage>.step-<N>;
+# a probe of it is <stage>.step-<N>[.seed-<s>][.control-<kind>]. The one reader and writer of both.
+STEP_DIR_RE = re.compile(r"^step-(\d+)$")
+PROBE_ID_RE = re.compile(r"^(?P<ckpt>(?P<stage>.+)\.step-(?P<step>\d+))(?:\.seed-(?P<seed>-?\d+))?"
+                         r"(?:\.control-(?P<control>[A-Za-z0-9_-]+))?$")
+
+
+def checkpoint_id(stage: str, step: int) -> str:
+    return f"{stage}.step-{step}"
+
+
+def checkpoint_location(path: str | os.PathLike) -> tuple[Path | None, str, int] | None:
+    """(run directory, stage, step) of a checkpoint path <stage>/checkpoints/step-<N>, the run directory being the
+    one above cpt/ (None when the stage directory is not in a cpt/ folder); None for any other path."""
+    path = Path(path).resolve()
+    m = STEP_DIR_RE.match(path.name)
+    if not (m and path.parent.name == CHECKPOINTS_DIR):
+        return None
+    stage_dir = path.parent.parent
+    return (stage_dir.parent.parent if stage_dir.parent.name == CPT_DIR else None), stage_dir.name, int(m.group(1))
+
+
+def parse_probe_id(probe_id: str) -> dict:
+    """checkpoint_id, stage, seed and control encoded in a probe id (None where absent)."""
+    m = PROBE_ID_RE.match(probe_id)
+    if not m:
+        return {"checkpoint_id": probe_id, "stage": None, "seed": None, "control": None}
+    return {"checkpoint_id": m["ckpt"], "stage": m["stage"], "seed": int(m["seed"]) if m["seed"] else None,
+            "control": m["control"]}
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

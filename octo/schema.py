@@ -29,7 +29,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
-from octo.errors import ConfigError
+from octo.errors import ConfigError, OctoError
 
 _MISSING = dataclasses.MISSING
 
@@ -201,6 +201,31 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     return obj
+
+
+def read_recipe_file(path, *, name: str | None = None, advice: str = "") -> dict:
+    """The mapping of a recipe YAML file (a recipe, or a run's recipe.resolved.yaml): the one reader of recipe files.
+
+    Anything else raises OctoError naming the file (``name``, default its path), what is wrong with it, and
+    ``advice`` when given."""
+    import yaml
+
+    name = name or str(path)
+    tail = f"; {advice}" if advice else ""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise OctoError(f"{name} is not valid YAML{where}: {getattr(err, 'problem', err)}{tail}") from None
+    except UnicodeDecodeError:
+        raise OctoError(f"{name} is not UTF-8 text{tail}") from None
+    except OSError as err:
+        raise OctoError(f"cannot read {name} ({err.strerror or err}){tail}") from None
+    if not isinstance(raw, dict):
+        raise OctoError(f"{name} must be a YAML mapping of keys to values{tail}")
+    return raw
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

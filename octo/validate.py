@@ -174,20 +174,13 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -
 
 def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: bool, doc: str | None = None,
                    allow_mismatch: tuple[str, ...] = (), n_jobs: int = 1) -> dict:
-    from octo.analysis.validation import (
-        FIXED_DIR,
-        FULL_DIR,
-        PLAN_FILE,
-        VALIDATION_DIR,
-        write_validation,
-    )
+    from octo.analysis.validation import PLAN_FILE, VALIDATION_DIR, write_validation
     from octo.context import RunContext
     from octo.cpt.trainer import run_stage, set_threads
-    from octo.pipeline import probe_specs
-    from octo.probe.length import LengthSchedule
+    from octo.probe.grpo import probe_meta
+    from octo.reuse import check_probe_dir
 
     t0 = time.monotonic()
-    v = recipe.validation
     ctx = RunContext(recipe)
     ctx.allow_mismatch = set(allow_mismatch)
     progress.info(f"validate {recipe.name} in {ctx.run_dir}" + (" (reduced)" if reduced else ""))
@@ -195,70 +188,92 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     set_threads(recipe.cpt.threads)   # for the probes too, also when every stage is already done
     for stage in stage_order(recipe):
         run_stage(ctx, stage)
-    stages, seeds = recipe.validation_checkpoints, recipe.validation_seeds
-    specs = probe_specs(ctx, stages=stages, seeds=seeds)
-    full_seeds = recipe.validation_full_seeds
-    full = full_run_recipe(recipe)
-    full_sched = full.probe.max_len
-    sv = v.stair_vs_fixed
-    fixed_len = sv.fixed_len or LengthSchedule(full_sched).maximum
-    fixed_steps = sv.steps or v.full_steps
-    fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len), steps=fixed_steps)
-    plan_rows = {s: {"stage": s, "probes": [], "full": [], "fixed": []} for s in stages}
-    probes, long_runs = [], []
-    for spec in specs:
-        row = plan_rows[spec.stage]
-        row["checkpoint_id"] = spec.checkpoint_id
-        probes.append(Job(recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe"))
-        row["probes"].append(probes[-1].rel)
-    for spec in probe_specs(ctx, stages=stages, seeds=full_seeds):
-        if spec.control:
-            continue
-        row = plan_rows[spec.stage]
-        # independent of the probe's randomness; the stair and fixed-limit runs share theirs (a paired comparison)
-        fspec = dataclasses.replace(spec, seed=spec.seed + v.full_seed_offset)
-        long_runs.append(Job(full, fspec, f"{FULL_DIR}/{fspec.probe_id}", "full RL run"))
-        row["full"].append(long_runs[-1].rel)
-        if spec.stage == sv.checkpoint:
-            long_runs.append(Job(fixed, fspec, f"{FIXED_DIR}/{fspec.probe_id}", f"fixed-{fixed_len} run"))
-            row["fixed"].append(long_runs[-1].rel)
+    jobs = _jobs(ctx, recipe)
+    for job in jobs.probes + jobs.long_runs:   # a run started with other settings is refused before anything trains
+        check_probe_dir(ctx.run_dir / job.rel, probe_meta(job.recipe.probe, job.spec))
     # probes first: they are cheap and give the readiness ranking early; then the long runs, longest first
     # (their probes' rollout tokens per step x steps), so that with --jobs no worker is left with a long run at
     # the end while the others idle
-    from octo.probe.grpo import check_run_settings, probe_meta
-
-    for job in probes + long_runs:   # a run started with other settings is refused before anything trains
-        check_run_settings(ctx.run_dir / job.rel, probe_meta(job.recipe.probe, job.spec))
-    ran_probes = run_jobs(ctx, probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
-    ran = ran_probes + run_jobs(ctx, longest_first(ctx.run_dir, plan_rows, long_runs), jobs_at_once=n_jobs,
-                    threads=recipe.cpt.threads)
+    ran_probes = run_jobs(ctx, jobs.probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
+    ran = ran_probes + run_jobs(ctx, longest_first(ctx.run_dir, jobs.rows, jobs.long_runs), jobs_at_once=n_jobs,
+                                threads=recipe.cpt.threads)
     plan_path = ctx.run_dir / VALIDATION_DIR / PLAN_FILE
     earlier = read_json(plan_path).get("invocations", []) if plan_path.exists() else []
-    plan = {
-        "version": 1, "reduced": reduced, "command": command, "full_command": full_command, "seeds": seeds,
-        "full_seeds": [s + v.full_seed_offset for s in full_seeds], "jobs": n_jobs,
-        "checkpoints": [plan_rows[s] for s in stages],
-        "descriptions": {s: _describe(recipe, s) for s in stages},
-        "probe": {"steps": recipe.probe.steps, "eval_every": recipe.probe.eval_every,
-                  "max_len": _schedule_text(recipe.probe.max_len)},
-        "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "max_len": _schedule_text(full_sched)},
-        "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
-        "findings": dataclasses.asdict(v.findings),
-        "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": fixed_len, "stair": _schedule_text(full_sched),
-                           "early_steps": sv.early_steps or fixed_steps // 2, "steps": fixed_steps}
-                          if sv.checkpoint else None,
-        # every invocation on this run directory: its wall time (to the analysis), the runs it executed, and of them
-        # the probes with their length (a directory's probes may be rerun shorter: octo.context.PER_RUN_KEYS)
-        "invocations": earlier + [{"wall_s": round(time.monotonic() - t0, 1), "runs": ran,
-                                   "of": len(probes) + len(long_runs), "probes": ran_probes,
-                                   "probe_steps": recipe.probe.steps}],
-    }
-    write_json_atomic(plan_path, plan)
+    # every invocation on this run directory: its wall time (to the analysis), the runs it executed, and of them
+    # the probes with their length (a directory's probes may be rerun shorter: octo.reuse.PER_RUN_KEYS)
+    invocation = {"wall_s": round(time.monotonic() - t0, 1), "runs": ran,
+                  "of": len(jobs.probes) + len(jobs.long_runs), "probes": ran_probes, "probe_steps": recipe.probe.steps}
+    write_json_atomic(plan_path, _plan(recipe, jobs, command=command, full_command=full_command, reduced=reduced,
+                                       n_jobs=n_jobs, invocations=earlier + [invocation]))
     progress.info("analysing: Kendall tau, findings, the validation page")
     result = write_validation(ctx.run_dir, doc=doc)
     progress.info(f"done in {time.monotonic() - t0:.0f}s; page: {ctx.run_dir / VALIDATION_DIR / 'validation.md'}"
                   + (f" and {doc}" if doc else ""))
     return result
+
+
+@dataclasses.dataclass
+class _Jobs:
+    """The GRPO runs of a validation: probes, then full RL and fixed-limit runs, and per stage the directories."""
+
+    probes: list[Job]
+    long_runs: list[Job]
+    rows: dict[str, dict]
+    full_sched: LengthScheduleConfig
+    fixed_len: int
+    fixed_steps: int
+
+
+def _jobs(ctx, recipe: Recipe) -> _Jobs:
+    from octo.analysis.validation import FIXED_DIR, FULL_DIR
+    from octo.pipeline import probe_specs
+    from octo.probe.length import LengthSchedule
+
+    v, sv = recipe.validation, recipe.validation.stair_vs_fixed
+    stages = recipe.validation_checkpoints
+    full = full_run_recipe(recipe)
+    fixed_len = sv.fixed_len or LengthSchedule(full.probe.max_len).maximum
+    fixed_steps = sv.steps or v.full_steps
+    fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len), steps=fixed_steps)
+    rows = {s: {"stage": s, "probes": [], "full": [], "fixed": []} for s in stages}
+    jobs = _Jobs([], [], rows, full.probe.max_len, fixed_len, fixed_steps)
+    for spec in probe_specs(ctx, stages=stages, seeds=recipe.validation_seeds):
+        rows[spec.stage]["checkpoint_id"] = spec.checkpoint_id
+        jobs.probes.append(Job(recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe"))
+        rows[spec.stage]["probes"].append(jobs.probes[-1].rel)
+    for spec in probe_specs(ctx, stages=stages, seeds=recipe.validation_full_seeds):
+        if spec.control:
+            continue
+        # independent of the probe's randomness; the stair and fixed-limit runs share theirs (a paired comparison)
+        fspec = dataclasses.replace(spec, seed=spec.seed + v.full_seed_offset)
+        jobs.long_runs.append(Job(full, fspec, f"{FULL_DIR}/{fspec.probe_id}", "full RL run"))
+        rows[spec.stage]["full"].append(jobs.long_runs[-1].rel)
+        if spec.stage == sv.checkpoint:
+            jobs.long_runs.append(Job(fixed, fspec, f"{FIXED_DIR}/{fspec.probe_id}", f"fixed-{fixed_len} run"))
+            rows[spec.stage]["fixed"].append(jobs.long_runs[-1].rel)
+    return jobs
+
+
+def _plan(recipe: Recipe, jobs: _Jobs, *, command: str, full_command: str, reduced: bool, n_jobs: int,
+          invocations: list[dict]) -> dict:
+    """RUN/validation/plan.json: what octo.analysis.validation reads (the directories and the settings)."""
+    v, sv = recipe.validation, recipe.validation.stair_vs_fixed
+    stages = recipe.validation_checkpoints
+    return {
+        "version": 1, "reduced": reduced, "command": command, "full_command": full_command,
+        "seeds": recipe.validation_seeds, "full_seeds": [s + v.full_seed_offset for s in recipe.validation_full_seeds],
+        "jobs": n_jobs, "checkpoints": [jobs.rows[s] for s in stages],
+        "descriptions": {s: _describe(recipe, s) for s in stages},
+        "probe": {"steps": recipe.probe.steps, "eval_every": recipe.probe.eval_every,
+                  "max_len": _schedule_text(recipe.probe.max_len)},
+        "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "max_len": _schedule_text(jobs.full_sched)},
+        "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
+        "findings": dataclasses.asdict(v.findings),
+        "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": jobs.fixed_len,
+                           "stair": _schedule_text(jobs.full_sched), "early_steps": sv.early_steps or jobs.fixed_steps // 2,
+                           "steps": jobs.fixed_steps} if sv.checkpoint else None,
+        "invocations": invocations,
+    }
 
 
 def add_validate_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,15 +21,14 @@ import os
 import pickle
 import re
 import shutil
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from octo.errors import OctoError
-from octo.runio import read_json, write_error, write_json_atomic
+from octo.manifest import package_versions
+from octo.runio import STEP_DIR_RE, read_json, write_error, write_json_atomic
 from octo.runlock import pid_alive
 
-STEP_RE = re.compile(r"^step-(\d+)$")
 MANIFEST = "manifest.json"
 STATE = "trainer_state.pt"
 TMP_PREFIX = ".tmp-"     # a checkpoint being written: .tmp-step-<N>-<pid>
@@ -43,18 +42,6 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("octo-midtrain", "torch", "transformers", "trl", "accelerate", "tokenizers", "math-verify"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | None, manifest: dict) -> Path:
@@ -180,7 +167,7 @@ def list_checkpoints(checkpoints_dir: Path) -> list[tuple[int, Path]]:
         return []
     out = []
     for d in checkpoints_dir.iterdir():
-        m = STEP_RE.match(d.name)
+        m = STEP_DIR_RE.match(d.name)
         if m and d.is_dir():
             out.append((int(m.group(1)), d))
     return sorted(out)

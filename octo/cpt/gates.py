@@ -30,48 +30,21 @@ from octo.context import RunContext
 
 
 def document_nll(model, docs: list[list[int]], *, seq_len: int, pad_id: int) -> tuple[float, int]:
-    """Summed next-token NLL and target count of ``docs``, packed into isolated rows."""
+    """Summed next-token NLL and target count of ``docs``, packed whole into isolated rows."""
     import torch
     import torch.nn.functional as F
 
-    from octo.data.packing import packed_logits
+    from octo.data.packing import IGNORE, pack_whole_documents, packed_logits
 
-    rows: list[list[tuple[list[int], int]]] = []
-    cur: list = []
-    used = 0
-    for d in docs:
-        d = d[:seq_len]
-        if used + len(d) > seq_len and cur:
-            rows.append(cur)
-            cur, used = [], 0
-        cur.append(d)
-        used += len(d)
-    if cur:
-        rows.append(cur)
     total, count = 0.0, 0
-    batch = 16
     with torch.no_grad():
-        for i in range(0, len(rows), batch):
-            chunk = rows[i:i + batch]
-            width = max(sum(len(d) for d in r) for r in chunk)
-            ids, pos, lab = [], [], []
-            for r in chunk:
-                a, b, c = [], [], []
-                for d in r:
-                    a += d
-                    b += list(range(len(d)))
-                    c += [-100] + d[1:]
-                pad = width - len(a)
-                ids.append(a + [pad_id] * pad)
-                pos.append(b + list(range(pad)))
-                lab.append(c + [-100] * pad)
-            ids_t = torch.tensor(ids)
-            logits = packed_logits(model, ids_t, torch.tensor(pos))
-            lab_t = torch.tensor(lab)[:, 1:]
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), lab_t.reshape(-1),
-                                   ignore_index=-100, reduction="sum")
+        for batch in pack_whole_documents(docs, seq_len=seq_len, pad_id=pad_id):
+            logits = packed_logits(model, batch["input_ids"], batch["position_ids"])
+            labels = batch["labels"][:, 1:]
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
+                                   ignore_index=IGNORE, reduction="sum")
             total += loss.item()
-            count += int((lab_t != -100).sum())
+            count += int((labels != IGNORE).sum())
     return total, count
 
 
@@ -93,7 +66,7 @@ def evaluate_gates(ctx: RunContext, model) -> dict:
     row["ppl/general"] = math.exp(min(sum(losses) / len(losses), 50.0)) if losses else None
     if gcfg.problems > 0:
         from octo.analysis.stats import mean_ci
-        from octo.evaluate import evaluate_problems, select_problems
+        from octo.accuracy import evaluate_problems, select_problems
         from octo.rollout import make_backend
         from octo.rollout.config import RolloutConfig
         from octo.verifiers import shared_pool

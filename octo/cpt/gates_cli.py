@@ -45,15 +45,15 @@ def _locate(target: Path) -> tuple[Path, str | None, Path | None]:
     """(run dir, stage or None, checkpoint or None) of a command-line target."""
     from octo.runio import RECIPE_FILE
 
+    from octo.runio import checkpoint_location
+
     if not target.exists():
         raise OctoError(f"{target} does not exist; pass a run directory (runs/<name>) or a checkpoint in it")
     if (target / RECIPE_FILE).exists():
         return target, None, None
-    parts = target.resolve().parts
-    if len(parts) >= 5 and parts[-2] == "checkpoints" and parts[-4] == "cpt":
-        run = target.resolve().parents[3]
-        if (run / RECIPE_FILE).exists():
-            return run, parts[-3], target
+    where = checkpoint_location(target)
+    if where is not None and where[0] is not None and (where[0] / RECIPE_FILE).exists():
+        return where[0], where[1], target
     raise OctoError(f"{target} is neither an octo run directory (no {RECIPE_FILE}) nor a checkpoint "
                     "inside one (<run>/cpt/<stage>/checkpoints/step-N)")
 
@@ -77,14 +77,15 @@ def _context(run_dir: Path, overrides: list[str]):
 
 def _targets(ctx, stages: list[str], checkpoint: Path | None) -> list[tuple[str, int, Path]]:
     from octo.cpt.checkpoint import list_checkpoints, verify_checkpoint
+    from octo.runio import checkpoint_location
 
     if checkpoint is not None:
-        stage = checkpoint.resolve().parts[-3]
+        _, stage, step = checkpoint_location(checkpoint)   # _locate recognised it
         problem = verify_checkpoint(checkpoint)
-        if problem or not checkpoint.name.startswith("step-"):
-            raise OctoError(f"{checkpoint} is not a complete checkpoint ({problem or 'not named step-N'}); "
-                            "pass another one or the run directory")
-        return [(stage, int(checkpoint.name[5:]), checkpoint)]
+        if problem:
+            raise OctoError(f"{checkpoint} is not a complete checkpoint ({problem}); pass another one or the run "
+                            "directory")
+        return [(stage, step, checkpoint)]
     for name in stages:
         if name not in ctx.recipe.cpt.stages:
             raise OctoError(f"--stage {name}: no such stage; the recipe's stages are "
@@ -103,13 +104,13 @@ def evaluate_checkpoint(ctx, stage: str, step: int, path: Path) -> dict:
     """The gates row of one saved checkpoint (not yet written)."""
     from octo.cpt.gates import evaluate_gates
     from octo.model import load_model
-    from octo.runio import read_json
+    from octo.runio import checkpoint_id, read_json
 
     manifest = read_json(path / "manifest.json")
     model = load_model(path, attn_implementation=ctx.recipe.model.attn_implementation)
     row = evaluate_gates(ctx, model)
     return {"step": step, "tokens": manifest.get("tokens"), "checkpoint": str(path.relative_to(ctx.run_dir)),
-            "checkpoint_id": f"{stage}.step-{step}", **row}
+            "checkpoint_id": checkpoint_id(stage, step), **row}
 
 
 def write_gate_row(path: Path, row: dict) -> None:

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 from octo import progress
-from octo.runio import CPT_DIR, GATES_FILE, JsonlWriter, read_jsonl, truncate_jsonl
+from octo.runio import CPT_DIR, GATES_FILE, checkpoint_id, JsonlWriter, read_jsonl, truncate_jsonl
 
 
 def gate_checkpoint(ctx, stage: str, model, *, step: int, checkpoint: Path | None) -> None:
@@ -28,7 +28,7 @@ def gate_checkpoint(ctx, stage: str, model, *, step: int, checkpoint: Path | Non
     with torch.random.fork_rng(devices=[]):
         row = evaluate_gates(ctx, model)
     random.setstate(py_state)
-    ckpt_id = f"{stage}.step-{step}"
+    ckpt_id = checkpoint_id(stage, step)
     row = {"step": step, "tokens": step * ctx.recipe.cpt.batch_tokens,
            "checkpoint": str(checkpoint.relative_to(ctx.run_dir)) if checkpoint else None,
            "checkpoint_id": ckpt_id, **row}

@@ -96,12 +96,13 @@ def _prepared(ctx) -> bool:
 def preview_context(recipe):
     """(RunContext, description): the prepared run directory read-only, or a scratch copy (module docstring)."""
     from octo.context import RunContext
+    from octo.reuse import check_run_dir
 
     ctx = RunContext(recipe)
     reason = "it is not prepared yet"
     if _prepared(ctx):
         try:
-            ctx._check_or_write_recipe(write=False)  # compares only: no write, no lock
+            check_run_dir(recipe, write=False)  # compares only: no write, no lock
         except OctoError:
             reason = "it was made by a different recipe"
         else:

@@ -9,6 +9,9 @@ it from the previous document's EOS would teach a cross-document dependency.
 
 Optionally the prompt tokens of IF/QA documents are masked out of the loss
 (``mask_prompt``); mid-training trains on all tokens by default (seed 000).
+
+Evaluation (perplexity gates) packs differently, with the same conventions: whole documents, never cut
+across rows, padded (:func:`pack_whole_documents`).
 """
 
 from __future__ import annotations
@@ -93,6 +96,40 @@ class Packer:
         self._ids, self._pos, self._lab = list(state["ids"]), list(state["pos"]), list(state["lab"])
         if self.track_sources:  # -1: tokens buffered by a packer that did not track sources
             self._src = [int(x) for x in state.get("src", [-1] * len(self._ids))]
+
+
+def pack_whole_documents(docs: list[list[int]], *, seq_len: int, pad_id: int, batch_size: int = 16):
+    """Evaluation packing: every document whole (cut at ``seq_len``) in a row of at most ``seq_len`` tokens,
+    rows filled in order and padded to the longest row of their batch, with :class:`Packer`'s conventions
+    (positions restart per document, a document's first token is not scored). Yields batches of tensors
+    ``input_ids``, ``position_ids``, ``labels``."""
+    import torch
+
+    rows: list[list[list[int]]] = [[]]
+    used = 0
+    for d in docs:
+        d = d[:seq_len]
+        if used + len(d) > seq_len and rows[-1]:
+            rows.append([])
+            used = 0
+        rows[-1].append(d)
+        used += len(d)
+    rows = [r for r in rows if r]
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i:i + batch_size]
+        width = max(sum(len(d) for d in r) for r in chunk)
+        ids, pos, lab = [], [], []
+        for r in chunk:
+            a, b, c = [], [], []
+            for d in r:
+                a += d
+                b += list(range(len(d)))
+                c += [IGNORE] + d[1:]
+            pad = width - len(a)
+            ids.append(a + [pad_id] * pad)
+            pos.append(b + list(range(pad)))
+            lab.append(c + [IGNORE] * pad)
+        yield {"input_ids": torch.tensor(ids), "position_ids": torch.tensor(pos), "labels": torch.tensor(lab)}
 
 
 def packed_logits(model, input_ids, position_ids):

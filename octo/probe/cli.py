@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 from octo.config import add_recipe_arguments, dump_recipe, recipe_from_args
 from octo.errors import OctoError
-
-STEP_DIR = re.compile(r"^step-(\d+)$")
+from octo.runio import checkpoint_id, checkpoint_location
 
 
 def checkpoint_identity(path: Path) -> tuple[str, str | None, int | None]:
-    """(checkpoint id, stage, step) of a checkpoint path; cpt/<stage>/checkpoints/step-<N> is recognised."""
-    m = STEP_DIR.match(path.name)
-    if m and path.parent.name == "checkpoints":
-        stage = path.parent.parent.name
-        return f"{stage}.step-{m.group(1)}", stage, int(m.group(1))
-    return path.name, None, None
+    """(checkpoint id, stage, step) of a checkpoint path: <stage>.step-<N> for cpt/<stage>/checkpoints/step-<N>,
+    else the directory's name."""
+    where = checkpoint_location(path)
+    if where is None:
+        return Path(path).name, None, None
+    _, stage, step = where
+    return checkpoint_id(stage, step), stage, step
 
 
 def add_probe_arguments(parser: argparse.ArgumentParser) -> None:

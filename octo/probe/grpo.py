@@ -28,10 +28,11 @@ from pathlib import Path
 from octo import progress
 from octo.config import ProbeConfig, Recipe
 from octo.errors import OctoError
-from octo.probe.checkpoints import has_complete_checkpoint, latest_probe_checkpoint
+from octo.probe.checkpoints import latest_probe_checkpoint
 from octo.probe.length import LengthSchedule
 from octo.probe.reward import ProbeReward
 from octo.probe.rollouts import ProbeRollouts
+from octo.reuse import check_probe_dir
 from octo.runio import (CHECKPOINTS_DIR, EVALS_FILE, METRICS_FILE, PROBE_META_FILE, SAMPLES_FILE, STAGE_DONE_FILE,
                         read_json, read_jsonl, truncate_jsonl, write_error, write_json_atomic)
 
@@ -75,40 +76,6 @@ def probe_meta(cfg: ProbeConfig, spec: ProbeSpec) -> dict:
     }
 
 
-# what a run's results depend on; not: where the checkpoint lies (a moved run directory), the rollout backend
-# (HF generate and vLLM sample the same policy; a killed run may resume on the other), what the run measured
-_NOT_SETTINGS = ("probe_id", "checkpoint_id", "checkpoint", "backend", "rollout_tokens", "heldout_hash")
-
-
-def check_run_settings(probe_dir: Path, meta: dict) -> None:
-    """Refuse to skip or resume a GRPO run that was started with other settings than ``meta``'s (probe.json).
-
-    The run directory's recipe check leaves a probe's length and cadence (``probe.steps``, ``eval_every``,
-    ``save_every``, ``max_len``; octo.context.PER_RUN_KEYS) to this check: a finished run, or one with a
-    checkpoint to resume, keeps the settings it was started with, or is refused by name. A run that never reached
-    a checkpoint starts over anyway, with the new settings."""
-    probe_dir = Path(probe_dir)
-    path = probe_dir / PROBE_META_FILE
-    started = has_complete_checkpoint(probe_dir / CHECKPOINTS_DIR)
-    if not path.exists() or not ((probe_dir / DONE_FILE).exists() or started):
-        return
-    old = read_json(path)
-    new = json.loads(json.dumps(meta))   # as it reads back (the stairs' keys become strings)
-    diff = [k for k in new if k not in _NOT_SETTINGS and k in old and old[k] != new[k]]
-    if diff:
-        shown = ", ".join(f"{k} {_short(old[k])} there, {_short(new[k])} here" for k in diff[:4])
-        raise OctoError(f"{probe_dir} was run with other settings ({shown}); delete that directory to run it again "
-                        "with these, or pass another --run-dir")
-
-
-def _short(value) -> str:
-    if isinstance(value, dict) and value.get("kind") == "stair":
-        return "stair " + "/".join(f"{k}:{v}" for k, v in value["stairs"].items())
-    if isinstance(value, dict):   # the other length schedules: their kind and first limit
-        return f"{value.get('kind')} {value.get('max_len')}"
-    return str(value)
-
-
 def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenizer=None) -> dict:
     """Run (or resume, or skip if done) one probe; returns its probe.json."""
     from octo.model import load_tokenizer
@@ -116,7 +83,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
     cfg: ProbeConfig = recipe.probe
     probe_dir = Path(probe_dir)
     meta = probe_meta(cfg, spec)
-    check_run_settings(probe_dir, meta)
+    check_probe_dir(probe_dir, meta)
     if (probe_dir / DONE_FILE).exists():
         progress.info(f"probe {spec.probe_id}: already complete, skipping")
         return read_json(probe_dir / PROBE_META_FILE)
@@ -142,7 +109,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
 def _problems(recipe: Recipe) -> tuple[list[dict], list[dict]]:
     """The RL prompts and the held-out problems (``probe.eval_problems`` of them, every level represented)."""
     from octo.context import RunContext  # for problem files relative to the run
-    from octo.evaluate import select_problems
+    from octo.accuracy import select_problems
 
     ctx = RunContext(recipe)
     return ctx.problems(recipe.data.prompts), select_problems(ctx.problems(recipe.data.heldout),

@@ -76,7 +76,7 @@ class ProbeRollouts:
 
         Every evaluation uses the schedule's largest limit, so the learning curve does not jump when a
         stair raises the training limit."""
-        from octo.evaluate import evaluate_problems
+        from octo.accuracy import evaluate_problems
 
         cfg = self.cfg
         with _eval_mode(self.model):

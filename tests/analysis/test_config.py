@@ -77,7 +77,7 @@ def test_load_analysis_config(tmp_path):
 
 
 FORBIDDEN = ("torch", "transformers", "trl", "vllm", "octo.cpt", "octo.probe", "octo.data", "octo.config",
-             "octo.pipeline", "octo.context", "octo.rollout", "octo.verifiers", "octo.model", "octo.evaluate")
+             "octo.pipeline", "octo.context", "octo.rollout", "octo.verifiers", "octo.model", "octo.accuracy")
 
 
 def test_analysis_sources_import_only_leaf_modules():

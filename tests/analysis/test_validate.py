@@ -565,18 +565,18 @@ def test_budget_is_per_run_when_probes_and_full_runs_have_different_seed_counts(
 def test_editing_the_reduced_overrides_does_not_refuse_the_full_run_directory(tmp_path):
     """validation.reduced lists the overrides of the --reduced run, which has its own directory: editing it must not
     make the full experiment's run directory 'made by a different recipe'; editing what the run uses still does."""
-    from octo.context import RunContext
     from octo.errors import OctoError
+    from octo.reuse import check_run_dir
     from octo.validate import validation_recipe
 
     over = [f"run_dir={tmp_path / 'run'}"]
-    RunContext(validation_recipe(str(VALIDATION), over))._check_or_write_recipe()
+    check_run_dir(validation_recipe(str(VALIDATION), over))
     edited = validation_recipe(str(VALIDATION), over)
     edited.validation.reduced = edited.validation.reduced + ["probe.steps=3"]
-    RunContext(edited)._check_or_write_recipe()
+    check_run_dir(edited)
     changed = validation_recipe(str(VALIDATION), over + ["validation.full_steps=200"])
     with pytest.raises(OctoError, match=r"different recipe \(differs in: validation.full_steps\)"):
-        RunContext(changed)._check_or_write_recipe()
+        check_run_dir(changed)
 
 
 def test_seed_lists_grow_in_the_same_run_directory(tmp_path):
@@ -585,59 +585,60 @@ def test_seed_lists_grow_in_the_same_run_directory(tmp_path):
     already run (the first seed's runs have no .seed-N suffix) is another recipe."""
     import yaml
 
-    from octo.context import RunContext
     from octo.errors import OctoError
+    from octo.reuse import check_run_dir
     from octo.validate import validation_recipe
 
     over = [f"run_dir={tmp_path / 'run'}"]
-    RunContext(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0]"]))._check_or_write_recipe()
-    RunContext(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0,1,2]",
-                                                          "validation.seeds=[0,1,2,3]"]))._check_or_write_recipe()
+    check_run_dir(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0]"]))
+    check_run_dir(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0,1,2]",
+                                                             "validation.seeds=[0,1,2,3]"]))
     saved = yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())
     assert saved["validation"]["full_seeds"] == [0, 1, 2] and saved["validation"]["seeds"] == [0, 1, 2, 3]
-    RunContext(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0]"]))._check_or_write_recipe()
+    check_run_dir(validation_recipe(str(VALIDATION), over + ["validation.full_seeds=[0]"]))
     assert yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["validation"]["full_seeds"] == [0]
     # a checkpoint added at the end of validation.checkpoints is its own runs too; reordering them is another recipe
     listed = yaml.safe_load(VALIDATION.read_text())["validation"]["checkpoints"]
     fewer = "validation.checkpoints=[" + ", ".join(listed[:-1]) + "]"
-    RunContext(validation_recipe(str(VALIDATION), over + [fewer]))._check_or_write_recipe()
-    RunContext(validation_recipe(str(VALIDATION), over))._check_or_write_recipe()
+    check_run_dir(validation_recipe(str(VALIDATION), over + [fewer]))
+    check_run_dir(validation_recipe(str(VALIDATION), over))
     assert yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["validation"]["checkpoints"] == listed
     for changed, key in ((["validation.full_seeds=[1,2]"], "validation.full_seeds"),
                          (["validation.seeds=[2,1,0]"], "validation.seeds"),
                          (["validation.checkpoints=[" + ", ".join(listed[::-1]) + "]"], "validation.checkpoints"),
                          (["probe.seeds=[5]"], "probe.seeds")):
         with pytest.raises(OctoError, match=rf"different recipe \(differs in: {key}\)"):
-            RunContext(validation_recipe(str(VALIDATION), over + changed))._check_or_write_recipe()
+            check_run_dir(validation_recipe(str(VALIDATION), over + changed))
 
 
 def test_probe_length_and_cadence_may_change_in_the_run_directory(tmp_path):
-    """A probe's length and cadence (octo.context.PER_RUN_KEYS) are checked per run, not per run directory: a shorter
+    """A probe's length and cadence (octo.reuse.PER_RUN_KEYS) are checked per run, not per run directory: a shorter
     probe reuses the stages and the full runs (which set those keys themselves) and the record says what the latest
     command ran; how a run trains (its learning rate) is still the directory's."""
     import yaml
 
-    from octo.context import RunContext
     from octo.errors import OctoError
+    from octo.reuse import check_run_dir
     from octo.validate import validation_recipe
 
     over = [f"run_dir={tmp_path / 'run'}"]
-    RunContext(validation_recipe(str(VALIDATION), over))._check_or_write_recipe()
+    check_run_dir(validation_recipe(str(VALIDATION), over))
     shorter = ["probe.steps=4", "probe.eval_every=2", "probe.save_every=2", "probe.max_len.stairs={0: 128, 2: 256}"]
-    RunContext(validation_recipe(str(VALIDATION), over + shorter))._check_or_write_recipe()
+    check_run_dir(validation_recipe(str(VALIDATION), over + shorter))
     probe = yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["probe"]
     assert (probe["steps"], probe["eval_every"], probe["save_every"]) == (4, 2, 2)
     assert probe["max_len"]["stairs"] == {0: 128, 2: 256}
     with pytest.raises(OctoError, match=r"different recipe \(differs in: probe.lr\)"):
-        RunContext(validation_recipe(str(VALIDATION), over + ["probe.lr=3.0e-4"]))._check_or_write_recipe()
+        check_run_dir(validation_recipe(str(VALIDATION), over + ["probe.lr=3.0e-4"]))
 
 
 def test_a_started_run_with_other_settings_is_refused_by_name(tmp_path):
-    """check_run_settings: a finished run, or one with a checkpoint to resume, must have been started with the same
+    """check_probe_dir: a finished run, or one with a checkpoint to resume, must have been started with the same
     settings (probe.json); where its checkpoint lies and the rollout backend are not settings; a run that never
     reached a checkpoint starts over with the new ones."""
     from octo.errors import OctoError
-    from octo.probe.grpo import check_run_settings, probe_meta
+    from octo.probe.grpo import probe_meta
+    from octo.reuse import check_probe_dir
     from octo.validate import validation_recipe
 
     recipe = validation_recipe(str(VALIDATION), [])
@@ -647,28 +648,28 @@ def test_a_started_run_with_other_settings_is_refused_by_name(tmp_path):
     run = tmp_path / "probes" / "stable.step-200"
     run.mkdir(parents=True)
     (run / "probe.json").write_text(json.dumps({**meta, "steps": 16, "rollout_tokens": 123}))
-    check_run_settings(run, meta)                     # no DONE.json and no checkpoint: it starts over
+    check_probe_dir(run, meta)                     # no DONE.json and no checkpoint: it starts over
     ckpt = run / "checkpoints" / "checkpoint-4"
     ckpt.mkdir(parents=True)
-    check_run_settings(run, meta)                     # a half-written checkpoint: nothing to resume, it starts over
+    check_probe_dir(run, meta)                     # a half-written checkpoint: nothing to resume, it starts over
     for name in ("model.safetensors", "config.json", "optimizer.pt", "scheduler.pt", "manifest.json"):
         (ckpt / name).write_text("x")
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
     with pytest.raises(OctoError, match=r"steps 16 there, 8 here"):   # a complete checkpoint to resume
-        check_run_settings(run, meta)
+        check_probe_dir(run, meta)
     shutil.rmtree(run / "checkpoints")
     (run / "DONE.json").write_text("{}")
     with pytest.raises(OctoError, match=re.escape(f"{run} was run with other settings (steps 16 there, 8 here); "
                                                   "delete that directory to run it again with these, or pass another "
                                                   "--run-dir")):
-        check_run_settings(run, meta)
+        check_probe_dir(run, meta)
     moved = {**meta, "checkpoint": "elsewhere/step-200", "backend": "vllm", "rollout_tokens": 123}
     (run / "probe.json").write_text(json.dumps(moved))
-    check_run_settings(run, meta)
+    check_probe_dir(run, meta)
     stair = dict(meta, max_len={"kind": "stair", "max_len": 64, "stairs": {"0": 128, "8": 256}})
     (run / "probe.json").write_text(json.dumps(stair))
     with pytest.raises(OctoError, match=r"max_len stair 0:128/8:256 there, stair 0:128/4:256 here"):
-        check_run_settings(run, meta)
+        check_probe_dir(run, meta)
 
 
 def test_long_runs_are_scheduled_longest_first_from_their_probes_tokens(tmp_path):

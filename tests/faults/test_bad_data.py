@@ -19,6 +19,7 @@ from octo.context import RunContext
 from octo.data.sources import LoadedSource, load_rows
 from octo.data.templates import field_map
 from octo.errors import ConfigError, OctoError
+from octo.reuse import check_run_dir
 from octo.runio import MANIFEST_FILE, RECIPE_FILE
 from tests.conftest import QUICKSTART, REPO, TINY_OVERRIDES
 
@@ -174,10 +175,9 @@ def test_run_made_before_on_bad_rows_existed_is_still_accepted(tiny_recipe):
         del src["on_bad_rows"]
     run.mkdir(parents=True)
     (run / RECIPE_FILE).write_text(yaml.safe_dump(old, sort_keys=False))
-    ctx = RunContext(tiny_recipe)
-    ctx._check_or_write_recipe()  # accepted
+    check_run_dir(tiny_recipe)  # accepted
     for src in old["data"]["sources"].values():
         src["on_bad_rows"] = "skip"
     (run / RECIPE_FILE).write_text(yaml.safe_dump(old, sort_keys=False))
     with pytest.raises(OctoError, match="on_bad_rows"):
-        ctx._check_or_write_recipe()
+        check_run_dir(tiny_recipe)

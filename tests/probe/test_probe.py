@@ -110,7 +110,7 @@ def test_ten_step_probe_then_kill_and_resume(probe_run):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "DONE.json").exists()
-    # the probe's length may change in the run directory (octo.context.PER_RUN_KEYS), but a run with a checkpoint
+    # the probe's length may change in the run directory (octo.reuse.PER_RUN_KEYS), but a run with a checkpoint
     # keeps the settings it started with: resuming it with another evaluation cadence is refused by name
     other = PROBE_OVERRIDES + ["probe.eval_every=3"]
     refused = subprocess.run(_probe_cmd(ckpt, run_dir, other, "--out", str(out)), capture_output=True, text=True,
@@ -143,7 +143,7 @@ def test_negative_controls_replace_the_reward(probe_run, control):
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "was made by a different recipe (differs in: probe.lr)" in res.stderr
-    # how long it runs is the probe's own (octo.context.PER_RUN_KEYS): a shorter control probe runs beside the others
+    # how long it runs is the probe's own (octo.reuse.PER_RUN_KEYS): a shorter control probe runs beside the others
     res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--control", control),
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

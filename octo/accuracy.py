@@ -1,4 +1,4 @@
-"""Held-out problem evaluation shared by the CPT gates and the probes.
+"""Held-out accuracy of a model on problems, shared by the CPT gates and the probes' evaluations.
 
 Greedy accuracy (temperature 0, one completion per problem) and, when ``k > 0``, sampled
 accuracy and pass@k from ``k`` samples per problem at the probe temperature. Generation
