@@ -2,21 +2,19 @@
 
     path = write_report("runs/quickstart")        # -> runs/quickstart/report/index.html
 
-index.html embeds every image as a base64 ``data:`` URI and its CSS inline, so it opens from a
-file, a mail attachment or a CI artifact without a server. report.md shows the same tables and
-links the PNG files written beside it. Scores are (re)computed when scores.json is missing, was
+Both are renderings of one model (:func:`report_document`, octo.analysis.document): index.html embeds
+every image as a base64 ``data:`` URI and its CSS inline; report.md links the PNG files written beside it. Scores are (re)computed when scores.json is missing, was
 written by another version, or is older than any probe or gate log of the run.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import time
 from pathlib import Path
 
 from octo.analysis.config import COMPONENTS, AnalysisConfig, load_analysis_config
+from octo.analysis.document import Code, Document, Figure, Heading, Para, Table
 from octo.analysis.load import Run, load_run, num
 from octo.analysis.plots import Plot, cpt_plots, gates_plot, probe_plots, readiness_plot
 from octo.analysis.score import VERSION, score_run
@@ -151,36 +149,6 @@ def _differences(scores: dict) -> list[list[str]]:
     return out
 
 
-def _html_table(head: list[str], rows: list[list[str]], *, table_id: str, left: int = 2,
-                row_classes: list[str] | None = None) -> str:
-    def cell(tag: str, i: int, text: str) -> str:
-        cls = ' class="l"' if i < left or len(text) > 40 else ""
-        return f"<{tag}{cls}>{html.escape(text)}</{tag}>"
-
-    header = "".join(cell("th", i, h) for i, h in enumerate(head))
-    parts = [f'<div class="scroll"><table id="{table_id}">', f"<thead><tr>{header}</tr></thead><tbody>"]
-    for k, r in enumerate(rows):
-        cls = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
-        parts.append(f"<tr{cls}>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>")
-    parts.append("</tbody></table></div>")
-    return "\n".join(parts)
-
-
-def _md_table(head: list[str], rows: list[list[str]]) -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(esc(h) for h in head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _img_tag(plot: Plot) -> str:
-    data = base64.b64encode(plot.path.read_bytes()).decode("ascii")
-    return (f'<figure id="plot-{html.escape(plot.name)}"><img src="data:image/png;base64,{data}" '
-            f'alt="{html.escape(plot.title)}"><figcaption>{html.escape(plot.caption)}</figcaption></figure>')
-
-
 def make_plots(run: Run, scores: dict, out_dir: Path) -> list[Plot]:
     groups: dict[str, list] = {}
     order = {cid: i for i, cid in enumerate(scores["ranking"])}
@@ -207,80 +175,49 @@ def write_report(run_dir: str | Path, config: AnalysisConfig | None = None) -> P
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
-    plots = make_plots(run, scores, out)
-    pct = int(round(cfg.ci_level * 100))
+    doc = report_document(run, scores, make_plots(run, scores, out), int(round(cfg.ci_level * 100)))
+    index = out / "index.html"
+    write_text_atomic(index, doc.html(CSS))
+    write_text_atomic(out / "report.md", doc.markdown(out))
+    for path in (index, out / "report.md"):
+        path.chmod(0o644)          # atomic writes create 0600 temp files; a report is meant to be shared
+    return index
+
+
+def report_document(run: Run, scores: dict, plots: list[Plot], pct: int) -> Document:
+    """The report as one model (octo.analysis.document), rendered to HTML and to Markdown."""
     summary = _summary_rows(scores)
     table = scores.get("gates") or {"rows": []}
     dm = table.get("domain_metric")
     gate_rows = [_gate_cells(r, dm) for r in table["rows"]]
-    events = _events(scores)
-    diffs = _differences(scores)
+    events, diffs = _events(scores), _differences(scores)
     excluded = [[e["probe_id"], e["reason"]] for e in scores.get("excluded", [])]
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    rec, reason = scores["recommended"], scores["reason"]
     tie_text = "; ".join(", ".join(g) for g in scores.get("ties", [])) or "none"
     n_probes = sum(len(c["probes"]) for c in scores["checkpoints"].values())
-
-    body = [f"<h1>octo report — {html.escape(run.name)}</h1>",
-            f'<p class="muted">{len(scores["ranking"])} probed checkpoints, {n_probes} probes, generated {stamp} '
-            f"from <code>{html.escape(str(run.path))}</code></p>",
-            f'<div class="box" id="recommendation"><b>Recommended checkpoint: {html.escape(rec)}</b><br>'
-            f"{html.escape(reason)}</div>",
-            f"<h2>Readiness summary</h2><p class=\"muted\">Score = Σ weight × component; {pct}% bootstrap "
-            f"intervals over problems and seeds. Ties (intervals overlap): {html.escape(tie_text)}.</p>",
-            _html_table(SUMMARY_HEAD, [_summary_cells(r, pct) for r in summary], table_id="summary",
-                        row_classes=["rec" if r["recommended"] else "" for r in summary]),
-            "<h2>CPT gates beside readiness</h2>"
-            f'<p class="muted">Reference M(0): {html.escape(str(table.get("reference") or "none"))}; '
-            "stability gap = M(t) − M(0); J and the stop rule as in seed 001.</p>",
-            _html_table(_gate_head(dm), gate_rows, table_id="gates") if gate_rows
-            else '<p id="gates">No cpt/*/gates.jsonl in this run.</p>',
-            "<h2>Detector events</h2>",
-            _html_table(["checkpoint", "probe", "detector", "step", "detail"], events, table_id="events", left=5)
-            if events else '<p id="events">No detector fired.</p>']
+    doc = Document(f"octo report — {run.name}")
+    doc.add(Para(f"{len(scores['ranking'])} probed checkpoints, {n_probes} probes, generated "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')} from `{run.path}`", "muted"),
+            Para(f"**Recommended checkpoint: {scores['recommended']}** — {scores['reason']}", "box", "recommendation"),
+            Heading("Readiness summary"),
+            Para(f"Score = Σ weight × component; {pct}% bootstrap intervals over problems and seeds. Ties "
+                 f"(intervals overlap): {tie_text}.", "muted"),
+            Table(SUMMARY_HEAD, [_summary_cells(r, pct) for r in summary], "summary",
+                  row_classes=["rec" if r["recommended"] else "" for r in summary]),
+            Heading("CPT gates beside readiness"),
+            Para(f"Reference M(0): {table.get('reference') or 'none'}; stability gap = M(t) − M(0); J and the stop "
+                 "rule as in seed 001.", "muted"),
+            Table(_gate_head(dm), gate_rows, "gates") if gate_rows
+            else Para("No cpt/*/gates.jsonl in this run.", id="gates"),
+            Heading("Detector events"),
+            Table(["checkpoint", "probe", "detector", "step", "detail"], events, "events", left=5) if events
+            else Para("No detector fired.", id="events"))
     if diffs:
-        body += ["<h2>Differences from the recommended checkpoint</h2>",
-                 _html_table(["checkpoint", "vs", "Δ readiness", f"{pct}% CI", "paired"], diffs,
-                             table_id="differences")]
+        doc.add(Heading("Differences from the recommended checkpoint"),
+                Table(["checkpoint", "vs", "Δ readiness", f"{pct}% CI", "paired"], diffs, "differences"))
     if excluded or scores.get("notes"):
-        body += ["<h2>Notes</h2>"] + [f"<p>{html.escape(n)}</p>" for n in scores.get("notes", [])]
+        doc.add(Heading("Notes"), *[Para(n) for n in scores.get("notes", [])])
         if excluded:
-            body.append(_html_table(["probe", "why it was not scored"], excluded, table_id="excluded", left=2))
-    body.append("<h2>Plots</h2>")
-    body += [_img_tag(p) for p in plots]
-    body.append("<h2>Analysis settings</h2><details><summary>AnalysisConfig</summary><pre>"
-                + html.escape(json.dumps(scores.get("config", {}), indent=2)) + "</pre></details>")
-    page = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>octo report — {html.escape(run.name)}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
-    index = out / "index.html"
-    write_text_atomic(index, page)
-    index.chmod(0o644)          # atomic writes create 0600 temp files; a report is meant to be shared
-
-    md = [f"# octo report — {run.name}", "",
-          f"{len(scores['ranking'])} probed checkpoints, {n_probes} probes, generated {stamp}.", "",
-          f"**Recommended checkpoint: {rec}** — {reason}", "",
-          "## Readiness summary", "",
-          f"Score = Σ weight × component; {pct}% bootstrap intervals over problems and seeds. "
-          f"Ties (intervals overlap): {tie_text}.", "",
-          _md_table(SUMMARY_HEAD, [_summary_cells(r, pct) for r in summary]), "",
-          "## CPT gates beside readiness", "",
-          f"Reference M(0): {table.get('reference') or 'none'}.", "",
-          _md_table(_gate_head(dm), gate_rows) if gate_rows else "No cpt/*/gates.jsonl in this run.", "",
-          "## Detector events", "",
-          _md_table(["checkpoint", "probe", "detector", "step", "detail"], events) if events
-          else "No detector fired.", ""]
-    if diffs:
-        md += ["## Differences from the recommended checkpoint", "",
-               _md_table(["checkpoint", "vs", "Δ readiness", f"{pct}% CI", "paired"], diffs), ""]
-    if excluded or scores.get("notes"):
-        md += ["## Notes", ""] + [f"- {n}" for n in scores.get("notes", [])]
-        if excluded:
-            md += ["", _md_table(["probe", "why it was not scored"], excluded)]
-        md.append("")
-    md += ["## Plots", ""]
-    for p in plots:
-        md += [f"### {p.title}", "", f"![{p.title}]({p.path.name})", "", p.caption, ""]
-    write_text_atomic(out / "report.md", "\n".join(md))
-    (out / "report.md").chmod(0o644)
-    return index
+            doc.add(Table(["probe", "why it was not scored"], excluded, "excluded"))
+    doc.add(Heading("Plots"), *[Figure(p.path, p.title, p.caption, p.name) for p in plots],
+            Heading("Analysis settings"), Code(json.dumps(scores.get("config", {}), indent=2), "AnalysisConfig"))
+    return doc

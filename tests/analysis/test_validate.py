@@ -266,7 +266,8 @@ def test_settle_swaps_name_the_pairs_that_changed_order_and_whether_that_is_nois
     """Where the full-RL ranking changed between the last two evaluations, the page names each pair that changed
     (a tie counts), with its final difference and bootstrap CI; only when some such CI excludes 0 does it ask for
     longer full runs."""
-    from octo.analysis.validation import _swaps_text, improvements, settle_swaps
+    from octo.analysis.validation import settle_swaps
+    from octo.analysis.validation_page import _swaps_text, improvements
 
     stages = ["a", "b", "c", "d"]
     prev, last = np.array([0.5, 0.6, 0.9, 0.71]), np.array([0.7, 0.6, 0.9, 0.7])   # d ties a at the last one
