@@ -89,7 +89,14 @@ def test_scores_json_follows_the_contract(tmp_path):
         assert c["ci"][0] <= c["ci"][1] and c["probes"] == [cid]
         assert set(c["components"]) == {"start", "learning", "stability", "length", "control"}
         for e in c["events"]:
-            assert set(e) == {"detector", "step", "probe_id", "detail"}
+            assert set(e) == {"detector", "step", "probe_id", "detail", "penalty"}
+            assert e["penalty"] == scores["config"]["event_penalty"][e["detector"]]
+        # the synthetic probes have no start pass: their predictors are the probe's own
+        assert {"readiness", "start/acc", "final/acc", "sigmoid/predicted"} <= set(c["predictors"])
+        for name in ("start/acc", "final/acc", "readiness"):
+            p = c["predictors"][name]
+            assert p["ci"][0] <= p["value"] <= p["ci"][1], (cid, name)
+        assert c["seeds"] == 1 and "one probe seed" in c["intervals"]
     assert scores["config"]["bootstrap"] == 300        # read from recipe.resolved.yaml's analysis key
 
 
