@@ -104,6 +104,15 @@ def success_counts(backend, tokenizer, problems: list[dict], *, template: str, m
     }
 
 
+def group_success_counts(correct: list[int], group: int) -> list[int]:
+    """Correct completions per prompt group of a GRPO step (``group`` consecutive completions each, TRL's
+    order): the ``per_group/correct`` of a probe's metrics row, from which octo.analysis.predictors
+    draws the learnable mass of the training prompts and its trend over the probe."""
+    if group < 1 or len(correct) % group:
+        raise ValueError(f"{len(correct)} completions do not split into groups of {group}")
+    return [int(sum(correct[i:i + group])) for i in range(0, len(correct), group)]
+
+
 def problems_hash(problems: list[dict]) -> str:
     """Identity of a problem set (question and answer, in order): equal hashes mean paired per-problem vectors."""
     import hashlib
