@@ -110,6 +110,14 @@ class AnalysisConfig:
         False, help="sigmoid extrapolation: one C_mid for every checkpoint (in multiples of each probe's compute) "
                     "instead of one each; B is always shared")
 
+    combination: dict[str, float] = opt(
+        default_factory=dict,
+        help="coefficients of the combined readiness, a predicted final accuracy after full RL: intercept + sum of "
+             "coefficient x predictor (names of scores.json predictors, '-name' negated), as "
+             "octo.analysis.combine.select fits them on validation checkpoints and judges them on others; empty: "
+             "no combined predictor")
+    combination_intercept: float = opt(0.0, help="intercept of the combined readiness (see combination)")
+
     # --- gates beside readiness (seed 001: stability gap, J(t), stop rule, Pareto set) ----------
     gate_weights: dict[str, float] = opt(
         default_factory=lambda: dict(DEFAULT_GATE_WEIGHTS),
@@ -139,6 +147,12 @@ class AnalysisConfig:
         _check(self.gate_weights, GATE_TERMS, "gate_weights")
         if not any(self.weights.values()):
             raise ConfigError("weights", "at least one component needs a weight > 0")
+        from octo.analysis.predictors import PREDICTORS
+
+        allowed = [p for p in PREDICTORS if p not in ("readiness", "combined")]
+        for name in self.combination:
+            if name.lstrip("-") not in allowed:
+                raise ConfigError(f"combination.{name}", f"unknown predictor; allowed: {', '.join(allowed)}")
 
 
 def load_analysis_config(run_dir=None, overrides: list[str] | None = None) -> AnalysisConfig:

@@ -45,6 +45,7 @@ PREDICTORS = {
     "final/acc": "the probe's final held-out accuracy, mean of greedy and sampled (evals.jsonl)",
     "sigmoid/predicted": "ScaleRL's sigmoid read at the full run's compute (arXiv 2510.13786)",
     "entropy_law/ceiling": "b - a of R = -a exp(H) + b fitted over the probe (arXiv 2505.22617)",
+    "combined": "intercept + sum of coefficient x predictor (analysis.combination; octo.analysis.combine)",
 }
 
 

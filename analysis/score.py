@@ -27,6 +27,10 @@ Components (each in accuracy-like units; docs/analysis.md has the derivations):
 
 score = sum of ``weights[c] * c``. Several probes of one checkpoint (seeds) are averaged.
 
+Beside the score, every predictor of octo.analysis.predictors (step-0 pass@k, headroom, learnable mass,
+its trend over the probe, the ScaleRL sigmoid's prediction, the entropy law's ceiling, a combination
+fitted without peeking) is listed per checkpoint with its interval (``predictors`` of scores.json).
+
 Confidence intervals are percentile bootstraps (``bootstrap`` resamples, ``ci_level``): problems
 are resampled jointly across all evaluations of a probe (per-problem vectors of evals.jsonl, so a
 curve stays one curve), and, when a checkpoint has several seeds, seeds are resampled too. Every
@@ -346,6 +350,7 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
         r.component_cis = {c: percentile_ci(draws[c], cfg.ci_level) for c in COMPONENTS
                            if r.components[c] is not None and c in draws}
         r.metrics = {k: v for k, v in point.items() if k not in COMPONENTS}
+        _combined(r, point, draws, cfg, notes)
         r.metric_cis = {k: percentile_ci(draws[k], cfg.ci_level) for k in r.metrics if k in draws}
         r.predictors = _predictor_table(r, cfg)
     results.sort(key=lambda r: (-r.score, r.checkpoint_id))
@@ -367,6 +372,22 @@ def _fit_sigmoids(probes: list[ProbeScore], cfg: AnalysisConfig) -> None:
         p.point.update({"sigmoid/predicted": fit["predicted"], "sigmoid/A": fit["A"], "sigmoid/C_mid": fit["C_mid"],
                         "sigmoid/C_full": fit["c_full"], "sigmoid/B": fit["B"]})
         p.draws["sigmoid/predicted"] = draws[str(i)]
+
+
+def _combined(r: CheckpointScore, point: dict, draws: dict, cfg: AnalysisConfig, notes: list[str]) -> None:
+    """The combined readiness (analysis.combination) into the checkpoint's metrics, with paired draws."""
+    if not cfg.combination:
+        return
+    value, total = cfg.combination_intercept, np.full(cfg.bootstrap, cfg.combination_intercept)
+    for name, coef in cfg.combination.items():
+        sign, key = (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
+        if point.get(key) is None or key not in draws:
+            notes.append(f"combined readiness of {r.checkpoint_id} left out: it has no {key}")
+            return
+        value += coef * sign * point[key]
+        total = total + coef * sign * draws[key]
+    r.metrics["combined"] = float(value)
+    draws["combined"] = total
 
 
 def _predictor_table(r: CheckpointScore, cfg: AnalysisConfig) -> dict[str, dict]:
@@ -526,6 +547,10 @@ def build_scores(run: Run, cfg: AnalysisConfig) -> tuple[dict, list[CheckpointSc
         "gates": table,
         "excluded": excluded,
         "notes": notes,
+        "accuracy": ("held-out accuracy (start/acc, final/acc, the curves the sigmoid and the detectors read) is the "
+                     "mean of greedy and sampled accuracy; keys ending _greedy or _sampled are each alone; "
+                     "pass@1 and pass@k come from the step-0 sampling pass"),
+        "predictor_definitions": dict(PREDICTORS),
         "config": to_dict(cfg),
     }
     return scores, ranked

@@ -344,8 +344,8 @@ class ProbeConfig:
                        "learnable mass, docs/analysis.md); 0 switches the pass off, else at least 2")
     start_heldout_problems: int = opt(64, ge=0, help="step-0 sampling pass: held-out problems (level-balanced subset; "
                                                      "pass@k and headroom); 0 skips them")
-    start_prompt_problems: int = opt(64, ge=0, help="step-0 sampling pass: RL prompts (the first ones; learnable "
-                                                    "mass); 0 skips them")
+    start_prompt_problems: int = opt(64, ge=0, help="step-0 sampling pass: RL prompts (level-balanced when "
+                                                    "they carry levels; learnable mass); 0 skips them")
     save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
     seeds: list[int] = opt(default_factory=lambda: [0], help="probe seeds (one probe per seed)")
     log_samples: int = opt(16, ge=0, help="completions per step written to samples.jsonl")

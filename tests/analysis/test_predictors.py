@@ -402,3 +402,143 @@ def test_start_pass_settings_are_checked():
     assert (cfg.start_samples, cfg.start_heldout_problems, cfg.start_prompt_problems) == (8, 64, 0)
     with pytest.raises(ConfigError, match="start_samples"):
         from_dict(ProbeConfig, {"start_samples": 1}, "probe").validate()
+
+
+# --- combining without peeking (octo.analysis.combine) -----------------------------------------------
+
+def _world(seed: int, n: int = 12):
+    """n checkpoints with a known RL outcome y; 'good' tracks it, 'half' tracks half of it, 'noise' does not."""
+    rng = np.random.default_rng(seed)
+    y = np.sort(rng.uniform(0.1, 0.9, n))
+    X = {"good": y + rng.normal(0, 0.03, n), "half": 0.5 * y + rng.normal(0, 0.08, n),
+         "noise": rng.uniform(0, 1, n), "anti": 1 - y + rng.normal(0, 0.03, n)}
+    return X, y
+
+
+def test_fit_finds_the_simplex_weights_and_reads_them_as_an_outcome():
+    from octo.analysis.combine import fit, simplex
+
+    assert simplex(3, 0.5).tolist() == [[0, 0, 1], [0, .5, .5], [0, 1, 0], [.5, 0, .5], [.5, .5, 0], [1, 0, 0]]
+    rng = np.random.default_rng(0)
+    X = {"a": rng.uniform(0, 1, 30), "b": rng.uniform(0, 2, 30)}
+    y = 0.2 + 0.5 * X["a"] + 0.3 * X["b"]
+    m = fit(X, y, ("a", "b"), step=0.01)
+    # natural-unit coefficients and intercept come back (to the grid's resolution)
+    d = m.to_dict()
+    assert d["coefs"] == pytest.approx([0.5, 0.3], rel=0.05) and d["intercept"] == pytest.approx(0.2, abs=0.03)
+    assert sum(d["weights"]) == pytest.approx(1.0) and np.corrcoef(m.score(X), y)[0, 1] > 0.999
+    assert m.score(X) == pytest.approx(y, abs=0.02)
+    # a predictor that falls as the outcome rises gets weight 0; named "-anti" it is used
+    W, y2 = _world(1)
+    assert fit(W, y2, ("good", "anti")).weights == (1.0, 0.0)
+    neg = fit(W, y2, ("-anti",))
+    assert neg.weights == (1.0,) and neg.slope > 0 and np.corrcoef(neg.score(W), y2)[0, 1] > 0.9
+
+
+def test_loco_predictions_never_see_their_own_truth():
+    """Changing checkpoint r's outcome leaves its own held-out prediction unchanged (and moves the others)."""
+    from octo.analysis.combine import loco
+
+    X, y = _world(2)
+    base = loco(X, y, ("good", "half"))
+    y2 = y.copy()
+    y2[5] += 0.5
+    moved = loco(X, y2, ("good", "half"))
+    assert moved[5] == pytest.approx(base[5])
+    assert not np.allclose(np.delete(moved, 5), np.delete(base, 5))
+
+
+def test_select_picks_the_informative_predictor_and_judges_the_choice_nested():
+    from octo.analysis.combine import kendall_tau, select
+
+    X, y = _world(3)
+    rep = select(X, y, (("noise",), ("half",), ("good",), ("good", "noise")))
+    assert rep["chosen"] == ["good"] and rep["fit"]["coefs"][0] == pytest.approx(1.0, abs=0.1)
+    assert rep["nested_tau"] > 0.8
+    taus = {tuple(c["features"]): c["loco_tau"] for c in rep["candidates"]}
+    assert taus[("good",)] > taus[("half",)] > taus[("noise",)]
+    assert rep["nested_tau"] == pytest.approx(kendall_tau(rep["nested_predictions"], y))
+
+
+def test_held_out_predictions_of_noise_rank_at_random():
+    """Two predictors of pure noise, 10 checkpoints, 300 worlds: the mean LOCO tau is 0 (within 3 SE). A fit whose
+    held-out checkpoint falls back to the training mean would rank backwards here (about -0.13)."""
+    from octo.analysis.combine import kendall_tau, loco
+
+    taus = []
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        y = rng.uniform(0, 1, 10)
+        X = {"n": rng.uniform(0, 1, 10), "m": rng.uniform(0, 1, 10)}
+        taus.append(kendall_tau(loco(X, y, ("n", "m")), y))
+    assert abs(np.mean(taus)) < 3 * np.std(taus) / np.sqrt(len(taus))
+
+
+def test_choosing_among_noise_predictors_is_optimistic_unless_judged_nested():
+    """Five predictors of pure noise: the best LOCO tau of the five is biased upwards by the choice; the nested
+    tau, which makes the choice again without each checkpoint, is not."""
+    from octo.analysis.combine import select
+
+    best, nested = [], []
+    for seed in range(40):
+        rng = np.random.default_rng(100 + seed)
+        y = rng.uniform(0, 1, 10)
+        X = {f"n{j}": rng.uniform(0, 1, 10) for j in range(5)}
+        rep = select(X, y, tuple((f"n{j}",) for j in range(5)))
+        best.append(rep["chosen_loco_tau"])
+        nested.append(rep["nested_tau"])
+    assert np.mean(best) > 0.2
+    assert abs(np.mean(nested)) < 0.12 and np.mean(best) > np.mean(nested) + 0.15
+
+
+def test_transfer_fits_on_one_world_seed_and_judges_on_another():
+    from octo.analysis.combine import transfer
+
+    (Xa, ya), (Xb, yb) = _world(4), _world(5)
+    good = transfer(Xa, ya, Xb, yb, ("good",))
+    noise = transfer(Xa, ya, Xb, yb, ("noise",))
+    assert good["tau"] > 0.8 and abs(noise["tau"]) < 0.6 and len(good["predictions"]) == len(yb)
+
+
+def test_select_refuses_too_few_checkpoints_or_no_usable_predictor():
+    from octo.analysis.combine import select
+
+    X, y = _world(6, n=3)
+    with pytest.raises(ValueError, match="at least 4"):
+        select(X, y)
+    X, y = _world(6)
+    X["good"][0] = np.nan
+    with pytest.raises(ValueError, match="no candidate"):
+        select(X, y, (("good",), ("missing",)))
+
+
+def test_combined_readiness_from_the_recipe_with_a_paired_ci(tmp_path):
+    """analysis.combination turns fitted coefficients into a 'combined' predictor per checkpoint; its draws
+    combine the predictors' own draws, so its interval is that of the sum."""
+    from octo.analysis.combine import predictor_matrix
+
+    combo = {"start/acc": 0.5, "final/acc": 0.5}
+    b = RunBuilder(tmp_path / "run", analysis={"bootstrap": 300, "combination": combo, "combination_intercept": 0.1})
+    b.probe("a.step-1", "clean", rng_seed=1, steps=40, eval_every=10, n=100)
+    b.probe("b.step-1", "weak", rng_seed=2, steps=40, eval_every=10, n=100)
+    scores = score_run(tmp_path / "run")
+    for cid, c in scores["checkpoints"].items():
+        p = c["predictors"]
+        assert p["combined"]["value"] == pytest.approx(0.1 + 0.5 * p["start/acc"]["value"] + 0.5 * p["final/acc"]["value"])
+        assert p["combined"]["ci"][0] <= p["combined"]["value"] <= p["combined"]["ci"][1]
+    X = predictor_matrix(scores["checkpoints"], ["a.step-1", "b.step-1"])
+    assert X["combined"].shape == (2,) and np.isnan(X.get("start/pass@k", np.array([np.nan]))).all()
+    # a predictor the checkpoints lack: no combined value, and a note says why
+    b.recipe["analysis"]["combination"] = {"start/pass@k": 1.0}
+    b.write_recipe()
+    scores = score_run(tmp_path / "run")
+    assert "combined" not in scores["checkpoints"]["a.step-1"]["predictors"]
+    assert any("combined readiness of a.step-1 left out: it has no start/pass@k" in n for n in scores["notes"])
+
+
+def test_combination_names_are_checked(tmp_path):
+    from octo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="combination.nope"):
+        AnalysisConfig(combination={"nope": 1.0}).validate()
+    AnalysisConfig(combination={"-start/learnable_mass": 1.0, "sigmoid/predicted": 0.5}).validate()

@@ -98,6 +98,8 @@ def test_scores_json_follows_the_contract(tmp_path):
             assert p["ci"][0] <= p["value"] <= p["ci"][1], (cid, name)
         assert c["seeds"] == 1 and "one probe seed" in c["intervals"]
     assert scores["config"]["bootstrap"] == 300        # read from recipe.resolved.yaml's analysis key
+    assert "mean of greedy and sampled" in scores["accuracy"]
+    assert {"start/pass@k", "start/learnable_mass", "sigmoid/predicted"} <= set(scores["predictor_definitions"])
 
 
 def test_ties_are_called_and_broken_by_the_gates(tmp_path):
