@@ -218,18 +218,19 @@ def _fit_one(curve: Curve, ys: np.ndarray, r0: np.ndarray, mids: np.ndarray):
     """Closed-form A on the (B, C_mid) grid for draws ``ys`` (D, E) with step-0 levels ``r0`` (D,).
 
     For fixed (B, C_mid) the curve is linear in A: y - R0 = (A - R0) s(C), so least squares gives
-    A - R0 = sum s (y - R0) / sum s^2, and the bounds [0, cap] (a convex quadratic in A) clip it.
+    A - R0 = sum s (y - R0) / sum s^2, and the bounds [0, cap] (a convex quadratic in A) clip it. The
+    squared error follows without the fitted curves: sum r^2 - 2 d sum s r + d^2 sum s^2, d = A - R0.
     Returns (sse (D, nB, nM), A (D, nB, nM)).
     """
     s = _sigmoid_frac(curve.compute[1:], mids, B_GRID)                 # (E-1, nB, nM)
     resid = ys[:, 1:] - r0[:, None]                                     # (D, E-1)
     ss = (s ** 2).sum(axis=0)                                           # (nB, nM)
+    sr = np.einsum("de,ebm->dbm", resid, s)                             # (D, nB, nM)
     with np.errstate(invalid="ignore", divide="ignore"):
-        delta = np.einsum("de,ebm->dbm", resid, s) / np.where(ss > 0, ss, np.inf)
-    cap = max(curve.cap, 0.0)
-    a = np.clip(r0[:, None, None] + delta, 0.0, np.maximum(cap, r0)[:, None, None])
-    fitted = r0[:, None, None, None] + (a - r0[:, None, None])[:, None] * s[None]   # (D, E-1, nB, nM)
-    sse = ((ys[:, 1:, None, None] - fitted) ** 2).sum(axis=1)
+        delta = sr / np.where(ss > 0, ss, np.inf)
+    a = np.clip(r0[:, None, None] + delta, 0.0, np.maximum(max(curve.cap, 0.0), r0)[:, None, None])
+    d = a - r0[:, None, None]
+    sse = (resid ** 2).sum(axis=1)[:, None, None] - 2 * d * sr + d ** 2 * ss
     return sse, a
 
 
