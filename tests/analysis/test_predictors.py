@@ -542,3 +542,35 @@ def test_combination_names_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="combination.nope"):
         AnalysisConfig(combination={"nope": 1.0}).validate()
     AnalysisConfig(combination={"-start/learnable_mass": 1.0, "sigmoid/predicted": 0.5}).validate()
+
+
+def test_the_machinery_end_to_end_finds_the_predictor_the_world_rewards(tmp_path):
+    """A synthetic world where RL lifts each checkpoint to its own pass@k (Yue et al. 2025), and step-0 accuracy
+    is independent of that ceiling: scored from run-directory files, step-0 pass@k ranks the outcome and
+    pass@1 does not, and select() chooses a set carrying pass@k whose nested tau beats pass@1's own tau."""
+    from octo.analysis.combine import kendall_tau, predictor_matrix, select
+
+    rng = np.random.default_rng(11)
+    b = RunBuilder(tmp_path / "run", analysis={"bootstrap": 100})
+    truth, ids = [], []
+    for j in range(10):
+        cover = rng.uniform(0.3, 0.9)                          # share of problems the checkpoint can ever solve
+        level = rng.uniform(0.05, 0.5)                         # its step-0 success on those
+        cid = f"c{j}.step-1"
+        ids.append(cid)
+        truth.append(0.95 * cover)
+        r0 = cover * level
+        pdir = b.probe(cid, "clean", rng_seed=j, steps=20, eval_every=10, n=100,
+                       heldout=lambda t, r0=r0, c=cover: r0 + (0.95 * c - r0) * 0.05 * t / 20)
+        counts = [(rng.binomial(16, level) if rng.random() < cover else 0) for _ in range(120)]
+        rows = _start_rows(counts[:60], counts[60:], samples=16)
+        (pdir / "start.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scores = score_run(tmp_path / "run")
+    X = predictor_matrix(scores["checkpoints"], ids)
+    y = np.array(truth)
+    assert kendall_tau(X["start/pass@k"], y) > 0.6
+    assert kendall_tau(X["start/pass@1"], y) < kendall_tau(X["start/pass@k"], y) - 0.2
+    rep = select(X, y)
+    # pass@k itself, or pass@1 with the headroom (their sum is pass@k)
+    assert {"start/pass@k", "start/headroom"} & set(rep["chosen"]), rep["chosen"]
+    assert rep["nested_tau"] > kendall_tau(X["start/pass@1"], y) + 0.2, (rep["nested_tau"], rep["nested_picks"])
