@@ -20,14 +20,17 @@ from octo.schema import opt
 #: Readiness components, in the order reports show them (docs/analysis.md, "Readiness score").
 COMPONENTS = ("start", "learning", "stability", "length", "control")
 #: Dynamics detectors, in the order reports show them (docs/analysis.md, "Detectors").
-DETECTORS = ("length_explosion", "collapse", "repetition", "multi_boxed", "entropy_collapse", "kl_blowup",
-             "reward_hacking")
+DETECTORS = ("length_explosion", "collapse", "truncation", "repetition", "multi_boxed", "entropy_collapse",
+             "kl_blowup", "reward_hacking")
 #: Terms of the gate score J(t) (seed 001, section 4.3).
 GATE_TERMS = ("domain", "general", "behavior", "safety")
 
 DEFAULT_WEIGHTS = {"start": 1.0, "learning": 1.0, "stability": 1.0, "length": 1.0, "control": 1.0}
-DEFAULT_EVENT_PENALTY = {"length_explosion": 0.1, "collapse": 0.1, "repetition": 0.05, "multi_boxed": 0.05,
-                         "entropy_collapse": 0.05, "kl_blowup": 0.05, "reward_hacking": 0.1}
+# Penalties fall on what hurts RL. entropy_collapse is information only (0): the entropy drop is what
+# every successful RL run shows (performance is traded from entropy, arXiv 2505.22617), and one such event
+# on one probe seed decided the quickstart's recommendation (issue 21).
+DEFAULT_EVENT_PENALTY = {"length_explosion": 0.1, "collapse": 0.1, "truncation": 0.05, "repetition": 0.05,
+                         "multi_boxed": 0.05, "entropy_collapse": 0.0, "kl_blowup": 0.05, "reward_hacking": 0.1}
 DEFAULT_GATE_WEIGHTS = {"domain": 1.0, "general": 1.0, "behavior": 0.5, "safety": 1.0}
 
 
@@ -56,7 +59,7 @@ class AnalysisConfig:
     event_penalty: dict[str, float] = opt(
         default_factory=lambda: dict(DEFAULT_EVENT_PENALTY),
         help="stability penalty per detector that fired in a probe (accuracy units); a detector left "
-             "out keeps its default penalty")
+             "out keeps its default penalty; 0 keeps the detector as information (entropy_collapse by default)")
 
     # --- confidence intervals ----------------------------------------------------------------
     bootstrap: int = opt(1000, ge=100, help="bootstrap resamples for confidence intervals")
@@ -88,6 +91,9 @@ class AnalysisConfig:
     multi_boxed_threshold: float = opt(0.1, ge=0, le=1, help="multi-boxed surge: multi_boxed_rate at least this")
     multi_boxed_rise: float = opt(0.05, ge=0, le=1,
                                   help="multi-boxed surge: multi_boxed_rate at least this above baseline")
+    truncation_threshold: float = opt(
+        0.3, gt=0, le=1, help="truncation: clip_ratio at least this (completions cut at max_len lose their reward) "
+                              "without the length growth of a length explosion")
     entropy_ratio: float = opt(0.3, gt=0, lt=1, help="entropy collapse: entropy at most this x its baseline")
     kl_max: float = opt(0.5, gt=0, help="KL blow-up: kl (policy to reference) at least this")
     hack_reward_rise: float = opt(
@@ -95,6 +101,22 @@ class AnalysisConfig:
                         "held-out accuracy stays flat (see hack_acc_flat)")
     hack_acc_flat: float = opt(
         0.02, help="reward hacking: held-out accuracy counts as flat when it gained at most this since step 0")
+
+    # --- predictors (octo.analysis.predictors) ---------------------------------------------------
+    extrapolate_steps: int = opt(
+        0, ge=0, help="GRPO steps of the full RL run whose accuracy the sigmoid extrapolation predicts (its compute "
+                      "C_full = the probe's rollout tokens x this / the probe's steps); 0: 10 x the probe's steps")
+    sigmoid_shared_mid: bool = opt(
+        False, help="sigmoid extrapolation: one C_mid for every checkpoint (in multiples of each probe's compute) "
+                    "instead of one each; B is always shared")
+
+    combination: dict[str, float] = opt(
+        default_factory=dict,
+        help="coefficients of the combined readiness, a predicted final accuracy after full RL: intercept + sum of "
+             "coefficient x predictor (names of scores.json predictors, '-name' negated), as "
+             "octo.analysis.combine.select fits them on validation checkpoints and judges them on others; empty: "
+             "no combined predictor")
+    combination_intercept: float = opt(0.0, help="intercept of the combined readiness (see combination)")
 
     # --- gates beside readiness (seed 001: stability gap, J(t), stop rule, Pareto set) ----------
     gate_weights: dict[str, float] = opt(
@@ -125,6 +147,12 @@ class AnalysisConfig:
         _check(self.gate_weights, GATE_TERMS, "gate_weights")
         if not any(self.weights.values()):
             raise ConfigError("weights", "at least one component needs a weight > 0")
+        from octo.analysis.predictors import PREDICTORS
+
+        allowed = [p for p in PREDICTORS if p not in ("readiness", "combined")]
+        for name in self.combination:
+            if name.lstrip("-") not in allowed:
+                raise ConfigError(f"combination.{name}", f"unknown predictor; allowed: {', '.join(allowed)}")
 
 
 def load_analysis_config(run_dir=None, overrides: list[str] | None = None) -> AnalysisConfig:

@@ -20,10 +20,13 @@ length_explosion   len/mean >= (1 + length_growth) x baseline while clip_ratio >
 collapse           held-out accuracy >= collapse_drawdown below its running peak, a peak being the
                    level held at two consecutive evaluations or the step-0 accuracy (the long-CoT
                    branch's drop after ~150-200 steps, Fig. 6, 8; a too-high learning rate)
+truncation         clip_ratio >= truncation_threshold without a length explosion (the limit cuts the
+                   answers from the start: truncated completions lose their reward)
 repetition         repeat_rate >= repeat_threshold and >= baseline + repeat_rise
 multi_boxed        multi_boxed_rate >= multi_boxed_threshold and >= baseline + multi_boxed_rise
                    ("Solution" repeated after \\boxed{}, FineMath, Fig. 5)
-entropy_collapse   entropy <= entropy_ratio x baseline
+entropy_collapse   entropy <= entropy_ratio x baseline (information: every successful RL run spends
+                   entropy, arXiv 2505.22617; its default penalty is 0)
 kl_blowup          kl >= kl_max
 reward_hacking     train reward/mean >= baseline + hack_reward_rise while held-out accuracy
                    gained <= hack_acc_flat since step 0
@@ -80,6 +83,20 @@ def length_explosion(probe: Probe, cfg: AnalysisConfig) -> Event | None:
     return Event("length_explosion", _step(steps[i]), probe.probe_id,
                  f"len/mean {len0:.0f} -> {length[i]:.0f} (x{length[i] / len0:.1f}) with clip_ratio "
                  f"{clip0:.2f} -> {clip[i]:.2f}")
+
+
+def truncation(probe: Probe, cfg: AnalysisConfig) -> Event | None:
+    steps, raw, smooth, base = _series(probe, "clip_ratio", cfg)
+    if not _enough(raw, cfg):
+        return None
+    with np.errstate(invalid="ignore"):
+        cond = smooth >= cfg.truncation_threshold
+    i = first_run(cond, cfg.persistence)
+    if i is None:
+        return None
+    return Event("truncation", _step(steps[i]), probe.probe_id,
+                 f"clip_ratio {smooth[i]:.2f} >= {cfg.truncation_threshold:.2f} (baseline {base:.2f}): "
+                 "completions cut at max_len lose their reward")
 
 
 def _surge(probe: Probe, cfg: AnalysisConfig, name: str, key: str, threshold: float, rise: float) -> Event | None:
@@ -202,7 +219,9 @@ def detect(probe: Probe, cfg: AnalysisConfig | None = None) -> list[Event]:
     """Every detector on one probe, in the order of config.DETECTORS."""
     cfg = cfg or AnalysisConfig()
     ho = heldout(probe)
-    found = [length_explosion(probe, cfg), collapse(probe, cfg, ho), repetition(probe, cfg),
-             multi_boxed(probe, cfg), entropy_collapse(probe, cfg), kl_blowup(probe, cfg),
+    explosion = length_explosion(probe, cfg)
+    # a length explosion runs into the limit by definition: truncation is its own event only without one
+    found = [explosion, collapse(probe, cfg, ho), None if explosion else truncation(probe, cfg),
+             repetition(probe, cfg), multi_boxed(probe, cfg), entropy_collapse(probe, cfg), kl_blowup(probe, cfg),
              reward_hacking(probe, cfg, ho)]
     return [e for e in found if e is not None]

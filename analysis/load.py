@@ -15,7 +15,8 @@ from typing import Any
 
 from octo.errors import OctoError
 from octo.runio import (CPT_DIR, EVALS_FILE, GATES_FILE, METRICS_FILE, PROBE_META_FILE, PROBES_DIR, RECIPE_FILE,
-                        STAGE_DONE_FILE, parse_probe_id, read_json, read_jsonl)
+                        STAGE_DONE_FILE, START_FILE, parse_probe_id, read_json, read_jsonl)
+
 
 @dataclass
 class Probe:
@@ -31,6 +32,7 @@ class Probe:
     metrics: list[dict]          # one row per GRPO step, sorted by step
     evals: list[dict]            # held-out evaluations, sorted by step
     complete: bool               # DONE.json exists
+    start: list[dict] = field(default_factory=list)   # start.jsonl: the step-0 sampling pass, one row per set
 
 
 @dataclass
@@ -124,6 +126,7 @@ def load_probe(path: str | Path) -> Probe:
         control=str(control) if control not in (None, "none", "") else None,
         meta=meta, metrics=_by_step(_rows(path / METRICS_FILE)), evals=_by_step(_rows(path / EVALS_FILE)),
         complete=(path / STAGE_DONE_FILE).exists(),
+        start=_rows(path / START_FILE) if (path / START_FILE).exists() else [],
     )
 
 

@@ -27,6 +27,10 @@ Components (each in accuracy-like units; docs/analysis.md has the derivations):
 
 score = sum of ``weights[c] * c``. Several probes of one checkpoint (seeds) are averaged.
 
+Beside the score, every predictor of octo.analysis.predictors (step-0 pass@k, headroom, learnable mass,
+its trend over the probe, the ScaleRL sigmoid's prediction, the entropy law's ceiling, a combination
+fitted without peeking) is listed per checkpoint with its interval (``predictors`` of scores.json).
+
 Confidence intervals are percentile bootstraps (``bootstrap`` resamples, ``ci_level``): problems
 are resampled jointly across all evaluations of a probe (per-problem vectors of evals.jsonl, so a
 curve stays one curve), and, when a checkpoint has several seeds, seeds are resampled too. Every
@@ -48,6 +52,8 @@ from octo.analysis.detectors import Event, detect
 from octo.analysis.gates import gate_table
 from octo.analysis.heldout import HeldOut, heldout
 from octo.analysis.load import Probe, Run, load_run, num
+from octo.analysis.predictors import (PREDICTORS, Curve, compute_through, entropy_at_evals, entropy_law,
+                                      fit_sigmoid, group_learnable_mass, learnable_mass_trend, start_predictors)
 from octo.analysis.series import column, nanmean, slope, trapezoid
 from octo.analysis.stats import percentile_ci
 from octo.runio import SCORES_FILE, write_json_atomic
@@ -98,6 +104,8 @@ class Resampler:
         self._weights: dict[tuple, np.ndarray] = {}
 
     def problem_weights(self, n: int, levels: tuple | None) -> np.ndarray:
+        """Multinomial bootstrap weights ``(B, n)`` of a problem set; ``levels`` (or any hashable key naming
+        the set) with ``n`` identifies it, so every probe answering the same set gets the same weights."""
         key = (n, levels)
         if key not in self._weights:
             rng = np.random.default_rng([self.cfg.seed, 0, n, _crc(repr(levels))])
@@ -138,6 +146,8 @@ class ProbeScore:
     point: dict[str, float]            # every metric, point estimate
     draws: dict[str, np.ndarray]       # bootstrap draws (B,) of the eval-derived metrics and components
     note: str | None = None            # a caveat about this probe's intervals
+    curve: Curve | None = None         # held-out accuracy against rollout tokens, for the sigmoid fit
+    sigmoid: dict | None = None        # the sigmoid fit of this probe (predictors.fit_sigmoid)
 
 
 def _length_terms(probe: Probe, ho: HeldOut, cfg: AnalysisConfig) -> tuple[float | None, float | None]:
@@ -180,11 +190,53 @@ def score_probe(probe: Probe, cfg: AnalysisConfig, resampler: Resampler) -> Prob
     point["stability"] = -point["stability/drawdown"] - penalty
     draws["stability"] = -draws["stability/drawdown"] - penalty
     draws["length"] = np.full(cfg.bootstrap, length)
+    _predictor_terms(probe, ho, cfg, resampler, g, s, point, draws)
     note = None
     if ho.per_greedy is None and ho.n_per_eval is None:
         note = (f"probe {probe.probe_id}: evals.jsonl has neither per-problem vectors nor n, so its intervals "
                 "leave out the noise of the held-out problems")
-    return ProbeScore(probe=probe, ho=ho, events=events, point=point, draws=draws, note=note)
+    return ProbeScore(probe=probe, ho=ho, events=events, point=point, draws=draws, note=note,
+                      curve=_curve(probe, ho, point, cfg))
+
+
+def _predictor_terms(probe: Probe, ho: HeldOut, cfg: AnalysisConfig, resampler: Resampler, g: np.ndarray,
+                     s: np.ndarray | None, point: dict, draws: dict) -> None:
+    """The predictors of octo.analysis.predictors that one probe's files give, into ``point`` and ``draws``."""
+    p, d = start_predictors(probe.start, resampler.problem_weights)
+    point.update(p)
+    draws.update(d)
+    group = num(probe.meta.get("num_generations"))
+    steps, values = group_learnable_mass(probe.metrics, int(group) if group else None)
+    trend = learnable_mass_trend(steps, values, cfg.bootstrap, np.random.default_rng([cfg.seed, 3, _crc(probe.probe_id)]))
+    if trend is not None:
+        point.update(trend[0])
+        draws.update(trend[1])
+    h = entropy_at_evals(probe.metrics, ho.steps, cfg.smooth_window)
+    law = entropy_law(h, ho.combined)
+    if law is not None:
+        combined = g if s is None else (g + s) / 2
+        law_draws = entropy_law(h, combined)
+        point.update({"entropy_law/ceiling": law["ceiling"], "entropy_law/a": law["a"], "entropy_law/b": law["b"],
+                      "entropy_law/r2": law["r2"]})
+        draws["entropy_law/ceiling"] = law_draws["ceiling"]
+
+
+def _curve(probe: Probe, ho: HeldOut, point: dict, cfg: AnalysisConfig) -> Curve | None:
+    """Held-out accuracy (mean of greedy and sampled) against rollout tokens; None without lengths in metrics."""
+    if ho.steps[0] != 0 or len(ho.steps) < 2:
+        return None
+    compute = compute_through(probe.metrics, probe.meta, ho.steps)
+    if not compute[-1] > 0 or np.any(compute[1:] <= 0):
+        return None
+    _, lengths = column(probe.metrics, "len/mean")
+    probe_steps = float(np.nanmax(column(probe.metrics, "step")[0])) if len(lengths) else 0.0
+    full_steps = cfg.extrapolate_steps or 10 * probe_steps
+    n = ho.n or (int(ho.n_per_eval.min()) if ho.n_per_eval is not None else 0)
+    if not probe_steps > 0 or not n:
+        return None
+    cap = point.get("start/pass@k")
+    return Curve(label=probe.probe_id, compute=compute, acc=ho.combined.astype(float), n=int(n),
+                 cap=1.0 if cap is None else float(cap), c_full=float(compute[-1] * full_steps / probe_steps))
 
 
 @dataclass
@@ -202,6 +254,7 @@ class CheckpointScore:
     metrics: dict[str, float | None] = field(default_factory=dict)
     metric_cis: dict[str, list[float]] = field(default_factory=dict)
     draws: dict[str, np.ndarray] = field(default_factory=dict)
+    predictors: dict[str, dict] = field(default_factory=dict)
 
     @property
     def events(self) -> list[Event]:
@@ -268,6 +321,7 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
     if cfg.weights.get("control", 0) > 0 and not use_control:
         notes.append("control component off: " + ("no negative-control probes" if not any(r.controls for r in results)
                                                   else "not every checkpoint has a negative-control probe"))
+    _fit_sigmoids([p for r in results for p in r.probes], cfg)
     for r in results:
         point, draws = _aggregate(r.checkpoint_id, r.probes, cfg)
         if use_control:
@@ -291,9 +345,58 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
         r.component_cis = {c: percentile_ci(draws[c], cfg.ci_level) for c in COMPONENTS
                            if r.components[c] is not None and c in draws}
         r.metrics = {k: v for k, v in point.items() if k not in COMPONENTS}
+        _combined(r, point, draws, cfg, notes)
         r.metric_cis = {k: percentile_ci(draws[k], cfg.ci_level) for k in r.metrics if k in draws}
+        r.predictors = _predictor_table(r, cfg)
     results.sort(key=lambda r: (-r.score, r.checkpoint_id))
     return results, excluded, notes
+
+
+def _fit_sigmoids(probes: list[ProbeScore], cfg: AnalysisConfig) -> None:
+    """One joint sigmoid fit over every probe with a compute axis (B is shared), into each probe's metrics."""
+    with_curve = [p for p in probes if p.curve is not None]
+    if not with_curve:
+        return
+    curves = [Curve(label=str(i), compute=p.curve.compute, acc=p.curve.acc, n=p.curve.n, cap=p.curve.cap,
+                    c_full=p.curve.c_full) for i, p in enumerate(with_curve)]
+    fits, draws = fit_sigmoid(curves, draws=cfg.bootstrap, seed=cfg.seed, shared_mid=cfg.sigmoid_shared_mid,
+                              level=cfg.ci_level)
+    for i, p in enumerate(with_curve):
+        fit = fits[str(i)]
+        p.sigmoid = fit
+        p.point.update({"sigmoid/predicted": fit["predicted"], "sigmoid/A": fit["A"], "sigmoid/C_mid": fit["C_mid"],
+                        "sigmoid/C_full": fit["c_full"], "sigmoid/B": fit["B"]})
+        p.draws["sigmoid/predicted"] = draws[str(i)]
+
+
+def _combined(r: CheckpointScore, point: dict, draws: dict, cfg: AnalysisConfig, notes: list[str]) -> None:
+    """The combined readiness (analysis.combination) into the checkpoint's metrics, with paired draws."""
+    if not cfg.combination:
+        return
+    value, total = cfg.combination_intercept, np.full(cfg.bootstrap, cfg.combination_intercept)
+    for name, coef in cfg.combination.items():
+        sign, key = (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
+        if point.get(key) is None or key not in draws:
+            notes.append(f"combined readiness of {r.checkpoint_id} left out: it has no {key}")
+            return
+        value += coef * sign * point[key]
+        total = total + coef * sign * draws[key]
+    r.metrics["combined"] = float(value)
+    draws["combined"] = total
+
+
+def _predictor_table(r: CheckpointScore, cfg: AnalysisConfig) -> dict[str, dict]:
+    """Every predictor a checkpoint has: {name: {"value", "ci"}} (docs/analysis.md, "Predictors")."""
+    table = {}
+    for name in PREDICTORS:
+        if name == "readiness":
+            table[name] = {"value": r.score, "ci": list(r.ci)}
+            continue
+        value = r.metrics.get(name)
+        if value is None:
+            continue
+        table[name] = {"value": value, "ci": r.metric_cis.get(name)}
+    return table
 
 
 def overlaps(a: tuple | list, b: tuple | list) -> bool:
@@ -337,6 +440,10 @@ def recommend(ranked: list[CheckpointScore], gates_by_id: dict[str, dict], cfg: 
     def desc(r: CheckpointScore) -> str:
         return f"{r.score:.3f} ({pct}% CI {r.ci[0]:.3f} to {r.ci[1]:.3f})"
 
+    def penalised(r: CheckpointScore) -> list[Event]:
+        # events kept as information (penalty 0, e.g. entropy_collapse) do not break ties
+        return [e for e in r.events if cfg.event_penalty.get(e.detector, 0.0) > 0]
+
     tied = [r for r in ranked if overlaps(r.ci, best.ci)]
     if len(ranked) == 1:
         chosen, why = best, f"it is the only scored checkpoint; readiness {desc(best)}"
@@ -351,7 +458,7 @@ def recommend(ranked: list[CheckpointScore], gates_by_id: dict[str, dict], cfg: 
             j = num(g.get("J"))
             return [(not str(verdict or "").startswith("stop"), "passes the gate stop rule"),
                     (bool(g.get("pareto")), "is on the gate Pareto set"),
-                    (-len(r.events), "has fewer detector events"),
+                    (-len(penalised(r)), "has fewer penalised detector events"),
                     (j if j is not None else -np.inf, f"has the higher gate score J ({_fmt(j)})"),
                     (r.score, "has the highest point estimate")]
         chosen = max(tied, key=lambda r: [c[0] for c in criteria(r)])
@@ -373,17 +480,23 @@ def recommend(ranked: list[CheckpointScore], gates_by_id: dict[str, dict], cfg: 
                     f"({chosen.components[top]:.3f} vs {other.components.get(top) or 0.0:.3f})")
     events = chosen.events
     if events:
-        why += "; detector events: " + ", ".join(f"{e.detector} at step {e.step} ({e.probe_id})" for e in events)
+        why += "; detector events: " + ", ".join(
+            f"{e.detector} at step {e.step} ({e.probe_id}"
+            + (")" if cfg.event_penalty.get(e.detector, 0.0) > 0 else "; information, no penalty)") for e in events)
     else:
         why += "; no detector events"
     return chosen.checkpoint_id, why + "."
 
 
-def _checkpoint_dict(r: CheckpointScore, rank: int, gates: dict | None) -> dict:
+def _checkpoint_dict(r: CheckpointScore, rank: int, gates: dict | None, cfg: AnalysisConfig) -> dict:
     return {
         "stage": r.stage, "score": r.score, "ci": list(r.ci), "components": r.components,
         "component_cis": r.component_cis, "metrics": r.metrics, "metric_cis": r.metric_cis,
-        "events": [e.to_dict() for e in r.events],
+        "predictors": r.predictors, "seeds": len(r.probes),
+        "intervals": ("problems and probe seeds" if len(r.probes) > 1 else
+                      "problems only: one probe seed, so seed-to-seed variance is not in the intervals"),
+        "sigmoid": {p.probe.probe_id: p.sigmoid for p in r.probes if p.sigmoid is not None},
+        "events": [{**e.to_dict(), "penalty": cfg.event_penalty.get(e.detector, 0.0)} for e in r.events],
         "probes": [p.probe.probe_id for p in r.probes + r.controls],
         "control_probes": [p.probe.probe_id for p in r.controls],
         "per_probe": {p.probe.probe_id: {k: v for k, v in p.point.items()} for p in r.probes + r.controls},
@@ -420,7 +533,7 @@ def build_scores(run: Run, cfg: AnalysisConfig) -> tuple[dict, list[CheckpointSc
         "version": VERSION,
         "run": run.name,
         "checkpoints": {r.checkpoint_id: _checkpoint_dict(r, rank_of[r.checkpoint_id],
-                                                          gates_by_id.get(r.checkpoint_id)) for r in ranked},
+                                                          gates_by_id.get(r.checkpoint_id), cfg) for r in ranked},
         "ranking": [r.checkpoint_id for r in ranked],
         "ties": tie_groups(ranked),
         "recommended": recommended,
@@ -429,6 +542,10 @@ def build_scores(run: Run, cfg: AnalysisConfig) -> tuple[dict, list[CheckpointSc
         "gates": table,
         "excluded": excluded,
         "notes": notes,
+        "accuracy": ("held-out accuracy (start/acc, final/acc, the curves the sigmoid and the detectors read) is the "
+                     "mean of greedy and sampled accuracy; keys ending _greedy or _sampled are each alone; "
+                     "pass@1 and pass@k come from the step-0 sampling pass"),
+        "predictor_definitions": dict(PREDICTORS),
         "config": to_dict(cfg),
     }
     return scores, ranked

@@ -4,7 +4,12 @@ Greedy accuracy (temperature 0, one completion per problem) and, when ``k > 0``,
 accuracy and pass@k from ``k`` samples per problem at the probe temperature. Generation
 goes through an octo rollout backend (the embedded ``hf`` one by default); answers are
 checked by ``octo.verifiers``. Per-problem vectors are kept so that analysis can bootstrap
-confidence intervals over problems.
+confidence intervals over problems; the per-problem success *counts* (not only their share)
+are kept too, so that pass@j for any j <= k is estimable without bias (Chen et al. 2021).
+
+``start_pass`` is the step-0 sampling pass of a probe: ``n`` samples per problem on a subset of
+the held-out problems and on a subset of the RL prompts, whose success counts give the step-0
+predictors of octo.analysis.predictors (pass@k, headroom, learnable mass).
 """
 
 from __future__ import annotations
@@ -65,9 +70,89 @@ def evaluate_problems(backend, tokenizer, problems: list[dict], *, template: str
                                    seed=seed + 1)
         flat = [c.text for group in sampled for c in group]
         results = pool.verify_batch(golds=[g for g in golds for _ in range(k)], completions=flat)
-        per = [mean(int(r.correct) for r in results[i * k:(i + 1) * k]) for i in range(len(problems))]
+        counts = [sum(int(r.correct) for r in results[i * k:(i + 1) * k]) for i in range(len(problems))]
+        per = [c / k for c in counts]
         out["acc/sampled"] = _mean(per)
-        out["pass@k"] = _mean(int(x > 0) for x in per)
+        out["pass@k"] = _mean(int(c > 0) for c in counts)
         out["per_problem/sampled"] = per
+        out["per_problem/sampled_correct"] = counts
     out["_greedy"] = (greedy, g_results)
     return out
+
+
+def success_counts(backend, tokenizer, problems: list[dict], *, template: str, max_new_tokens: int, pool,
+                   samples: int, temperature: float = 1.0, seed: int = 0) -> dict:
+    """``samples`` completions per problem at ``temperature``; how many of each problem's are correct.
+
+    Returns ``{"n", "samples", "per_problem/correct", "per_problem/level", "len/mean", "clip_ratio"}``
+    (counts in problem order). Counts, not shares: pass@k for every k <= samples and the unbiased
+    p(1-p) need them (octo.analysis.predictors).
+    """
+    prompts = [tokenizer(template.format(question=p["question"]), add_special_tokens=False)["input_ids"]
+               for p in problems]
+    groups = backend.generate(prompts, n=samples, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    flat = [c for group in groups for c in group]
+    results = pool.verify_batch(golds=[p["answer"] for p in problems for _ in range(samples)],
+                                completions=[c.text for c in flat])
+    counts = [sum(int(r.correct) for r in results[i * samples:(i + 1) * samples]) for i in range(len(problems))]
+    return {
+        "n": len(problems), "samples": samples,
+        "per_problem/correct": counts,
+        "per_problem/level": [p.get("level", 0) for p in problems],
+        "len/mean": _mean(len(c.token_ids) for c in flat),
+        "clip_ratio": _mean(int(c.finish_reason == "length") for c in flat),
+    }
+
+
+def group_success_counts(correct: list[int], group: int) -> list[int]:
+    """Correct completions per prompt group of a GRPO step (``group`` consecutive completions each, TRL's
+    order): the ``per_group/correct`` of a probe's metrics row, from which octo.analysis.predictors
+    draws the learnable mass of the training prompts and its trend over the probe."""
+    if group < 1 or len(correct) % group:
+        raise ValueError(f"{len(correct)} completions do not split into groups of {group}")
+    return [int(sum(correct[i:i + group])) for i in range(0, len(correct), group)]
+
+
+def problems_hash(problems: list[dict]) -> str:
+    """Identity of a problem set (question and answer, in order): equal hashes mean paired per-problem vectors."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([(p["question"], p["answer"]) for p in problems]).encode()).hexdigest()[:16]
+
+
+def start_pass(backend, tokenizer, *, heldout: list[dict], prompts: list[dict], template: str, max_new_tokens: int,
+               pool, samples: int, heldout_problems: int, prompt_problems: int, temperature: float = 1.0,
+               seed: int = 0) -> list[dict]:
+    """The step-0 sampling pass of a probe: rows for ``start.jsonl`` (docs/run-directory.md).
+
+    ``samples`` completions per problem on a level-balanced subset of ``heldout_problems`` held-out
+    problems (``set: "heldout"``: pass@k and headroom, Yue et al. 2025, arXiv 2504.13837) and on a
+    subset of ``prompt_problems`` RL prompts (``set: "prompts"``: learnable mass, the mean p(1-p)
+    that bounds GRPO's expected improvement, arXiv 2504.03380). The subsets are deterministic, so
+    every checkpoint of a run answers the same problems and their predictors are paired. A subset
+    size of 0 skips that set. Each row: ``step`` (0), ``set``, ``n``, ``samples``, ``temperature``,
+    ``max_len``, ``problems_hash``, ``per_problem/correct``, ``per_problem/level``, ``len/mean``,
+    ``clip_ratio``, and the point estimates ``pass@1``, ``pass@<samples>`` and ``learnable_mass``.
+    """
+    from octo.analysis.predictors import learnable_mass, pass_at_k
+
+    rows = []
+    for name, pool_of, size, offset in (("heldout", heldout, heldout_problems, 0),
+                                        ("prompts", prompts, prompt_problems, 1)):
+        if size <= 0 or not pool_of:
+            continue
+        subset = select_problems(pool_of, size)
+        res = success_counts(backend, tokenizer, subset, template=template, max_new_tokens=max_new_tokens,
+                             pool=pool, samples=samples, temperature=temperature, seed=seed + offset)
+        counts = res["per_problem/correct"]
+        row = {"step": 0, "set": name, "n": res["n"], "samples": samples, "temperature": temperature,
+               "max_len": max_new_tokens, "problems_hash": problems_hash(subset),
+               "pass@1": float(pass_at_k(counts, samples, 1).mean()),
+               f"pass@{samples}": float(pass_at_k(counts, samples, samples).mean()),
+               "learnable_mass": float(learnable_mass(counts, samples).mean()) if samples >= 2 else None,
+               "len/mean": res["len/mean"], "clip_ratio": res["clip_ratio"],
+               "per_problem/correct": counts, "per_problem/level": res["per_problem/level"]}
+        rows.append(row)
+    return rows
+

@@ -60,6 +60,14 @@ class ProbeConfig:
     eval_every: int = opt(10, ge=1, help="held-out evaluation every N steps (and at step 0 and the end)")
     eval_problems: int = opt(200, ge=1, help="held-out problems per evaluation")
     eval_samples: int = opt(4, ge=1, help="samples per problem for sampled accuracy and pass@k")
+    start_samples: int = opt(
+        16, ge=0, help="step-0 sampling pass: samples per problem at the probe temperature on a subset of the held-out "
+                       "problems and of the RL prompts, written as success counts to start.jsonl (pass@k, headroom and "
+                       "learnable mass, docs/analysis.md); 0 switches the pass off, else at least 2")
+    start_heldout_problems: int = opt(64, ge=0, help="step-0 sampling pass: held-out problems (level-balanced subset; "
+                                                     "pass@k and headroom); 0 skips them")
+    start_prompt_problems: int = opt(64, ge=0, help="step-0 sampling pass: RL prompts (level-balanced when "
+                                                    "they carry levels; learnable mass); 0 skips them")
     save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
     seeds: list[int] = opt(default_factory=lambda: [0], help="probe seeds (one probe per seed)")
     log_samples: int = opt(16, ge=0, help="completions per step written to samples.jsonl")
@@ -73,6 +81,9 @@ class ProbeConfig:
     def validate(self) -> None:
         if "{question}" not in self.prompt_template:
             raise ConfigError("prompt_template", "must contain {question}")
+        if self.start_samples == 1:
+            raise ConfigError("start_samples", "must be 0 (off) or at least 2: learnable mass needs two samples "
+                                               "per prompt")
 
 
 @dataclass(kw_only=True)

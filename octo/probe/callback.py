@@ -13,10 +13,11 @@ from statistics import mean, pstdev
 from transformers import TrainerCallback
 
 from octo import progress
+from octo.accuracy import group_success_counts
 from octo.cpt.checkpoint import write_file_manifest
 from octo.probe.reward import ProbeReward, ScoredBatch
 from octo.probe.rollouts import ProbeRollouts
-from octo.runio import EVALS_FILE, METRICS_FILE, SAMPLES_FILE, JsonlWriter
+from octo.runio import EVALS_FILE, METRICS_FILE, SAMPLES_FILE, START_FILE, JsonlWriter
 
 
 def _mean_or_none(xs: list) -> float | None:
@@ -35,6 +36,7 @@ def metrics_row(step: int, batch: ScoredBatch, group: int, logs: dict) -> dict:
         "reward/mean": mean(rewards), "reward/std": pstdev(rewards),
         **{f"reward/{k}": mean(p.components.get(k, 0.0) for p in parts) for k in components},
         "acc": mean(correct), "frac_zero_std": mean(zero_std),
+        "per_group/correct": group_success_counts(correct, group),
         "len/mean": mean(lengths),
         "len/correct": _mean_or_none([n for n, c in zip(lengths, correct) if c]),
         "len/incorrect": _mean_or_none([n for n, c in zip(lengths, correct) if not c]),
@@ -57,13 +59,13 @@ def sample_rows(step: int, batch: ScoredBatch, n: int) -> list[dict]:
 
 class ProbeMetricsCallback(TrainerCallback):
     """Writes metrics.jsonl and samples.jsonl after every step, evals.jsonl every ``eval_every`` steps and at the
-    end, and a file manifest into every checkpoint the Trainer saves (a truncated or altered file is then found
-    at resume, which falls back to an older checkpoint)."""
+    end, start.jsonl once before the first step, and a file manifest into every checkpoint the Trainer saves (a
+    truncated or altered file is then found at resume, which falls back to an older checkpoint)."""
 
     def __init__(self, probe_dir: Path, probe_id: str, *, rollouts: ProbeRollouts, reward: ProbeReward,
-                 evaluate, eval_every: int, log_samples: int):
+                 evaluate, start, eval_every: int, log_samples: int):
         self.probe_dir, self.probe_id = Path(probe_dir), probe_id
-        self.rollouts, self.reward, self.evaluate = rollouts, reward, evaluate
+        self.rollouts, self.reward, self.evaluate, self.start = rollouts, reward, evaluate, start
         self.eval_every, self.log_samples = eval_every, log_samples
         self.metrics = JsonlWriter(self.probe_dir / METRICS_FILE)
         self.evals = JsonlWriter(self.probe_dir / EVALS_FILE)
@@ -73,6 +75,14 @@ class ProbeMetricsCallback(TrainerCallback):
 
     def write_eval(self, step: int) -> None:
         self.evals.write({"step": step, **self.evaluate()})
+
+    def write_start(self, prompts: list[dict], heldout: list[dict]) -> None:
+        """start.jsonl: the step-0 sampling pass (success counts for pass@k, headroom, learnable mass)."""
+        rows = self.start(heldout=heldout, prompts=prompts)
+        if rows:
+            with JsonlWriter(self.probe_dir / START_FILE, mode="w") as out:
+                for row in rows:
+                    out.write(row)
 
     def on_train_begin(self, args, state, control, **kw):
         self.bar = progress.bar(args.max_steps, self.probe_id, initial=state.global_step)

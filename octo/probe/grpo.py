@@ -34,7 +34,7 @@ from octo.probe.reward import ProbeReward
 from octo.probe.rollouts import ProbeRollouts
 from octo.reuse import check_probe_dir
 from octo.runio import (CHECKPOINTS_DIR, EVALS_FILE, METRICS_FILE, PROBE_META_FILE, SAMPLES_FILE, STAGE_DONE_FILE,
-                        read_json, read_jsonl, truncate_jsonl, write_error, write_json_atomic)
+                        START_FILE, read_json, read_jsonl, truncate_jsonl, write_error, write_json_atomic)
 
 DONE_FILE = STAGE_DONE_FILE
 
@@ -72,7 +72,9 @@ def probe_meta(cfg: ProbeConfig, spec: ProbeSpec) -> dict:
         "prompts_per_step": cfg.prompts_per_step, "num_generations": cfg.num_generations, "lr": cfg.lr,
         "beta": cfg.beta, "temperature": cfg.temperature, "loss_type": cfg.loss_type,
         "max_len": {"kind": cfg.max_len.kind, "max_len": cfg.max_len.max_len, "stairs": cfg.max_len.stairs},
-        "eval_every": cfg.eval_every, "rollout_tokens": None,
+        "eval_every": cfg.eval_every, "start_samples": cfg.start_samples,
+        "start_heldout_problems": cfg.start_heldout_problems, "start_prompt_problems": cfg.start_prompt_problems,
+        "rollout_tokens": None,
     }
 
 
@@ -99,6 +101,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
     try:
         if resume is None:
             callback.write_eval(0)
+            callback.write_start(prompts, heldout)
         _train(trainer, resume, probe_dir / CHECKPOINTS_DIR)
     finally:
         callback.close()
@@ -119,7 +122,7 @@ def _problems(recipe: Recipe) -> tuple[list[dict], list[dict]]:
 def _resume_point(probe_dir: Path, spec: ProbeSpec, cfg: ProbeConfig) -> tuple[int, Path] | None:
     """The checkpoint to resume from (incomplete ones removed), with the JSONL files cut back to its step."""
     resume = latest_probe_checkpoint(probe_dir / CHECKPOINTS_DIR, remove_partial=True)
-    for name in (METRICS_FILE, EVALS_FILE, SAMPLES_FILE):
+    for name in (METRICS_FILE, EVALS_FILE, SAMPLES_FILE, START_FILE):
         # without a checkpoint the probe starts over, step-0 evaluation included: keep no row
         truncate_jsonl(probe_dir / name, keep_step_le=resume[0] if resume else -1)
     if resume:
@@ -159,6 +162,7 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
     reward = ProbeReward(MathReward(cfg.reward, recipe.verifier), control)
     callback = ProbeMetricsCallback(probe_dir, spec.probe_id, rollouts=rollouts, reward=reward,
                                     evaluate=partial(rollouts.evaluate, heldout, verifier=recipe.verifier, pool=pool),
+                                    start=partial(rollouts.start_pass, pool=pool),
                                     eval_every=cfg.eval_every, log_samples=cfg.log_samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -53,6 +53,8 @@ KINDS: dict[str, dict] = {
     "multi_boxed": dict(heldout=ramp(0.3, 0.45), multi_boxed=jump(60, 0.01, 0.4)),
     "entropy_collapse": dict(heldout=ramp(0.3, 0.45), entropy=jump(90, 0.8, 0.1)),
     "kl_blowup": dict(heldout=ramp(0.3, 0.45), kl=jump(110, 0.02, 1.5)),
+    # the limit cuts many answers without any length growth (a limit too short for the checkpoint)
+    "truncation": dict(heldout=ramp(0.3, 0.4), clip=jump(70, 0.02, 0.45)),
     # OctoThinker's long-CoT branch: lengths run to the limit, then accuracy collapses (seed 004)
     "long_cot": dict(heldout=_collapse, length=jump(140, 220, 950), clip=jump(140, 0.03, 0.6),
                      len_incorrect=jump(140, 240, 1010)),
@@ -70,6 +72,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "multi_boxed": {"multi_boxed": 60},
     "entropy_collapse": {"entropy_collapse": 90},
     "kl_blowup": {"kl_blowup": 110},
+    "truncation": {"truncation": 70},
     "long_cot": {"length_explosion": 140, "collapse": 175},
 }
 

@@ -133,20 +133,22 @@ def test_missing_metrics_skip_their_detectors(tmp_path):
     assert _events(pdir) == {}
 
 
-@pytest.mark.parametrize("kind,setting,value", [
-    ("collapse", "collapse_drawdown", 0.6),          # the drop (0.45) is now below D
-    ("length_explosion", "length_growth", 5.0),      # x4.5 growth is not enough
-    ("repetition", "repeat_threshold", 0.5),
-    ("multi_boxed", "multi_boxed_threshold", 0.5),
-    ("entropy_collapse", "entropy_ratio", 0.05),
-    ("kl_blowup", "kl_max", 2.0),
-    ("reward_hacking", "hack_reward_rise", 1.0),
+@pytest.mark.parametrize("kind,setting,value,after", [
+    ("collapse", "collapse_drawdown", 0.6, {}),          # the drop (0.45) is now below D
+    # x4.5 growth is not enough: what is left is a clip ratio of 0.5, i.e. truncation
+    ("length_explosion", "length_growth", 5.0, {"truncation": 120}),
+    ("truncation", "truncation_threshold", 0.6, {}),
+    ("repetition", "repeat_threshold", 0.5, {}),
+    ("multi_boxed", "multi_boxed_threshold", 0.5, {}),
+    ("entropy_collapse", "entropy_ratio", 0.05, {}),
+    ("kl_blowup", "kl_max", 2.0, {}),
+    ("reward_hacking", "hack_reward_rise", 1.0, {}),
 ])
-def test_thresholds_come_from_the_config(tmp_path, kind, setting, value):
+def test_thresholds_come_from_the_config(tmp_path, kind, setting, value, after):
     kind = "reward_hacker" if kind == "reward_hacking" else kind
     pdir = RunBuilder(tmp_path).probe("a.step-1", kind, rng_seed=4)
     assert _events(pdir) == EXPECTED[kind]
-    assert _events(pdir, AnalysisConfig(**{setting: value})) == {}
+    assert _events(pdir, AnalysisConfig(**{setting: value})) == after
 
 
 def test_persistence_setting_changes_what_counts_as_noise(tmp_path):

@@ -89,8 +89,17 @@ def test_scores_json_follows_the_contract(tmp_path):
         assert c["ci"][0] <= c["ci"][1] and c["probes"] == [cid]
         assert set(c["components"]) == {"start", "learning", "stability", "length", "control"}
         for e in c["events"]:
-            assert set(e) == {"detector", "step", "probe_id", "detail"}
+            assert set(e) == {"detector", "step", "probe_id", "detail", "penalty"}
+            assert e["penalty"] == scores["config"]["event_penalty"][e["detector"]]
+        # the synthetic probes have no start pass: their predictors are the probe's own
+        assert {"readiness", "start/acc", "final/acc", "sigmoid/predicted"} <= set(c["predictors"])
+        for name in ("start/acc", "final/acc", "readiness"):
+            p = c["predictors"][name]
+            assert p["ci"][0] <= p["value"] <= p["ci"][1], (cid, name)
+        assert c["seeds"] == 1 and "one probe seed" in c["intervals"]
     assert scores["config"]["bootstrap"] == 300        # read from recipe.resolved.yaml's analysis key
+    assert "mean of greedy and sampled" in scores["accuracy"]
+    assert {"start/pass@k", "start/learnable_mass", "sigmoid/predicted"} <= set(scores["predictor_definitions"])
 
 
 def test_ties_are_called_and_broken_by_the_gates(tmp_path):
@@ -343,3 +352,39 @@ def test_a_damaged_per_problem_vector_falls_back_to_the_parametric_bootstrap(tmp
     (pdir / "evals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     c = score_run(tmp_path / "run", FAST)["checkpoints"]["a.step-1"]
     assert c["ci"][0] < c["score"] < c["ci"][1]
+
+
+def test_entropy_drop_of_a_healthy_learner_costs_nothing_and_breaks_no_tie(tmp_path):
+    """Issue 21: RL sharpening fires entropy_collapse on healthy probes, and its 0.05 penalty decided the
+    quickstart's recommendation. Two checkpoints that learn identically, one of them spending its entropy:
+    the event is reported as information, costs no stability and does not decide between them."""
+    from tests.analysis.synth import jump
+
+    b = RunBuilder(tmp_path / "run", analysis={"bootstrap": 300})
+    b.probe("sharpens.step-1", "clean", rng_seed=7, entropy=jump(60, 0.8, 0.1))
+    b.probe("steady.step-1", "clean", rng_seed=7)
+    scores = score_run(tmp_path / "run")
+    sharp, steady = scores["checkpoints"]["sharpens.step-1"], scores["checkpoints"]["steady.step-1"]
+    assert [(e["detector"], e["penalty"]) for e in sharp["events"]] == [("entropy_collapse", 0.0)]
+    assert steady["events"] == []
+    assert sharp["components"]["stability"] == pytest.approx(steady["components"]["stability"])
+    assert sharp["score"] == pytest.approx(steady["score"])
+    assert "fewer penalised detector events" not in scores["reason"]
+    if scores["recommended"] == "sharpens.step-1":
+        assert "entropy_collapse at step 60 (sharpens.step-1; information, no penalty)" in scores["reason"]
+
+
+def test_truncation_is_penalised(tmp_path):
+    b = RunBuilder(tmp_path / "run", analysis={"bootstrap": 300})
+    b.probe("cut.step-1", "clean", rng_seed=7, clip=jump_clip())
+    b.probe("whole.step-1", "clean", rng_seed=7)
+    c = score_run(tmp_path / "run")["checkpoints"]
+    assert [(e["detector"], e["penalty"]) for e in c["cut.step-1"]["events"]] == [("truncation", 0.05)]
+    assert c["cut.step-1"]["metrics"]["stability/penalty"] == pytest.approx(0.05)
+    assert c["whole.step-1"]["metrics"]["stability/penalty"] == 0.0
+
+
+def jump_clip():
+    from tests.analysis.synth import jump
+
+    return jump(100, 0.02, 0.4)

@@ -22,6 +22,7 @@ STEPS = 10
 PROBE_OVERRIDES = TINY_OVERRIDES + [
     f"probe.steps={STEPS}", "probe.save_every=2", "probe.eval_every=5", "probe.eval_problems=4",
     "probe.max_len.kind=stair", "probe.max_len.stairs={0: 8, 4: 12, 7: 16}", "probe.log_samples=4",
+    "probe.start_samples=4", "probe.start_heldout_problems=4", "probe.start_prompt_problems=3",
 ]
 
 
@@ -82,6 +83,18 @@ def _check_metrics(pdir: Path, overrides: list[str]) -> list[dict]:
         assert r["len/mean"] <= r["max_len"]
         assert {"reward/correctness", "reward/format", "time/rollout", "time/verify", "time/sync",
                 "time/train", "grad_norm", "loss"} <= set(r)
+        # successes per prompt group, in TRL's order: what the learnable mass of the RL prompts is read from
+        groups = r["per_group/correct"]
+        assert len(groups) == recipe.probe.prompts_per_step
+        assert all(0 <= c <= recipe.probe.num_generations for c in groups)
+        assert sum(groups) == round(r["acc"] * recipe.probe.prompts_per_step * recipe.probe.num_generations)
+    # the step-0 sampling pass: once per probe (not again after a resume), at the schedule's largest limit
+    start = _rows(pdir / "start.jsonl")
+    assert [(r["set"], r["n"], r["samples"], r["max_len"]) for r in start] == [("heldout", 4, 4, 16),
+                                                                            ("prompts", 3, 4, 16)]
+    for r in start:
+        assert len(r["per_problem/correct"]) == r["n"] and all(0 <= c <= 4 for c in r["per_problem/correct"])
+        assert r["pass@1"] == pytest.approx(sum(r["per_problem/correct"]) / (4 * r["n"]))
     for s in _rows(pdir / "samples.jsonl"):  # the limit really bounds generation
         assert s["length"] <= next(r["max_len"] for r in rows if r["step"] == s["step"])
     evals = _rows(pdir / "evals.jsonl")
