@@ -108,9 +108,11 @@ def prepare(gold: str, completion: str, config: VerifierConfig, task: str | None
     g = clean_answer(gold_answer(clean_answer(gold, unicode=uni)), unicode=uni)
     ext = extract_answer(completion, methods)
     answer = clean_answer(ext.answer, unicode=uni) if ext.answer is not None else None
+    boxes = tuple(clean_answer(b, unicode=uni) for b in ext.boxes)
+    if answer and all(same_text(b, answer) for b in boxes):
+        boxes = ()  # the same answer boxed twice is one answer
     return Prepared(gold=g, extraction=ext, answer=answer or None, n_boxed=find_boxes(completion).count,
-                    identical=bool(gold.strip()) and same_text(gold, completion),
-                    boxes=tuple(clean_answer(b, unicode=uni) for b in ext.boxes))
+                    identical=bool(gold.strip()) and same_text(gold, completion), boxes=boxes)
 
 
 def _result(prep: Prepared, status: Status, reason: str, checked_by: str | None,
