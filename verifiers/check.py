@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from octo.verifiers.config import VerifierConfig
-from octo.verifiers.extract import Extraction, extract_answer, find_boxes, gold_answer
+from octo.verifiers.extract import Extraction, extract_answer, find_boxes, gold_answer, last_math
 from octo.verifiers.fastpath import (
     _ROMAN_CONSTANT,
     clean_answer,
@@ -107,12 +107,26 @@ def prepare(gold: str, completion: str, config: VerifierConfig, task: str | None
     uni = config.normalize_unicode
     g = clean_answer(gold_answer(clean_answer(gold, unicode=uni)), unicode=uni)
     ext = extract_answer(completion, methods)
+    if ext.method == "last_number" and not _is_number(g, config):
+        # plain text whose gold is a tuple, an interval, a relation...: the last number cannot be it
+        found = last_math(ext.text)
+        if found:
+            ext = Extraction(answer=found, method="last_number", text=ext.text,
+                             reason="answer found by 'last_number' (the last tuple, interval or relation)")
+        elif "latex" in methods:
+            ext = Extraction(answer=None, method="latex", text=ext.text,
+                             reason="answer left to math-verify's extraction (the gold is not a plain number)")
     answer = clean_answer(ext.answer, unicode=uni) if ext.answer is not None else None
     boxes = tuple(clean_answer(b, unicode=uni) for b in ext.boxes)
     if answer and all(same_text(b, answer) for b in boxes):
         boxes = ()  # the same answer boxed twice is one answer
     return Prepared(gold=g, extraction=ext, answer=answer or None, n_boxed=find_boxes(completion).count,
                     identical=bool(gold.strip()) and same_text(gold, completion), boxes=boxes)
+
+
+def _is_number(gold: str, config: VerifierConfig) -> bool:
+    return bool(number_readings(gold, thousands=config.thousands_separators, units=config.strip_units)
+                or parse_time(gold))
 
 
 def _result(prep: Prepared, status: Status, reason: str, checked_by: str | None,
@@ -200,6 +214,15 @@ _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[")
 
 
+# "\\[\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}.\\]": a sentence's period inside the formula, which math-verify
+# then misreads (that matrix becomes -1)
+_PERIOD_BEFORE_CLOSE = re.compile(r"\.(?=\s*(?:\\\]|\\\)|\$\$)|\$)")
+
+
+def _for_math_verify(text: str) -> str:
+    return _PERIOD_BEFORE_CLOSE.sub("", _ROMAN_CONSTANT.sub(r"\1", text))
+
+
 @functools.cache
 def _configs() -> tuple:
     """math-verify's extraction configs for a whole text: boxes first, then LaTeX, then plain expressions."""
@@ -215,7 +238,7 @@ def _parse(text: str) -> tuple:
     _, parse, _ = _math_verify()
     if ("\\boxed" in text or _DELIMITED.search(text)) and not (
             text.startswith("$") and text.endswith("$") and text.count("$") == 2):
-        return tuple(parse(_ROMAN_CONSTANT.sub(r"\1", text), _configs(), parsing_timeout=None))
+        return tuple(parse(_for_math_verify(text), _configs(), parsing_timeout=None))
     return tuple(parse(f"${_UNESCAPED_DOLLAR.sub('', text)}$", parsing_timeout=None))
 
 
@@ -223,7 +246,7 @@ def _parse(text: str) -> tuple:
 def _extract(text: str) -> tuple[tuple, str | None]:
     """math-verify's own extraction from a completion: (parsed objects, the text it read)."""
     _, parse, _ = _math_verify()
-    found = tuple(parse(_ROMAN_CONSTANT.sub(r"\1", text), _configs(), parsing_timeout=None))
+    found = tuple(parse(_for_math_verify(text), _configs(), parsing_timeout=None))
     shown = next((x for x in found if isinstance(x, str)), None)
     return found, shown
 

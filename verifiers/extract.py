@@ -37,7 +37,7 @@ _WS = re.compile(r"\s*")
 # comma ("2,74"), a leading-dot decimal (".4"), a fraction, a percentage, a time of day
 _NUMBER = re.compile(
     r"(?<![A-Za-z])(?:(?<![\w)\]}])[-−+])?(?:\\\$|\$)?(?<![A-Za-z])"
-    r"(?:\d{1,2}:\d{2}(?![\d:])|(?:[1-9]\d{0,2}(?:(?:,|(?<=\d) (?=\d{3}(?!\d)))\d{3})+(?!\d)|\d+(?:,\d+(?![\d,]))?)"
+    r"(?:\d+ \d+/\d+(?![\d/])|\d{1,2}:\d{2}(?![\d:])|(?:[1-9]\d{0,2}(?:(?:,|(?<=\d) (?=\d{3}(?!\d)))\d{3})+(?!\d)|\d+(?:,\d+(?![\d,]))?)"
     r"(?:\.\d+)?|\.\d+)(?:/\d+)?(?:\\%|%)?")
 # LaTeX that math-verify should read: a command (not a box: boxes are octo's), \( or \[, or $...$ whose
 # ends touch its content ("costs $12 and $15" is currency, not math)
@@ -212,6 +212,22 @@ def _last_number_in(line: str) -> str | None:
     return found.strip() if found is not None else None
 
 
+# a tuple/interval or a relation "x < 4" in plain text: math-verify's ExprExtractionConfig reads only
+# numbers and operator expressions that start with a digit, so it cannot find these
+_PLAIN_GROUP = re.compile(r"[(\[][^()\[\]\n]{0,40},[^()\[\]\n]{0,40}[)\]]|\b[a-z]\s*(?:<=|>=|!=|<|>|=)\s*-?\d[\d.,/]*")
+
+
+def last_math(text: str) -> str | None:
+    """The last tuple, interval or relation on the last non-empty line of plain text, else None."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or has_latex(text):
+        return None
+    found = None
+    for m in _PLAIN_GROUP.finditer(lines[-1]):
+        found = m.group()
+    return found.rstrip(".,") if found else None
+
+
 def _defer_latex(text: str) -> str | None:
     return text if has_latex(text) else None
 
@@ -253,7 +269,7 @@ def extract_answer(completion: str, methods: tuple[str, ...] | list[str] = DEFAU
                 return Extraction(answer=later, method="answer_is", reason="answer found by 'answer_is' after the "
                                                                          "last box")
         boxes = box_contents(text) if name == "boxed" else ()
-        return Extraction(answer=answer, method=name, reason=f"answer found by '{name}'",
+        return Extraction(answer=answer, method=name, reason=f"answer found by '{name}'", text=text,
                           boxes=boxes if len(boxes) > 1 else ())
     tried = ", ".join(methods)
     return Extraction(answer=None, method=None, reason=f"no answer found (tried {tried})")

@@ -48,6 +48,7 @@ _UNICODE_CHARS = frozenset(_UNICODE)
 
 # \mathrm{e} is Euler's e (ISO style); math-verify's parser drops the whole term instead (1 - 1/\mathrm{e} == 1)
 _ROMAN_CONSTANT = re.compile(r"\\mathrm\s*\{\s*(e|i)\s*\}")
+_PLAIN_PI = re.compile(r"(?<![A-Za-z])pi(?![A-Za-z])")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _MAX_DIGITS = 40
 
@@ -92,6 +93,8 @@ def clean_answer(text: str, *, unicode: bool = True) -> str:
     if unicode:
         text = normalize_unicode(text)
     text = _ROMAN_CONSTANT.sub(r"\1", text.strip())
+    if "pi" in text and "\\" not in text:  # plain text "9 pi": LaTeX would read the product p*i
+        text = _PLAIN_PI.sub(r"\\pi ", text).rstrip()
     for _ in range(4):
         before = text
         text = strip_group_braces(text)
