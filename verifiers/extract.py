@@ -11,6 +11,8 @@ something wins:
 - ``answer_is``: "the (final) answer is X" / "Answer: X" (the last one; X runs to the end
   of its sentence or line). A sentence of prose ("The volume of $V$ is 120") is not an answer:
   in plain text its last number is; in LaTeX text ``latex`` reads it.
+- ``whole``: a completion that is one short line of math and no words (``(x-2)(x+2)``,
+  ``\\frac12``, an answer column rather than a solution) is the answer as it stands.
 - ``latex``: a completion with LaTeX in it (``$...$``, ``\\(``, ``\\[``, a command such as
   ``\\frac``) is handed to math-verify's own extraction (``LatexExtractionConfig`` with boxes
   first, then ``ExprExtractionConfig``), in the worker, under the item timer: its regexes and
@@ -228,6 +230,17 @@ def last_math(text: str) -> str | None:
     return found.rstrip(".,") if found else None
 
 
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+
+
+def _extract_whole(text: str) -> str | None:
+    """A completion that is one short line of math and no words (``(x-2)(x+2)``, ``\\frac12``) is its answer."""
+    s = text.strip()
+    if not s or len(s) > 200 or "\n" in s or "\\boxed" in s or "\\fbox" in s or not any(c.isalnum() for c in s):
+        return None
+    return None if _WORD.search(_MATH_SPANS.sub(" ", s)) else s
+
+
 def _defer_latex(text: str) -> str | None:
     return text if has_latex(text) else None
 
@@ -236,10 +249,11 @@ _METHODS = {
     "boxed": _extract_boxed,
     "hash": _extract_hash,
     "answer_is": _extract_answer_is,
+    "whole": _extract_whole,
     "latex": _defer_latex,
     "last_number": _extract_last_number,
 }
-DEFAULT_METHODS = ("boxed", "hash", "answer_is", "latex", "last_number")
+DEFAULT_METHODS = ("boxed", "hash", "answer_is", "whole", "latex", "last_number")
 
 
 def extract_answer(completion: str, methods: tuple[str, ...] | list[str] = DEFAULT_METHODS) -> Extraction:

@@ -1,4 +1,4 @@
-"""The labelled tables of issue 22 (tests/data/verifier_{mathverify,designed,real}.jsonl, see tests/data/README.md).
+"""The labelled tables of issue 22 (tests/data/verifier_{mathverify,graders,designed,real}.jsonl; tests/data/README.md).
 
 Every row's verdict must equal its label, in-process and through a pool, except the rows marked
 ``octo_miss`` (octo is known to get them wrong, and says why): those must still be wrong, so that a
@@ -18,7 +18,8 @@ import pytest
 from octo.verifiers import verify
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-NEW_TABLES = ("verifier_mathverify.jsonl", "verifier_designed.jsonl", "verifier_real.jsonl")
+NEW_TABLES = ("verifier_mathverify.jsonl", "verifier_graders.jsonl", "verifier_designed.jsonl",
+              "verifier_real.jsonl")
 
 
 def _load(name: str) -> list[dict]:
