@@ -2,17 +2,20 @@
 
 Order of decisions (the same in the calling process and in a worker):
 
-1. the gold's answer part (its last box, its ``####`` part, or all of it); empty ->
-   ``gold_unparseable``;
-2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`);
-3. answer identical to the gold up to whitespace -> ``ok``;
-4. both plain numbers, or both tuples/intervals/sets of plain numbers -> exact comparison
+1. the gold's answer part (its box, its ``####`` part, or all of it; a gold with several boxes
+   or with formulas inside text is read whole by math-verify); empty -> ``gold_unparseable``;
+2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`); LaTeX text
+   without a box is left to math-verify's extraction (``deferred``);
+3. the completion, or its answer, identical to the gold up to whitespace -> ``ok``;
+4. both plain numbers (with their decimal-comma and mixed-number readings), both times, or
+   both tuples/intervals/sets of plain numbers -> exact comparison
    (:mod:`octo.verifiers.fastpath`); no answer and such a gold -> ``no_answer``;
 5. otherwise math-verify: ``parse`` the gold (nothing parsed -> ``gold_unparseable``), then
-   ``no_answer`` if the completion had none, then ``parse`` the answer and
-   ``verify(gold=..., target=...)`` (gold first: math-verify is asymmetric). Before that slow
-   call, two plain expressions that take different values are ``wrong`` at once
-   (:func:`_surely_different`: math-verify could only say the same, after a slow ``simplify``).
+   the answer (math-verify's extraction of a deferred completion; with several boxes, also
+   all of them as one list) and ``verify(gold=..., target=...)`` (gold first: math-verify is
+   asymmetric). Before that slow call, two plain expressions that take different values are
+   ``wrong`` at once (:func:`_surely_different`: math-verify could only say the same, after a
+   slow ``simplify``).
 
 math-verify's own timeouts use ``signal.alarm`` and are switched off; instead one interval
 timer covers the whole item and raises :class:`VerifierTimeout`, a ``BaseException`` that
@@ -445,7 +448,11 @@ def check_item(gold: str, completion: str, config: VerifierConfig, task: str | N
         with item_deadline(config.timeout_s):
             prep = prepare(gold, completion, config, task)
             fast = decide_fast(prep, config)
-            return fast if fast is not None else decide_slow(prep, config)
+        if fast is not None:
+            return fast
+        _math_verify()  # importing sympy (seconds on a loaded machine) is not the item's time
+        with item_deadline(config.timeout_s):
+            return decide_slow(prep, config)
     except VerifierTimeout:
         return timeout_result(prep, config)
     except Exception as err:  # noqa: BLE001 - a failure inside math-verify/sympy (RecursionError, MemoryError
