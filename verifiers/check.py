@@ -2,17 +2,20 @@
 
 Order of decisions (the same in the calling process and in a worker):
 
-1. the gold's answer part (its last box, its ``####`` part, or all of it); empty ->
-   ``gold_unparseable``;
-2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`);
-3. answer identical to the gold up to whitespace -> ``ok``;
-4. both plain numbers, or both tuples/intervals/sets of plain numbers -> exact comparison
+1. the gold's answer part (its box, its ``####`` part, or all of it; a gold with several boxes
+   or with formulas inside text is read whole by math-verify); empty -> ``gold_unparseable``;
+2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`); LaTeX text
+   without a box is left to math-verify's extraction (``deferred``);
+3. the completion, or its answer, identical to the gold up to whitespace -> ``ok``;
+4. both plain numbers (with their decimal-comma and mixed-number readings), both times, or
+   both tuples/intervals/sets of plain numbers -> exact comparison
    (:mod:`octo.verifiers.fastpath`); no answer and such a gold -> ``no_answer``;
 5. otherwise math-verify: ``parse`` the gold (nothing parsed -> ``gold_unparseable``), then
-   ``no_answer`` if the completion had none, then ``parse`` the answer and
-   ``verify(gold=..., target=...)`` (gold first: math-verify is asymmetric). Before that slow
-   call, two plain expressions that take different values are ``wrong`` at once
-   (:func:`_surely_different`: math-verify could only say the same, after a slow ``simplify``).
+   the answer (math-verify's extraction of a deferred completion; with several boxes, also
+   all of them as one list) and ``verify(gold=..., target=...)`` (gold first: math-verify is
+   asymmetric). Before that slow call, two plain expressions that take different values are
+   ``wrong`` at once (:func:`_surely_different`: math-verify could only say the same, after a
+   slow ``simplify``).
 
 math-verify's own timeouts use ``signal.alarm`` and are switched off; instead one interval
 timer covers the whole item and raises :class:`VerifierTimeout`, a ``BaseException`` that
@@ -35,13 +38,15 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from octo.verifiers.config import VerifierConfig
-from octo.verifiers.extract import Extraction, extract_answer, find_boxes, gold_answer
+from octo.verifiers.extract import Extraction, extract_answer, find_boxes, gold_answer, last_math
 from octo.verifiers.fastpath import (
+    _ROMAN_CONSTANT,
     clean_answer,
     compare_groups,
-    compare_numbers,
+    compare_readings,
+    number_readings,
     parse_group,
-    parse_number,
+    parse_time,
     same_text,
 )
 
@@ -88,8 +93,16 @@ class Prepared:
 
     gold: str  # the gold's answer part, cleaned
     extraction: Extraction
-    answer: str | None  # the extracted answer, cleaned
+    answer: str | None  # the extracted answer, cleaned (None when math-verify extracts it: ``deferred``)
     n_boxed: int
+    identical: bool = False  # the whole completion is the gold, up to whitespace
+    boxes: tuple[str, ...] = ()  # every box's content, cleaned, when there are several
+
+    @property
+    def key(self) -> tuple:
+        """What the verdict depends on (VerifierPool's cache and de-duplication)."""
+        text = self.extraction.text if self.extraction.deferred else None
+        return (self.gold, self.answer, self.boxes, text, self.identical)
 
 
 def prepare(gold: str, completion: str, config: VerifierConfig, task: str | None = None) -> Prepared:
@@ -97,51 +110,82 @@ def prepare(gold: str, completion: str, config: VerifierConfig, task: str | None
     uni = config.normalize_unicode
     g = clean_answer(gold_answer(clean_answer(gold, unicode=uni)), unicode=uni)
     ext = extract_answer(completion, methods)
+    if ext.method == "last_number" and not _is_number(g, config):
+        # plain text whose gold is a tuple, an interval, a relation...: the last number cannot be it
+        found = last_math(ext.text)
+        if found:
+            ext = Extraction(answer=found, method="last_number", text=ext.text,
+                             reason="answer found by 'last_number' (the last tuple, interval or relation)")
+        elif "latex" in methods:
+            ext = Extraction(answer=None, method="latex", text=ext.text,
+                             reason="answer left to math-verify's extraction (the gold is not a plain number)")
     answer = clean_answer(ext.answer, unicode=uni) if ext.answer is not None else None
-    return Prepared(gold=g, extraction=ext, answer=answer or None, n_boxed=find_boxes(completion).count)
+    boxes = tuple(clean_answer(b, unicode=uni) for b in ext.boxes)
+    if answer and all(same_text(b, answer) for b in boxes):
+        boxes = ()  # the same answer boxed twice is one answer
+    return Prepared(gold=g, extraction=ext, answer=answer or None, n_boxed=find_boxes(completion).count,
+                    identical=bool(gold.strip()) and same_text(gold, completion), boxes=boxes)
 
 
-def _result(prep: Prepared, status: Status, reason: str, checked_by: str | None) -> VerifyResult:
-    return VerifyResult(correct=status == "ok", status=status, extracted=prep.extraction.answer,
+def _is_number(gold: str, config: VerifierConfig) -> bool:
+    return bool(number_readings(gold, thousands=config.thousands_separators, units=config.strip_units)
+                or parse_time(gold))
+
+
+def _result(prep: Prepared, status: Status, reason: str, checked_by: str | None,
+            extracted: str | None = None) -> VerifyResult:
+    return VerifyResult(correct=status == "ok", status=status, extracted=extracted or prep.extraction.answer,
                         method=prep.extraction.method, reason=reason, n_boxed=prep.n_boxed,
                         checked_by=checked_by)
 
 
-def _no_answer(prep: Prepared) -> VerifyResult:
-    return _result(prep, "no_answer", prep.extraction.reason[0].upper() + prep.extraction.reason[1:] + ".",
-                   None)
+def _no_answer(prep: Prepared, reason: str | None = None) -> VerifyResult:
+    reason = reason or prep.extraction.reason
+    return _result(prep, "no_answer", reason[0].upper() + reason[1:] + ".", None)
 
 
-def _verdict(prep: Prepared, equal: bool, checked_by: str) -> VerifyResult:
+def _verdict(prep: Prepared, equal: bool, checked_by: str, answer: str | None = None) -> VerifyResult:
     # reasons name the cleaned answer and gold, never the extraction method (a field of its own),
     # so that one verdict serves every completion with the same answer (VerifierPool's cache)
+    shown = _show(answer or prep.answer or "")
     if equal:
-        return _result(prep, "ok", f"The answer {_show(prep.answer)} equals the gold {_show(prep.gold)}.",
-                       checked_by)
-    return _result(prep, "wrong", f"The answer {_show(prep.answer)} does not equal the gold "
-                                  f"{_show(prep.gold)}.", checked_by)
+        return _result(prep, "ok", f"The answer {shown} equals the gold {_show(prep.gold)}.", checked_by, answer)
+    return _result(prep, "wrong", f"The answer {shown} does not equal the gold {_show(prep.gold)}.",
+                   checked_by, answer)
 
 
 def decide_fast(prep: Prepared, config: VerifierConfig) -> VerifyResult | None:
     """The verdict when it needs no math-verify, else None."""
     if not prep.gold:
         return _result(prep, "gold_unparseable", "The gold answer is empty.", None)
-    if prep.answer is not None and same_text(prep.answer, prep.gold):
-        return _verdict(prep, True, "identical")
-    g = parse_number(prep.gold, thousands=config.thousands_separators, units=config.strip_units)
-    gg = parse_group(prep.gold) if g is None else None
-    if g is None and gg is None:
+    if prep.identical or (prep.answer is not None and same_text(prep.answer, prep.gold)):
+        return _verdict(prep, True, "identical", None if prep.answer else prep.gold)
+    opts = {"thousands": config.thousands_separators, "units": config.strip_units}
+    g = number_readings(prep.gold, **opts)
+    gg = parse_group(prep.gold) if not g else None
+    gt = parse_time(prep.gold)
+    if not g and gg is None and gt is None:
         return None
+    if prep.extraction.deferred:
+        return None  # math-verify finds the answer, in a worker
     if prep.answer is None:
         return _no_answer(prep)
     if len(prep.answer) > config.max_answer_chars:
         return _too_long(prep, config)
-    if g is not None:
-        a = parse_number(prep.answer, thousands=config.thousands_separators, units=config.strip_units)
-        eq = compare_numbers(g, a) if a is not None else None
+    if gt is not None:
+        at = parse_time(prep.answer)
+        return None if at is None else _verdict(prep, at == gt, "fast")
+    if g:
+        eq = compare_readings(g, number_readings(prep.answer, **opts))  # several boxes: the last one counts
     else:
         ag = parse_group(prep.answer)
         eq = compare_groups(gg, ag) if ag is not None else None
+        if eq is not True and prep.boxes:  # several boxes: also all of them as one list
+            joined = parse_group(", ".join(prep.boxes))
+            eq_all = compare_groups(gg, joined) if joined is not None else None
+            if eq_all:
+                return _verdict(prep, True, "fast", ", ".join(prep.boxes))
+            eq = None if eq_all is None or eq is None else False
     return None if eq is None else _verdict(prep, eq, "fast")
 
 
@@ -170,13 +214,44 @@ def _math_verify():
 
 
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[")
+
+
+# "\\[\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}.\\]": a sentence's period inside the formula, which math-verify
+# then misreads (that matrix becomes -1)
+_PERIOD_BEFORE_CLOSE = re.compile(r"\.(?=\s*(?:\\\]|\\\)|\$\$)|\$)")
+
+
+def _for_math_verify(text: str) -> str:
+    return _PERIOD_BEFORE_CLOSE.sub("", _ROMAN_CONSTANT.sub(r"\1", text))
+
+
+@functools.cache
+def _configs() -> tuple:
+    """math-verify's extraction configs for a whole text: boxes first, then LaTeX, then plain expressions."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    return (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> tuple:
-    """math-verify's parse of one answer, wrapped as inline math (LaTeX and plain expressions)."""
+    """math-verify's parse of one answer: wrapped as inline math when it is one formula, else read
+    by math-verify's extraction (a gold such as "$21,16$ or $11$" or a worked solution)."""
     _, parse, _ = _math_verify()
+    if ("\\boxed" in text or _DELIMITED.search(text)) and not (
+            text.startswith("$") and text.endswith("$") and text.count("$") == 2):
+        return tuple(parse(_for_math_verify(text), _configs(), parsing_timeout=None))
     return tuple(parse(f"${_UNESCAPED_DOLLAR.sub('', text)}$", parsing_timeout=None))
+
+
+@functools.lru_cache(maxsize=1024)
+def _extract(text: str) -> tuple[tuple, str | None]:
+    """math-verify's own extraction from a completion: (parsed objects, the text it read)."""
+    _, parse, _ = _math_verify()
+    found = tuple(parse(_for_math_verify(text), _configs(), parsing_timeout=None))
+    shown = next((x for x in found if isinstance(x, str)), None)
+    return found, shown
 
 
 def _is_math(obj) -> bool:
@@ -219,6 +294,11 @@ def _log2(x: float) -> float:
 def _magnitude(expr, depth: int) -> float:
     """Rough upper bound of ``|expr|`` as a float (inf when it would overflow)."""
     bits = _bits(expr, depth)
+    if bits < 64 and getattr(expr, "is_number", False):
+        try:  # small parts: the value itself is cheap and far tighter (10^{(\sqrt{13}-5)/6} is small)
+            return abs(complex(expr.evalf(15)))
+        except (TypeError, ValueError, ArithmeticError):
+            pass
     return 2.0 ** bits if bits < 1000 else float("inf")
 
 
@@ -231,25 +311,44 @@ def _heavy(objs: tuple) -> bool:
 
 def decide_slow(prep: Prepared, config: VerifierConfig) -> VerifyResult:
     """The verdict through math-verify. Call under a timer (:func:`item_deadline`)."""
-    _, _, mv_verify = _math_verify()
     gold = _parse(prep.gold)
     if not any(_is_math(g) for g in gold):
         return _result(prep, "gold_unparseable",
                        f"The gold answer {_show(prep.gold)} could not be parsed by math-verify.", "math_verify")
-    if prep.answer is None:
+    if prep.extraction.deferred:
+        target, shown = _extract(prep.extraction.text)
+        if not target:
+            return _no_answer(prep, "no answer found (math-verify's extraction found no math in the LaTeX)")
+        readings = [(target, shown)]
+    elif prep.answer is None:
         return _no_answer(prep)
-    if len(prep.answer) > config.max_answer_chars:
+    elif len(prep.answer) > config.max_answer_chars:
         return _too_long(prep, config)
-    target = _parse(prep.answer)
-    if not target:
-        return _result(prep, "wrong", f"The answer {_show(prep.answer)} could not be read as math.", "math_verify")
+    else:
+        readings = [(_parse(prep.answer), prep.answer)]
+        if prep.boxes:  # several boxes: also all of them as one list, as math-verify reads them
+            readings.append((_parse(", ".join(prep.boxes)), ", ".join(prep.boxes)))
+    last = None
+    for target, shown in readings:
+        last = _compare(prep, config, gold, target, shown)
+        if last.status == "ok":
+            return last
+    return last
+
+
+def _compare(prep: Prepared, config: VerifierConfig, gold: tuple, target: tuple, shown: str | None) -> VerifyResult:
+    if not any(_is_math(t) for t in target):
+        return _result(prep, "wrong", f"The answer {_show(shown or '')} could not be read as math.", "math_verify",
+                       shown)
     if config.guard_heavy and (_heavy(gold) or _heavy(target)):
         return _result(prep, "timeout", "The expressions are too large to evaluate (more than "
                                         f"{HEAVY_BITS:,} bits), so the check was skipped as a timeout.", "guard")
     if _surely_different(gold, target):
-        return _verdict(prep, False, "math_verify")
-    equal = mv_verify(gold=list(gold), target=list(target), timeout_seconds=None)
-    return _verdict(prep, bool(equal), "math_verify")
+        return _verdict(prep, False, "math_verify", shown)
+    _, _, mv_verify = _math_verify()
+    equal = mv_verify(gold=list(gold), target=list(target), timeout_seconds=None,
+                      allow_set_relation_comp=True)  # x \in [-2, 7] is -2 <= x <= 7 either way round
+    return _verdict(prep, bool(equal), "math_verify", shown)
 
 
 _PROBE_POINTS = ((0.6180339887, 1.4142135623, 2.7182818284), (-1.7320508075, 0.5772156649, 3.1415926535))
@@ -349,7 +448,11 @@ def check_item(gold: str, completion: str, config: VerifierConfig, task: str | N
         with item_deadline(config.timeout_s):
             prep = prepare(gold, completion, config, task)
             fast = decide_fast(prep, config)
-            return fast if fast is not None else decide_slow(prep, config)
+        if fast is not None:
+            return fast
+        _math_verify()  # importing sympy (seconds on a loaded machine) is not the item's time
+        with item_deadline(config.timeout_s):
+            return decide_slow(prep, config)
     except VerifierTimeout:
         return timeout_result(prep, config)
     except Exception as err:  # noqa: BLE001 - a failure inside math-verify/sympy (RecursionError, MemoryError

@@ -13,8 +13,8 @@ from typing import Literal
 from octo.errors import ConfigError
 from octo.schema import opt
 
-ExtractMethod = Literal["boxed", "hash", "answer_is", "last_number"]
-EXTRACT_METHODS: tuple[str, ...] = ("boxed", "hash", "answer_is", "last_number")
+ExtractMethod = Literal["boxed", "hash", "answer_is", "whole", "latex", "last_number"]
+EXTRACT_METHODS: tuple[str, ...] = ("boxed", "hash", "answer_is", "whole", "latex", "last_number")
 REWARD_COMPONENTS: tuple[str, ...] = ("correctness", "format", "repetition", "overlong")
 
 
@@ -23,9 +23,10 @@ class VerifierConfig:
     """How answers are extracted and compared (see docs/verifiers.md)."""
 
     extract: list[ExtractMethod] = opt(
-        default_factory=lambda: ["boxed", "hash", "answer_is", "last_number"],
+        default_factory=lambda: ["boxed", "hash", "answer_is", "whole", "latex", "last_number"],
         help="answer extraction methods tried in this order: last \\boxed{}/\\fbox{}, GSM8K '#### x', "
-             "'the answer is x', the number on the final line")
+             "'the answer is x', a completion that is one line of math and no words, math-verify's extraction for text with LaTeX in it, the number on the final "
+             "line of plain text")
     extract_by_task: dict[str, list[ExtractMethod]] = opt(
         default_factory=dict,
         help="per-task extraction order, keyed by the dataset's 'task' column (e.g. gsm8k: [hash, boxed]); "

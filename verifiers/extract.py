@@ -9,8 +9,16 @@ something wins:
   method looks at the text from there on.
 - ``hash``: GSM8K's ``#### 42`` (the last one; the rest of its line).
 - ``answer_is``: "the (final) answer is X" / "Answer: X" (the last one; X runs to the end
-  of its sentence or line).
-- ``last_number``: the last number on the last non-empty line.
+  of its sentence or line). A sentence of prose ("The volume of $V$ is 120") is not an answer:
+  in plain text its last number is; in LaTeX text ``latex`` reads it.
+- ``whole``: a completion that is one short line of math and no words (``(x-2)(x+2)``,
+  ``\\frac12``, an answer column rather than a solution) is the answer as it stands.
+- ``latex``: a completion with LaTeX in it (``$...$``, ``\\(``, ``\\[``, a command such as
+  ``\\frac``) is handed to math-verify's own extraction (``LatexExtractionConfig`` with boxes
+  first, then ``ExprExtractionConfig``), in the worker, under the item timer: its regexes and
+  parser are not bounded enough to run in the caller. Here it only marks the answer as deferred.
+- ``last_number``: the last number on the last non-empty line, for plain text only (LaTeX text
+  read this way gives ``3`` for ``$\\frac{1}{3}$``).
 
 One scan over the brace tokens finds every box, so a megabyte completion or 10,000 nested
 braces cost milliseconds, not a recursion error.
@@ -27,17 +35,38 @@ _ANSWER_IS = re.compile(
     r"(?:\banswer\b\s*(?:is\b\s*[:=]?|[:=]))[ \t]*(?:\*\*)?[ \t]*([^\n]*)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")  # a period before a space or the end (not 3.5)
 _WS = re.compile(r"\s*")
+# a number as math-verify's ExprExtractionConfig reads one: thousands groups (",", " "), a decimal
+# comma ("2,74"), a leading-dot decimal (".4"), a fraction, a percentage, a time of day
 _NUMBER = re.compile(
-    r"(?:(?<![\w)\]}])[-−+])?(?:\\\$|\$)?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?(?:\\%|%)?")
+    r"(?<![A-Za-z])(?:(?<![\w)\]}])[-−+])?(?:\\\$|\$)?(?<![A-Za-z])"
+    r"(?:\d+ \d+/\d+(?![\d/])|\d{1,2}:\d{2}(?![\d:])|(?:[1-9]\d{0,2}(?:(?:,|(?<=\d) (?=\d{3}(?!\d)))\d{3})+(?!\d)|\d+(?:,\d+(?![\d,]))?)"
+    r"(?:\.\d+)?|\.\d+)(?:/\d+)?(?:\\%|%)?")
+# LaTeX that math-verify should read: a command (not a box: boxes are octo's), \( or \[, or $...$ whose
+# ends touch its content ("costs $12 and $15" is currency, not math)
+_LATEX = re.compile(r"\\(?!boxed\b|fbox\b)[A-Za-z]{2,}|\\[(\[]|\$\$|\$(?=\S)[^$\n]*?\S\$|\$\S\$")
+_DOLLAR = re.compile(r"(?<!\\)\$")
+_FINAL_ANSWER = re.compile(r"final answer is", re.IGNORECASE)
+_PROSE = re.compile(r"[A-Za-z]{2,}[,;]?\s+[A-Za-z]{2,}")
+_MATH_SPANS = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\text\s*\{[^{}]*\}")
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """What :func:`extract_answer` found: the answer text (or None), the method, one sentence."""
+    """What :func:`extract_answer` found: the answer text (or None), the method, one sentence.
+
+    For ``latex`` the answer is found later by math-verify in ``text``; ``boxes`` holds every
+    top-level box's content when there are several (``\\boxed{1}, \\boxed{2}`` may mean {1, 2}).
+    """
 
     answer: str | None
     method: str | None
     reason: str
+    text: str | None = None
+    boxes: tuple[str, ...] = ()
+
+    @property
+    def deferred(self) -> bool:
+        return self.method == "latex"
 
 
 @dataclass(frozen=True)
@@ -152,35 +181,82 @@ def _extract_answer_is(text: str) -> str | None:
         found = m.group(1)
     if found is None:
         return None
+    while (m := _ANSWER_IS.search(found)) is not None:  # "Final Answer: The final answer is $x$."
+        found = m.group(1)
     inner = _extract_boxed(found)
     if inner is not None:
         return inner or None
-    return _cut_sentence(found) or None
+    answer = _cut_sentence(found)
+    if answer and has_latex(text) and len(_DOLLAR.findall(answer)) > 2:
+        return None  # "$12$ and $13$": math-verify joins such formulas into one answer
+    if answer and _PROSE.search(_MATH_SPANS.sub(" ", answer)):
+        # a sentence, not an answer: math-verify reads LaTeX text; in plain text its last number is the answer
+        return None if has_latex(text) else _last_number_in(answer)
+    return answer or None
+
+
+def has_latex(text: str) -> bool:
+    """True when ``text`` holds LaTeX math (boxes aside); then ``last_number`` does not apply."""
+    return _LATEX.search(text) is not None
 
 
 def _extract_last_number(text: str) -> str | None:
+    if has_latex(text):
+        return None
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines:
+    return _last_number_in(lines[-1]) if lines else None
+
+
+def _last_number_in(line: str) -> str | None:
+    found = None
+    for m in _NUMBER.finditer(line):
+        found = m.group()
+    return found.strip() if found is not None else None
+
+
+# a tuple/interval or a relation "x < 4" in plain text: math-verify's ExprExtractionConfig reads only
+# numbers and operator expressions that start with a digit, so it cannot find these
+_PLAIN_GROUP = re.compile(r"[(\[][^()\[\]\n]{0,40},[^()\[\]\n]{0,40}[)\]]|\b[a-z]\s*(?:<=|>=|!=|<|>|=)\s*-?\d[\d.,/]*")
+
+
+def last_math(text: str) -> str | None:
+    """The last tuple, interval or relation on the last non-empty line of plain text, else None."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or has_latex(text):
         return None
     found = None
-    for m in _NUMBER.finditer(lines[-1]):
+    for m in _PLAIN_GROUP.finditer(lines[-1]):
         found = m.group()
-    if found is None:
+    return found.rstrip(".,") if found else None
+
+
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+
+
+def _extract_whole(text: str) -> str | None:
+    """A completion that is one short line of math and no words (``(x-2)(x+2)``, ``\\frac12``) is its answer."""
+    s = text.strip()
+    if not s or len(s) > 200 or "\n" in s or "\\boxed" in s or "\\fbox" in s or not any(c.isalnum() for c in s):
         return None
-    return found.strip()
+    return None if _WORD.search(_MATH_SPANS.sub(" ", s)) else s
+
+
+def _defer_latex(text: str) -> str | None:
+    return text if has_latex(text) else None
 
 
 _METHODS = {
     "boxed": _extract_boxed,
     "hash": _extract_hash,
     "answer_is": _extract_answer_is,
+    "whole": _extract_whole,
+    "latex": _defer_latex,
     "last_number": _extract_last_number,
 }
+DEFAULT_METHODS = ("boxed", "hash", "answer_is", "whole", "latex", "last_number")
 
 
-def extract_answer(completion: str,
-                   methods: tuple[str, ...] | list[str] = ("boxed", "hash", "answer_is", "last_number"),
-                   ) -> Extraction:
+def extract_answer(completion: str, methods: tuple[str, ...] | list[str] = DEFAULT_METHODS) -> Extraction:
     """The final answer of ``completion`` by the first of ``methods`` that finds one.
 
     Text from a box that never closes onwards is ignored by every method: a completion cut
@@ -195,18 +271,40 @@ def extract_answer(completion: str,
     text = completion if cut is None else completion[:cut]
     for name in methods:
         answer = _METHODS[name](text)
-        if answer:
-            return Extraction(answer=answer, method=name, reason=f"answer found by '{name}'")
+        if not answer:
+            continue
+        if name == "latex":
+            return Extraction(answer=None, method=name, reason="answer left to math-verify's LaTeX extraction",
+                              text=text)
+        if name == "boxed" and "answer_is" in methods:
+            end = find_boxes(text).spans[-1][3]
+            if _FINAL_ANSWER.search(text, end) and (later := _extract_answer_is(text[end:])):
+                # "... \boxed{255} ... Final Answer: The final answer is $10,455$." (math-verify reads it so too)
+                return Extraction(answer=later, method="answer_is", reason="answer found by 'answer_is' after the "
+                                                                         "last box")
+        boxes = box_contents(text) if name == "boxed" else ()
+        return Extraction(answer=answer, method=name, reason=f"answer found by '{name}'", text=text,
+                          boxes=boxes if len(boxes) > 1 else ())
     tried = ", ".join(methods)
     return Extraction(answer=None, method=None, reason=f"no answer found (tried {tried})")
 
 
+def box_contents(text: str) -> tuple[str, ...]:
+    """The content of every closed top-level box of ``text``, in order (nested boxes unwrapped)."""
+    return tuple(unbox(text[c:e]).strip() for _, c, e, _ in find_boxes(text).spans)
+
+
 def gold_answer(gold: str) -> str:
-    """The answer part of a gold string: its last box, or its GSM8K '####' part, or all of it."""
+    """The answer part of a gold string: its box, or its GSM8K '####' part, or all of it.
+
+    A gold with several boxes stays whole: math-verify reads it (boxes joined by "and" or commas
+    are one list, ``\\boxed{1} no \\boxed{2}`` is 2)."""
     if "\\boxed" in gold or "\\fbox" in gold:
-        boxed = _extract_boxed(gold)
-        if boxed:
-            return boxed
+        boxes = [b for b in box_contents(gold) if b]
+        if len(boxes) == 1:
+            return boxes[0]
+        if boxes:
+            return gold.strip()
     if "####" in gold:
         hashed = _extract_hash(gold)
         if hashed:

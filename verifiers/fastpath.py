@@ -46,6 +46,9 @@ _UNICODE.update({chr(0xFF10 + i): str(i) for i in range(10)})  # full-width digi
 _UNICODE_TABLE = str.maketrans(_UNICODE)
 _UNICODE_CHARS = frozenset(_UNICODE)
 
+# \mathrm{e} is Euler's e (ISO style); math-verify's parser drops the whole term instead (1 - 1/\mathrm{e} == 1)
+_ROMAN_CONSTANT = re.compile(r"\\mathrm\s*\{\s*(e|i)\s*\}")
+_PLAIN_PI = re.compile(r"(?<![A-Za-z])pi(?![A-Za-z])")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _MAX_DIGITS = 40
 
@@ -89,12 +92,15 @@ def clean_answer(text: str, *, unicode: bool = True) -> str:
     """Strip what surrounds an answer: math delimiters, grouping braces, bold, a final period."""
     if unicode:
         text = normalize_unicode(text)
-    text = text.strip()
+    text = _ROMAN_CONSTANT.sub(r"\1", text.strip())
+    if "pi" in text and "\\" not in text:  # plain text "9 pi": LaTeX would read the product p*i
+        text = _PLAIN_PI.sub(r"\\pi ", text).rstrip()
     for _ in range(4):
         before = text
         text = strip_group_braces(text)
         for left, right in _DELIMS:
-            if len(text) > len(left) + len(right) and text.startswith(left) and text.endswith(right):
+            if (len(text) > len(left) + len(right) and text.startswith(left) and text.endswith(right)
+                    and left not in text[len(left):-len(right)]):  # "$a$ and $b$" is not one formula
                 text = text[len(left):-len(right)].strip()
         if text.startswith("**") and text.endswith("**") and len(text) > 4:
             text = text[2:-2].strip()
@@ -123,17 +129,22 @@ class Num:
     sig_digits: int
 
 
+# unit words a model glues to a number ("10weeks", "5cm"); only these, since "10x" is a monomial
+_GLUED_UNITS = ("(?:cm|mm|km|kg|mg|ml|ft|lbs?|oz|mi|yd|hrs?|mins?|secs?|hours?|minutes?|seconds?|days?|weeks?"
+                "|months?|years?|dollars?|cents?|euros?|meters?|metres?|miles?|inch(?:es)?|feet|pounds?|grams?"
+                "|liters?|litres?|degrees?|units?|people|points?|pages?|students?|apples?|cookies?|marbles?)")
 _CURRENCY_HEAD = re.compile(r"^(?:\\\$|\$|€|£|¥|₹|USD\s*|US\\\$|Rs\.?\s*)\s*")
 _UNIT_TAIL = re.compile(
-    r"(?:(?:\s*\\(?:text|mbox|mathrm|textrm|textbf|mathbf|operatorname)\s*\{[^{}]*\}"
-    r"|\s+[A-Za-z][A-Za-z.]*)(?:\s*\^\s*\{?[23]\}?)?"
+    r"(?:(?:\s*\\(?:text|mbox|mathrm|textrm|textbf|mathbf|textnormal|textit|operatorname)\s*\{[^{}]*\}"
+    r"|\s+[A-Za-z][A-Za-z.]*|(?<=\d)(?:" + _GLUED_UNITS + r")\b)(?:\s*\^\s*\{?[23]\}?)?"
     r"|\s*\^\s*\{?\\circ\}?"
     r"|\s*(?:\\\$|\$|€|£|¥|₹))+$")
 _TEXT_WRAP = re.compile(r"^\\(?:text|mbox|mathrm|textrm)\s*\{([^{}]*)\}$")
-_SPACING = re.compile(r"\\[!;:]|\\ |~|\\quad|\\qquad|\\,(?!\d)")
-_FRAC = re.compile(r"^\\[dt]?frac\s*(?:\{\s*([-+]?\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))$")
+_SPACING = re.compile(r"\\[;:]|\\ |~|\\quad|\\qquad|\\,(?!\d)")
+_NEG_SPACE = re.compile(r",\s*\\!\s*")  # 11,\! 111 (MATH's thousands separator)
+_FRAC = re.compile(r"^\\[dtc]?frac\s*(?:\{\s*([-+]?\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))$")
 _SLASH = re.compile(r"^([-+]?\d+)\s*/\s*(\d+)$")
-_THOUSANDS = re.compile(r"^\d{1,3}(?:(?:,|\{,\}|\\,)\d{3})+(?=$|\.)")
+_THOUSANDS = re.compile(r"^[1-9]\d{0,2}(?:(?:,|\{,\}|\\,| )\d{3})+(?=$|\.)")
 _DECIMAL = re.compile(r"^(\d*)\.(\d+)$|^(\d+)$")
 
 
@@ -142,7 +153,7 @@ def parse_number(text: str, *, thousands: bool = True, units: bool = True) -> Nu
     s = text.strip()
     if not s or len(s) > 80:
         return None
-    s = _SPACING.sub(" ", s).strip()
+    s = _SPACING.sub(" ", _NEG_SPACE.sub(",", s).replace("\\!", "")).strip()
     whole = _TEXT_WRAP.match(s)
     if whole:  # \text{12 cm}: the whole answer written as text
         s = whole.group(1).strip()
@@ -191,6 +202,61 @@ def parse_number(text: str, *, thousands: bool = True, units: bool = True) -> Nu
     sig = len((whole + frac).lstrip("0"))
     value = Fraction(int(whole + frac), 10 ** len(frac))
     return Num(sign * value, decimal=True, percent=percent, sig_digits=sig)
+
+
+_DECIMAL_COMMA = re.compile(r"^([-+]?)(\d+),(\d+)$")
+_MIXED = re.compile(r"^([-+]?)(\d+)(?:\s+(\d+)\s*/\s*(\d+)"
+                    r"|\s*\\[dtc]?frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d)))$")
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def number_readings(text: str, *, thousands: bool = True, units: bool = True) -> list[Num]:
+    """Every plain-number reading of ``text``: :func:`parse_number`'s, else a decimal comma
+    (``2,74``; not ``1,234``, a thousands group, nor ``1,2``, a list) or a mixed number
+    (``1 1/2``, ``3\\frac12``; math-verify reads the LaTeX one so too)."""
+    n = parse_number(text, thousands=thousands, units=units)
+    if n is not None:
+        return [n]
+    s = text.strip()
+    if len(s) > 80:
+        return []
+    if units:
+        s = _UNIT_TAIL.sub("", _CURRENCY_HEAD.sub("", s)).strip()
+    m = _DECIMAL_COMMA.match(s)
+    if m:
+        sign, whole, frac = m.groups()
+        if (len(whole) + len(frac) > _MAX_DIGITS or (len(frac) == 3 and whole[0] != "0" and len(whole) <= 3)
+                or (len(whole) == 1 and whole != "0" and len(frac) == 1)):
+            return []
+        value = Fraction(int(whole + frac), 10 ** len(frac)) * (-1 if sign == "-" else 1)
+        return [Num(value, decimal=True, percent=False, sig_digits=len((whole + frac).lstrip("0")))]
+    m = _MIXED.match(s)
+    if m:
+        sign, whole, *rest = m.groups()
+        num, den = [g for g in rest if g is not None]
+        if max(len(whole), len(num), len(den)) > _MAX_DIGITS or not 0 < int(num) < int(den):
+            return []
+        value = (int(whole) + Fraction(int(num), int(den))) * (-1 if sign == "-" else 1)
+        return [Num(value, decimal=False, percent=False, sig_digits=0)]
+    return []
+
+
+def compare_readings(golds: list[Num], answers: list[Num]) -> bool | None:
+    """True when some readings are equal, False when surely none is, None to let math-verify decide."""
+    undecided = not answers
+    for g in golds:
+        for a in answers:
+            eq = compare_numbers(g, a)
+            if eq:
+                return True
+            undecided |= eq is None
+    return None if undecided else False
+
+
+def parse_time(text: str) -> tuple[int, int] | None:
+    """A time of day ``20:34`` as (hours, minutes); math-verify would read a ratio (20:34 = 10:17)."""
+    m = _TIME.match(text.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _readings(n: Num) -> list[tuple[Fraction, bool]]:

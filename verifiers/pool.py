@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import atexit
 import collections
-import dataclasses
 import itertools
 import json
 import os
 import pickle
 import select
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -44,15 +41,10 @@ from dataclasses import dataclass, field
 
 from octo.errors import OctoError
 from octo.schema import to_dict
-from octo.verifiers.check import (
-    Prepared,
-    VerifyResult,
-    _no_answer,
-    decide_fast,
-    prepare,
-)
+from octo.verifiers.cache import VerdictCache, for_item
+from octo.verifiers.check import Prepared, VerifyResult, decide_fast, prepare
 from octo.verifiers.config import VerifierConfig
-from octo.verifiers.worker import frame
+from octo.verifiers.worker import WorkerProcess as _Worker
 
 _STARTUP_TIMEOUT_S = 120.0
 _MAX_START_FAILURES = 3
@@ -65,89 +57,6 @@ class _Job:
     task: str | None
     future: Future = field(default_factory=Future)
     id: int = 0
-
-
-class _Worker:
-    """One worker process and the parent's end of its pipes."""
-
-    def __init__(self, config_json: str):
-        env = dict(os.environ)
-        # the child must import octo exactly as this process does (editable installs, test roots)
-        paths = [p for p in sys.path if p and os.path.isdir(p)]
-        env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env.setdefault("OMP_NUM_THREADS", "1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "octo.verifiers.worker", config_json, str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True, env=env)
-        self.fd = self.proc.stdout.fileno()
-        os.set_blocking(self.fd, False)
-        self.buf = bytearray()
-        self.ready = False
-        self.pid: int | None = None
-        self.born = time.monotonic()
-        self.job: _Job | None = None
-        self.deadline = 0.0
-        self.last_gold: str | None = None
-
-    def send(self, job: _Job, deadline: float) -> None:
-        msg = {"i": job.id, "g": job.gold, "c": job.completion, "t": job.task}
-        self.job, self.deadline, self.last_gold = job, deadline, job.gold
-        self.proc.stdin.write(frame(msg))
-        self.proc.stdin.flush()
-
-    def read(self) -> list[dict] | None:
-        """Complete messages waiting on the pipe; None at end of file (the worker is gone)."""
-        try:
-            chunk = os.read(self.fd, 1 << 20)
-        except BlockingIOError:
-            return []
-        if not chunk:
-            return None
-        self.buf += chunk
-        msgs = []
-        while len(self.buf) >= 4:
-            size = int.from_bytes(self.buf[:4], "big")
-            if len(self.buf) < 4 + size:
-                break
-            msgs.append(pickle.loads(bytes(self.buf[4:4 + size])))
-            del self.buf[:4 + size]
-        return msgs
-
-    def kill(self) -> int | None:
-        try:
-            self.proc.kill()
-        except OSError:
-            pass
-        return self._reap()
-
-    def close_input(self) -> None:
-        try:
-            self.proc.stdin.close()  # end of input: the worker finishes and exits
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        self.close_input()
-        try:
-            self.proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._close_pipes()
-
-    def _reap(self) -> int | None:
-        try:
-            code = self.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._close_pipes()
-        return code
-
-    def _close_pipes(self) -> None:
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
 
 
 class VerifierPool:
@@ -206,7 +115,7 @@ class VerifierPool:
             if result is not None:
                 results[i] = result
                 continue
-            key = (prep.gold, prep.answer, task)
+            key = (prep.key, task)
             if key in sent:
                 twins.append((i, sent[key], prep))
             else:
@@ -223,7 +132,7 @@ class VerifierPool:
                 if prep is not None:
                     self._cache.store(prep, results[i])
             for i, job, prep in twins:
-                results[i] = _for_item(job.future.result(), prep)
+                results[i] = for_item(job.future.result(), prep)
         return results  # type: ignore[return-value]
 
     def start(self, *, wait: bool = True) -> VerifierPool:
@@ -477,58 +386,6 @@ class VerifierPool:
                 os.close(fd)
             except OSError:
                 pass
-
-
-def _for_item(result: VerifyResult, prep: Prepared) -> VerifyResult:
-    """Another item's result for an item with the same cleaned gold and answer."""
-    return dataclasses.replace(result, extracted=prep.extraction.answer, method=prep.extraction.method,
-                               n_boxed=prep.n_boxed)
-
-
-class VerdictCache:
-    """math-verify verdicts by (cleaned gold, cleaned answer), and whether a gold parses.
-
-    Only verdicts math-verify reached (ok, wrong, gold_unparseable) are kept: a timeout may
-    not repeat on a quieter machine. Least recently used entries go first.
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self._pairs: collections.OrderedDict[tuple[str, str], VerifyResult] = collections.OrderedDict()
-        self._golds: collections.OrderedDict[str, VerifyResult | None] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def lookup(self, prep: Prepared) -> VerifyResult | None:
-        if self.size == 0:
-            return None
-        with self._lock:
-            if prep.gold in self._golds:
-                self._golds.move_to_end(prep.gold)
-                bad_gold = self._golds[prep.gold]
-                if bad_gold is not None:
-                    return _for_item(bad_gold, prep)
-                if prep.answer is None:
-                    return _no_answer(prep)
-            if prep.answer is None:
-                return None
-            hit = self._pairs.get((prep.gold, prep.answer))
-            if hit is None:
-                return None
-            self._pairs.move_to_end((prep.gold, prep.answer))
-            return _for_item(hit, prep)
-
-    def store(self, prep: Prepared, result: VerifyResult) -> None:
-        if self.size == 0 or result.checked_by != "math_verify":
-            return
-        with self._lock:
-            if result.status == "gold_unparseable":
-                self._golds[prep.gold] = result
-            elif result.status in ("ok", "wrong") and prep.answer is not None:
-                self._golds[prep.gold] = None
-                self._pairs[(prep.gold, prep.answer)] = result
-            for table in (self._pairs, self._golds):
-                while len(table) > self.size:
-                    table.popitem(last=False)
 
 
 def _as_text(value, what: str) -> str:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
 import sys
+import time
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -96,6 +98,89 @@ def frame(obj: dict) -> bytes:
     """One message on a worker pipe: 4-byte big-endian length, then the pickle."""
     body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return len(body).to_bytes(4, "big") + body
+
+
+class WorkerProcess:
+    """The pool's end of one worker process: starts it, sends items, reads results, kills it."""
+
+    def __init__(self, config_json: str):
+        env = dict(os.environ)
+        # the child must import octo exactly as this process does (editable installs, test roots)
+        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "octo.verifiers.worker", config_json, str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True, env=env)
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.buf = bytearray()
+        self.ready = False
+        self.pid: int | None = None
+        self.born = time.monotonic()
+        self.job: _Job | None = None
+        self.deadline = 0.0
+        self.last_gold: str | None = None
+
+    def send(self, job: _Job, deadline: float) -> None:
+        msg = {"i": job.id, "g": job.gold, "c": job.completion, "t": job.task}
+        self.job, self.deadline, self.last_gold = job, deadline, job.gold
+        self.proc.stdin.write(frame(msg))
+        self.proc.stdin.flush()
+
+    def read(self) -> list[dict] | None:
+        """Complete messages waiting on the pipe; None at end of file (the worker is gone)."""
+        try:
+            chunk = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            return None
+        self.buf += chunk
+        msgs = []
+        while len(self.buf) >= 4:
+            size = int.from_bytes(self.buf[:4], "big")
+            if len(self.buf) < 4 + size:
+                break
+            msgs.append(pickle.loads(bytes(self.buf[4:4 + size])))
+            del self.buf[:4 + size]
+        return msgs
+
+    def kill(self) -> int | None:
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        return self._reap()
+
+    def close_input(self) -> None:
+        try:
+            self.proc.stdin.close()  # end of input: the worker finishes and exits
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        self.close_input()
+        try:
+            self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._close_pipes()
+
+    def _reap(self) -> int | None:
+        try:
+            code = self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._close_pipes()
+        return code
+
+    def _close_pipes(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":

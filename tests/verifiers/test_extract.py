@@ -109,3 +109,63 @@ def test_deep_nesting_and_megabyte_inputs_are_linear():
     assert find_boxes("{" * 10_000).spans == ()
     assert extract_answer("{" * 500_000 + "\\boxed{1" * 1000).answer is None
     assert time.perf_counter() - t0 < 5.0
+
+
+@pytest.mark.parametrize("text", [
+    "Each share is $\\frac{1}{3}$", "So the probability is \\(\\frac13\\).", "Thus $x \\in [-2, 5]$.",
+    "The product is $\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}$.", "We get \\[ x \\le 2 \\]",
+    "Final Answer: The volume of $V$ is 120. I hope it is correct.",
+])
+def test_latex_text_is_left_to_math_verify(text):
+    ext = extract_answer(text)
+    assert (ext.answer, ext.method, ext.deferred, ext.text) == (None, "latex", True, text)
+    assert extract_answer(text, ["boxed", "last_number"]).answer is None  # last_number: plain text only
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("It costs $12 and $15 in total", "$15"),  # currency, not math
+    ("So the ratio is .4", ".4"), ("The total is 1 000 dollars.", "1 000"), ("Le prix: 2,74 euros.", "2,74"),
+    ("It arrives at 20:34.", "20:34"), ("She needs 1 1/2 cups.", "1 1/2"), ("It takes 10weeks.", "10"),
+    ("The roots are 1,234 and 5", "5"), ("They sold 1,234", "1,234"),
+])
+def test_last_number_forms(text, answer):
+    ext = extract_answer(text)
+    assert (ext.answer, ext.method) == (answer, "last_number")
+
+
+def test_a_digit_inside_a_word_is_no_number():
+    assert extract_answer("AZYUK2A").answer is None
+
+
+def test_answer_is_skips_prose_and_nested_anchors():
+    text = "Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct."
+    assert (extract_answer(text).answer, extract_answer(text).method) == ("3", "answer_is")
+    assert extract_answer("Final Answer: The final answer is $14{,}916$. I hope it is correct.").answer == "$14{,}916$"
+    assert extract_answer("Answer: $12$ and $13$ are both fine").deferred  # several formulas: math-verify
+
+
+def test_final_answer_after_the_last_box_wins():
+    text = "so the interest is \\boxed{255}. In total $10,455. Final Answer: The final answer is $10,455$. I hope"
+    ext = extract_answer(text)
+    assert (ext.answer, ext.method) == ("$10,455$", "answer_is")
+    assert extract_answer("\\boxed{255}. Then the answer is 7.").answer == "255"  # only 'final answer is'
+
+
+def test_several_boxes_are_kept():
+    ext = extract_answer("\\boxed{1}, \\boxed{2} and \\boxed{\\boxed{3}}")
+    assert (ext.answer, ext.boxes) == ("3", ("1", "2", "3"))
+    assert extract_answer("\\boxed{1}").boxes == ()
+
+
+def test_gold_with_several_boxes_stays_whole():
+    assert gold_answer("\\boxed{1} and \\boxed{2}") == "\\boxed{1} and \\boxed{2}"
+    assert gold_answer("so \\boxed{7}.") == "7"
+
+
+def test_last_math_reads_tuples_intervals_relations_of_plain_text():
+    from octo.verifiers.extract import last_math
+
+    assert last_math("The midpoint is at (2, 3).") == "(2, 3)"
+    assert last_math("Dividing by 2, x < 4.") == "x < 4"
+    assert last_math("W(x)=1 or W(x)=-1") is None  # (x) is an argument, not a tuple
+    assert last_math("It is $(2, 3)$") is None  # LaTeX: math-verify reads it

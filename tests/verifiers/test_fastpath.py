@@ -9,8 +9,11 @@ import pytest
 from octo.verifiers.fastpath import (
     clean_answer,
     compare_numbers,
+    compare_readings,
     normalize_unicode,
+    number_readings,
     parse_number,
+    parse_time,
     strip_group_braces,
 )
 
@@ -95,3 +98,33 @@ def test_normalize_unicode():
     assert normalize_unicode("½") == "\\frac{1}{2}"
     assert normalize_unicode("x²") == "x^{2}"
     assert normalize_unicode("plain ascii") == "plain ascii"
+
+
+@pytest.mark.parametrize("text, value", [
+    ("2,74", Fraction(274, 100)), ("1000,99", Fraction(100099, 100)), ("0,111", Fraction(111, 1000)),
+    ("1,22", Fraction(122, 100)), ("1 1/2", Fraction(3, 2)), ("3\\frac12", Fraction(7, 2)),
+    ("-2\\frac{1}{2}", Fraction(-5, 2)), ("1 000", 1000), ("11,\\! 111", 11111), ("10weeks", 10), ("5cm", 5),
+    ("125\\textnormal{ miles}", 125), ("1,234", 1234),
+])
+def test_number_readings(text, value):
+    (n,) = number_readings(text)
+    assert n.value == value
+
+
+@pytest.mark.parametrize("text", ["1,2", "2,3", "10x", "1 3/2", "x", "(1, 2)"])
+def test_no_number_reading(text):
+    assert number_readings(text) == []
+
+
+def test_compare_readings_and_times():
+    assert compare_readings(number_readings("2.74"), number_readings("2,74")) is True
+    assert compare_readings(number_readings("274"), number_readings("2,74")) is False
+    assert compare_readings(number_readings("5"), []) is None  # nothing to compare: math-verify decides
+    assert parse_time("20:34") == (20, 34) and parse_time("24:00") is None and parse_time("7:5") is None
+
+
+def test_clean_answer_keeps_two_formulas_and_reads_constants():
+    assert clean_answer("$a$ and $b$") == "$a$ and $b$"
+    assert clean_answer("1 - \\frac{1}{\\mathrm{e}}") == "1 - \\frac{1}{e}"
+    assert clean_answer("9.00 pi") == "9.00 \\pi"
+    assert clean_answer("\\pi r^2") == "\\pi r^2"

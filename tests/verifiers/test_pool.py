@@ -276,3 +276,14 @@ def test_workers_that_cannot_start_are_one_user_error(monkeypatch):
             p.verify_batch(golds=["x"], completions=["\\boxed{y}"])
         with pytest.raises(OctoError):
             p.start()
+
+
+def test_latex_completions_without_a_box_are_never_answered_from_each_other(pool):
+    golds = ["\\frac{1}{3}"] * 4
+    comps = ["Each share is $\\frac{1}{3}$", "Each share is $\\frac{1}{4}$", "Each share is $\\frac{1}{3}$",
+             "Each share is $\\frac{2}{6}$"]
+    res = pool.verify_batch(golds=golds, completions=comps)
+    assert [r.status for r in res] == ["ok", "wrong", "ok", "ok"]
+    assert [r.method for r in res] == ["latex"] * 4
+    assert [r.extracted for r in res] == ["\\frac{1}{3}", "\\frac{1}{4}", "\\frac{1}{3}", "\\frac{2}{6}"]
+    assert pool.verify_batch(golds=golds, completions=comps[::-1]) == res[::-1]
