@@ -17,6 +17,12 @@ Protocol (vLLM's OpenAI-compatible API, checked against vLLM 0.32):
   DIR}}`` (needs ``VLLM_SERVER_DEV_MODE=1`` on the server), then ``POST /reset_prefix_cache``
   so no cached prefix computed with the old weights is reused.
 
+Servers: the URLs in ``config.servers``; with none listed, the backend starts ``num_servers``
+(default 1) itself from the checkpoint at ``model_path`` (:func:`octo.rollout.serve.launch_server`),
+waits for their health and stops them in :meth:`VLLMServerBackend.close`; they also die with the
+thread that made the backend (PR_SET_PDEATHSIG). With URLs and ``num_servers`` both given, the healthy
+listed servers are reused (never stopped) and only the missing ones are started. docs/rollout.md.
+
 Requests are spread round-robin over the servers, up to ``max_concurrency`` in flight. Every
 request has a connect and a read timeout; transient failures are retried ``max_retries`` times
 (see :mod:`octo.rollout.transport`); a server that still fails is dropped for the rest of the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-shot GPU check of octo, for a machine with one GPU and no package registry (about 5 minutes on
-# one H200; the parts and their figures: scripts/gpu_check.py, docs/gpu.md).
+# One-shot GPU check of octo, for a machine with one GPU and no package registry, sized to finish within
+# 8 minutes on one H200 (not yet run on a GPU; the parts: scripts/gpu_check.py, docs/gpu.md).
 #
 #   bash scripts/gpu-check.sh --fetch-wheels          # HERE, where PyPI answers: the missing wheels -> .whl/
 #   bash scripts/gpu-check.sh [--out DIR]             # THERE: install .whl/*.whl and octo, run the check
