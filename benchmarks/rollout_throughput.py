@@ -19,6 +19,15 @@ Probe-step breakdown (``--probe-steps``, 0 to skip): the quickstart's GRPO probe
 run with ``octo probe`` once per backend (vllm-server against a server of its own); reported are
 the medians over steps 2.. of ``time/rollout``, ``time/verify``, ``time/sync`` and ``time/train``
 from the probe's metrics.jsonl, and the share of the step spent in weight sync.
+
+Real model (``--model DIR``, e.g. the import of ``octo import --from-package qwen2.5-coder-0.5b``):
+the same request from that checkpoint, prompts = two-to-three-term sums (``--prompts`` of them) in
+the model's chat template asking for a boxed answer; defaults 8 prompts x 8 samples x 96 tokens
+(a phase-2 probe step), one timed call per backend after a 4-token warm-up. The three run one
+after the other, each alone on the machine as far as octo is concerned: octo's ``hf`` backend and
+plain ``model.generate`` first, then the vLLM server is started and timed (its start and two weight
+syncs of the 2.5 GB float32 model too). ``uptime``'s load average is recorded before and after
+each part, since other jobs share the cores.
 """
 
 from __future__ import annotations
@@ -38,9 +47,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def timed(backend, prompts, args) -> dict:
+def timed(backend, prompts, args, *, warmup_tokens: int | None = None) -> dict:
     kw = dict(n=args.n, max_tokens=args.max_tokens, temperature=1.0)
-    backend.generate(prompts, seed=0, **kw)  # warm-up
+    backend.generate(prompts, seed=0, **dict(kw, max_tokens=warmup_tokens or args.max_tokens))  # warm-up
     times, tokens = [], []
     for r in range(args.repeats):
         t0 = time.perf_counter()
@@ -97,19 +106,19 @@ def probe_breakdown(steps: int, python: str) -> dict:
     return out
 
 
-def timed_plain_generate(model, tokenizer, prompts, args) -> dict:
+def timed_plain_generate(model, tokenizer, prompts, args, *, warmup_tokens: int | None = None) -> dict:
     """The same request with plain ``model.generate`` (left-padded batch, sampling, KV cache):
     what a user gets from transformers without octo's rollout loop."""
     import torch
 
-    pad = tokenizer.pad_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     kw = dict(attention_mask=mask, do_sample=True, temperature=1.0, top_k=0, max_new_tokens=args.max_tokens,
               num_return_sequences=args.n, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
     with torch.no_grad():
-        model.generate(ids, **kw)  # warm-up
+        model.generate(ids, **dict(kw, max_new_tokens=warmup_tokens or args.max_tokens))  # warm-up
         times, tokens = [], []
         for r in range(args.repeats):
             torch.manual_seed(r + 1)
@@ -124,6 +133,78 @@ def timed_plain_generate(model, tokenizer, prompts, args) -> dict:
     return figures(times, tokens, len(prompts) * args.n)
 
 
+def real_prompts(tokenizer, count: int) -> list[list[int]]:
+    """``count`` chat-template prompts of 2-3-term sums of 1-2-digit numbers (fixed by a seed)."""
+    import random
+
+    rng = random.Random(0)
+    out = []
+    for _ in range(count):
+        terms = [str(rng.randint(1, 99)) for _ in range(rng.randint(2, 3))]
+        question = f"What is {' + '.join(terms)}? Put the final answer in \\boxed{{}}."
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                             add_generation_prompt=True)
+        out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return out
+
+
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def real_model(args) -> dict:
+    """hf backend, plain generate, then a vLLM server, on the checkpoint ``args.model``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from octo.rollout import make_backend
+    from octo.rollout.config import RolloutConfig
+    from octo.rollout.serve import resolve_python, start_server
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    python = resolve_python(args.python or (str(REPO / ".venv-vllm/bin/python")
+                                            if not os.environ.get("OCTO_VLLM_PYTHON") else None))
+    ckpt = Path(args.model).expanduser()
+    tokenizer = AutoTokenizer.from_pretrained(ckpt)
+    t0 = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype="float32").eval()
+    load_s = time.perf_counter() - t0
+    prompts = real_prompts(tokenizer, args.prompts)
+    out: dict = {"benchmark": "rollout_throughput", "model": str(ckpt),
+                 "workload": {"prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens, "temperature": 1.0,
+                              "repeats": args.repeats, "prompt_tokens_mean": round(sum(map(len, prompts)) / len(prompts), 1)},
+                 "checkpoint": {"params": sum(p.numel() for p in model.parameters()),
+                                "layers": model.config.num_hidden_layers, "hidden": model.config.hidden_size,
+                                "vocab": model.config.vocab_size, "hf_load_s": round(load_s, 1)},
+                 "load_avg": {"start": load_avg()}}
+    hf = make_backend(RolloutConfig(backend="hf"), tokenizer=tokenizer, model=model)
+    out["hf"] = timed(hf, prompts, args, warmup_tokens=4)
+    out["load_avg"]["after_hf"] = load_avg()
+    out["plain_generate"] = timed_plain_generate(model, tokenizer, prompts, args, warmup_tokens=4)
+    out["load_avg"]["after_plain_generate"] = load_avg()
+    with tempfile.TemporaryDirectory(prefix="octo-bench-real-") as tmp:
+        t0 = time.perf_counter()
+        with start_server(ckpt, python=python, max_model_len=1024, log_path=Path(tmp) / "vllm.log") as server:
+            out["server_start_s"] = round(time.perf_counter() - t0, 1)
+            vs = make_backend(RolloutConfig(backend="vllm-server", servers=[server.url], sync_on_start=False),
+                              tokenizer=tokenizer, model=model)
+            out["vllm_server"] = timed(vs, prompts, args, warmup_tokens=4)
+            out["load_avg"]["after_vllm_server"] = load_avg()
+            syncs = []
+            for step in range(2):
+                vs.update_weights(model, step=step)
+                syncs.append(round(vs.last_sync_s, 2))
+            out["weight_sync_s"] = syncs
+            vs.close()
+    out["ratio_vllm_server_vs_hf"] = round(out["vllm_server"]["tokens_per_s"] / out["hf"]["tokens_per_s"], 2)
+    out["ratio_vllm_server_vs_plain_generate"] = round(
+        out["vllm_server"]["tokens_per_s"] / out["plain_generate"]["tokens_per_s"], 2)
+    out["machine"] = {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                      "gpu": torch.cuda.is_available()}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=16)
@@ -136,7 +217,16 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2, help="toy model depth")
     ap.add_argument("--train-steps", type=int, default=150, help="training steps of the toy checkpoint")
     ap.add_argument("--probe-steps", type=int, default=6, help="steps of the probe-step breakdown (0: skip)")
+    ap.add_argument("--model", default=None,
+                    help="a real checkpoint directory instead of the toy model (defaults: 8 prompts, 96 tokens, "
+                         "1 repeat)")
     args = ap.parse_args()
+    if args.model:
+        for flag, value in (("prompts", 8), ("max_tokens", 96), ("repeats", 1)):
+            if f"--{flag.replace('_', '-')}" not in sys.argv:
+                setattr(args, flag, value)
+        print(json.dumps(real_model(args), indent=1))
+        return
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

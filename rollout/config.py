@@ -16,7 +16,8 @@ class RolloutConfig:
         "hf", help="generation backend: hf (embedded, transformers generate), vllm-server (running "
                    "`vllm serve` processes), vllm (in-process engine, GPU)")
     servers: list[str] = opt(default_factory=list,
-                             help="vllm-server: base URLs of the servers, e.g. http://127.0.0.1:8000")
+                             help="vllm-server: base URLs of running servers, e.g. http://127.0.0.1:8000; "
+                                  "empty: octo starts its own (num_servers)")
     batch_size: int = opt(256, ge=1, help="hf: sequences generated per forward batch")
 
     # vllm-server: transport
@@ -41,13 +42,30 @@ class RolloutConfig:
         True, help="vllm-server, vllm: push the trainer's weights once when the backend is made, so the first "
                    "rollout never uses weights the servers were started with by mistake")
 
+    # vllm-server: servers octo starts itself
+    num_servers: int | None = opt(
+        None, ge=1, help="vllm-server: servers the probe needs. With servers empty octo starts this many (default "
+                         "1) on free local ports from the probed checkpoint, waits for health and stops them at the "
+                         "end (also on Ctrl-C, on an error, and when octo is killed). With servers listed, the "
+                         "healthy ones are reused and never stopped, and octo starts only the missing ones (default: "
+                         "none)")
+    server_python: str | None = opt(
+        None, help="vllm-server: Python of the vLLM server venv for the servers octo starts (default "
+                   "$OCTO_VLLM_PYTHON, else ./.venv-vllm/bin/python; build it with scripts/install-vllm-server.sh)")
+    server_args: list[str] = opt(
+        default_factory=list, help="vllm-server: extra arguments for vLLM's api_server in the servers octo starts, "
+                                   "e.g. ['--gpu-memory-utilization=0.5']")
+    startup_timeout_s: float = opt(600.0, gt=0, help="vllm-server: seconds a server octo starts may take to get healthy")
+
     # vllm: in-process engine
     gpu_memory_utilization: float = opt(
         0.3, gt=0, le=1, help="vllm: share of GPU memory the in-process engine may take (the trainer shares "
                               "the GPU)")
     max_model_len: int | None = opt(
-        None, ge=1, help="vllm: longest prompt + completion in tokens (default: the model's own limit)")
-    dtype: str = opt("auto", help="vllm: weight dtype of the in-process engine (auto, float32, bfloat16, ...)")
+        None, ge=1, help="vllm, and the servers octo starts: longest prompt + completion in tokens (default: the "
+                         "model's own limit)")
+    dtype: str = opt("auto", help="vllm, and the servers octo starts: weight dtype (auto, float32, bfloat16, ...; "
+                                  "a server's auto is float32 without a GPU)")
     enforce_eager: bool = opt(False, help="vllm: disable CUDA graphs (slower generation, faster start)")
 
     def validate(self) -> None:

@@ -41,9 +41,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 from octo.errors import OctoError
+from octo.procs import die_with_parent
 
 PYTHON_ENV = "OCTO_VLLM_PYTHON"
 DEFAULT_VENV = ".venv-vllm"
@@ -99,7 +101,8 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _health(url: str, timeout_s: float = 2.0) -> bool:
+def health(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``GET url/health`` answers 200 within ``timeout_s``."""
     try:
         with urllib.request.urlopen(url + "/health", timeout=timeout_s) as resp:
             return resp.status == 200
@@ -115,13 +118,10 @@ def _last_log_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only)
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _die_with_parent() -> None:
+    """``preexec_fn`` of a server (or a test's ``octo serve``): SIGTERM when the thread that started it
+    dies, so that the server still stops its own engine process on the way out."""
+    die_with_parent(sig=signal.SIGTERM)
 
 
 class ServerHandle:
@@ -138,7 +138,7 @@ class ServerHandle:
         return self.process.poll() is None
 
     def healthy(self) -> bool:
-        return self.alive() and _health(self.url)
+        return self.alive() and health(self.url)
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """Stop the server and everything it started (SIGTERM to its process group, SIGKILL after
@@ -199,6 +199,44 @@ def start_server(model_dir: str | Path, *, python: str | None = None, port: int 
     started it dies. Raises :class:`OctoError` when the model directory or the venv is missing,
     the port is taken, or the server exits or stays unhealthy for ``startup_timeout_s``.
     """
+    handle = launch_server(model_dir, python=python, port=port, host=host, max_model_len=max_model_len,
+                           api_key_env=api_key_env, dtype=dtype, extra_args=extra_args, log_path=log_path, env=env)
+    wait_healthy([handle], startup_timeout_s)
+    return handle
+
+
+def wait_healthy(handles: list[ServerHandle], timeout_s: float) -> None:
+    """Wait until every server answers ``GET /health``; on a server that exits or a timeout, stop them all
+    and raise :class:`OctoError` naming the server and its log. Ctrl-C stops them too."""
+    try:
+        deadline = time.monotonic() + timeout_s
+        waiting = list(handles)
+        while waiting:
+            waiting = [h for h in waiting if not health(h.url)]
+            for h in waiting:
+                code = h.process.poll()
+                if code is not None:
+                    last = _last_log_line(h.log_path)
+                    raise OctoError(f"octo serve: the vLLM server for {h.model_dir} exited during startup with code "
+                                    f"{code}{f' ({last})' if last else ''}; see its log at {h.log_path}")
+            if waiting and time.monotonic() > deadline:
+                raise OctoError(f"octo serve: the vLLM server for {waiting[0].model_dir} was not healthy after "
+                                f"{timeout_s:g} s; see its log at {waiting[0].log_path}")
+            if waiting:
+                time.sleep(0.5)
+    except BaseException:
+        for h in handles:
+            h.stop(timeout_s=10)
+        raise
+
+
+def launch_server(model_dir: str | Path, *, python: str | None = None, port: int | None = None,
+                  host: str = "127.0.0.1", max_model_len: int | None = None, api_key_env: str | None = None,
+                  dtype: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
+                  log_path: str | Path | None = None, env: dict[str, str] | None = None) -> ServerHandle:
+    """Start the server process of :func:`start_server` and return at once (see :func:`wait_healthy`),
+    so that several servers load side by side. Call it from a thread that lives as long as the server
+    should: on Linux the server gets SIGTERM when that thread ends."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise OctoError(f"octo serve: model directory {model_dir} does not exist; pass a checkpoint directory "
@@ -242,27 +280,12 @@ def start_server(model_dir: str | Path, *, python: str | None = None, port: int 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     url = f"http://{_url_host(host)}:{port}"
+    preexec = partial(die_with_parent, os.getpid(), signal.SIGTERM) if sys.platform == "linux" else None
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=server_env, start_new_session=True,
-                                   preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                   env=server_env, start_new_session=True, preexec_fn=preexec)
     handle = ServerHandle(process, url=url, model_dir=model_dir, log_path=log_path, port=port)
     _LIVE.add(handle)
-    try:
-        deadline = time.monotonic() + startup_timeout_s
-        while not _health(url):
-            code = process.poll()
-            if code is not None:
-                last = _last_log_line(log_path)
-                raise OctoError(f"octo serve: the vLLM server for {model_dir} exited during startup with code {code}"
-                                f"{f' ({last})' if last else ''}; see its log at {log_path}")
-            if time.monotonic() > deadline:
-                raise OctoError(f"octo serve: the vLLM server for {model_dir} was not healthy after "
-                                f"{startup_timeout_s:g} s; see its log at {log_path}")
-            time.sleep(0.5)
-    except BaseException:
-        handle.stop(timeout_s=10)
-        raise
     return handle
 
 

@@ -17,6 +17,12 @@ Protocol (vLLM's OpenAI-compatible API, checked against vLLM 0.32):
   DIR}}`` (needs ``VLLM_SERVER_DEV_MODE=1`` on the server), then ``POST /reset_prefix_cache``
   so no cached prefix computed with the old weights is reused.
 
+Servers: the URLs in ``config.servers``; with none listed, the backend starts ``num_servers``
+(default 1) itself from the checkpoint at ``model_path`` (:func:`octo.rollout.serve.launch_server`),
+waits for their health and stops them in :meth:`VLLMServerBackend.close`; they also die with the
+thread that made the backend (PR_SET_PDEATHSIG). With URLs and ``num_servers`` both given, the healthy
+listed servers are reused (never stopped) and only the missing ones are started. docs/rollout.md.
+
 Requests are spread round-robin over the servers, up to ``max_concurrency`` in flight. Every
 request has a connect and a read timeout; transient failures are retried ``max_retries`` times
 (see :mod:`octo.rollout.transport`); a server that still fails is dropped for the rest of the
@@ -79,23 +85,16 @@ class VLLMServerBackend(ContextClosing):
     name = "vllm-server"
 
     def __init__(self, config: RolloutConfig, *, tokenizer: Any, model: Any = None, model_path: str | None = None):
-        if not config.servers:
-            raise OctoError("rollout backend 'vllm-server' has no servers; start one with `octo serve CHECKPOINT` "
-                            "and list its URL in probe.rollout.servers")
         self.config = config
         self.tokenizer = tokenizer
         # token ids a server may return: the model's (padded) vocabulary, when the model is known
         self._vocab: int | None = getattr(getattr(model, "config", None), "vocab_size", None)
         api_key = read_api_key(config.api_key_env)
-        urls = list(dict.fromkeys(config.servers))  # keep order, drop duplicates
-        self._servers = [_Server(ServerClient(url, connect_timeout_s=config.connect_timeout_s,
-                                              request_timeout_s=config.request_timeout_s,
-                                              max_retries=config.max_retries,
-                                              retry_backoff_s=config.retry_backoff_s, api_key=api_key))
-                         for url in urls]
         self._lock = threading.Lock()
         self._step: int | None = None
         self._closed = False
+        self.started: list = []
+        """:class:`~octo.rollout.serve.ServerHandle` of each server this backend started (close() stops them)."""
         self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="octo-rollout")
         self._own_sync_dir = config.sync_dir is None
         self.sync_dir = Path(tempfile.mkdtemp(prefix="octo-weights-") if config.sync_dir is None
@@ -103,6 +102,12 @@ class VLLMServerBackend(ContextClosing):
         self.last_sync_s: float | None = None
         """Seconds the last :meth:`update_weights` took (save + reload + prefix-cache reset)."""
         try:
+            urls = self._ensure_servers(list(dict.fromkeys(config.servers)), model_path)  # order kept, no repeats
+            self._servers = [_Server(ServerClient(url, connect_timeout_s=config.connect_timeout_s,
+                                                  request_timeout_s=config.request_timeout_s,
+                                                  max_retries=config.max_retries,
+                                                  retry_backoff_s=config.retry_backoff_s, api_key=api_key))
+                             for url in urls]
             self._connect()
             if model is not None and config.sync_on_start:
                 self.update_weights(model)
@@ -111,6 +116,53 @@ class VLLMServerBackend(ContextClosing):
             raise
 
     # -- servers ----------------------------------------------------------------------------------
+
+    def _ensure_servers(self, urls: list[str], model_path: str | None) -> list[str]:
+        """The URLs to use: the listed ones as they are (no ``num_servers``), else the healthy listed
+        ones plus servers started here until there are ``num_servers`` (default 1 when none is listed)."""
+        from octo import progress
+        from octo.rollout.serve import health, launch_server, wait_healthy
+        from octo.rollout.transport import normalize_url
+
+        want = self.config.num_servers if self.config.num_servers is not None else (0 if urls else 1)
+        if want == 0:
+            return urls
+        healthy = [u for u in urls if health(normalize_url(u))]
+        for url in urls:
+            if url not in healthy:
+                log.warning("vLLM server %s does not answer GET /health; octo starts its own instead", url)
+        missing = want - len(healthy)
+        if healthy:
+            progress.info(f"reusing {len(healthy)} running vLLM server(s): {', '.join(healthy)}")
+        if missing <= 0:
+            return healthy
+        if model_path is None:
+            raise OctoError("rollout backend 'vllm-server' has no running server and no checkpoint to start one "
+                            "from; list running servers in probe.rollout.servers (octo serve CHECKPOINT)")
+        t0 = time.monotonic()
+        dtype = None if self.config.dtype == "auto" else self.config.dtype
+        ports: set[int] = set()
+        # launched from this thread and waited for here: a server dies with the thread that started it
+        for _ in range(missing):
+            handle = launch_server(model_path, python=self.config.server_python, port=self._new_port(ports),
+                                   max_model_len=self.config.max_model_len, api_key_env=self.config.api_key_env,
+                                   dtype=dtype, extra_args=self.config.server_args)
+            self.started.append(handle)
+        progress.info(f"starting {missing} vLLM server(s) for {model_path} at "
+                      f"{', '.join(h.url for h in self.started)} (log: {self.started[0].log_path}); loading, "
+                      f"up to {self.config.startup_timeout_s:g} s")
+        wait_healthy(self.started, self.config.startup_timeout_s)
+        progress.info(f"vLLM server(s) healthy after {time.monotonic() - t0:.0f} s")
+        return healthy + [h.url for h in self.started]
+
+    @staticmethod
+    def _new_port(taken: set[int]) -> int:
+        from octo.rollout.serve import free_port
+
+        while (port := free_port()) in taken:  # two servers launched back to back must not share a port
+            pass
+        taken.add(port)
+        return port
 
     @property
     def healthy_servers(self) -> list[str]:
@@ -292,10 +344,13 @@ class VLLMServerBackend(ContextClosing):
             self._drop(server, err.detail)
 
     def close(self) -> None:
+        """Stop the servers this backend started (never one it reused), drop the temporary sync dir."""
         if self._closed:
             return
         self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for handle in self.started:
+            handle.stop(timeout_s=30)
         if self._own_sync_dir:
             shutil.rmtree(self.sync_dir, ignore_errors=True)
 

@@ -23,18 +23,7 @@ import subprocess
 import sys
 import time
 
-
-def _die_with_parent(parent_pid: int) -> None:
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        sys.exit(0)
+from octo.procs import die_with_parent as _die_with_parent  # SIGKILL when the pool's thread ends
 
 
 def _limit_memory(mb: int) -> None:

