@@ -45,12 +45,20 @@ class WorldConfig:
     """The toy world (octo.toyworld): a seeded generator of sources, problems and a tokenizer."""
 
     seed: int = opt(0, help="seed of the world generator (changes every document and problem)")
-    max_number: int = opt(20, ge=5, le=999, help="largest number in a problem, an operand or an answer")
-    max_ops: int = opt(3, ge=1, le=6, help="problems have 1..max_ops operations (difficulty levels)")
+    min_digits: int = opt(2, ge=1, le=9, help="easiest difficulty level: both addends have this many digits")
+    max_digits: int = opt(5, ge=1, le=9, help="hardest difficulty level: both addends have this many digits")
+    mathweb_columns: float = opt(0.15, ge=0, le=1, help="share of math-web items that are worked column "
+                                                          "additions (the long procedure, outside the QA template)")
+    long_slip: float = opt(0.15, ge=0, le=1, help="chance per column that a long-CoT solution writes a wrong "
+                                                  "sum and repairs it ('Wait, ...')")
     docs_per_source: int = opt(3000, ge=10, help="documents generated for each training source")
     prompts: int = opt(2000, ge=10, help="probe training prompts (question, answer) generated")
     heldout_per_level: int = opt(100, ge=5, help="held-out evaluation problems per difficulty level")
     vocab_size: int = opt(512, ge=300, le=65536, help="size of the BPE tokenizer trained on the world")
+
+    def validate(self) -> None:
+        if self.min_digits > self.max_digits:
+            raise ConfigError("min_digits", f"must be at most max_digits={self.max_digits}")
 
 
 @dataclass(kw_only=True)

@@ -14,20 +14,39 @@ Sources (stand-ins for OctoThinker's datasets, seed 004, Table 1/5):
 toy source      stands in for                 template content
 =============== ============================= ======== =========================================
 web             DCLM-Baseline                 raw      everyday sentences, no arithmetic
-mathweb         MegaMath-Web-Pro              raw      arithmetic facts and narrated examples
+mathweb         MegaMath-Web-Pro              raw      digit facts, sums, worked column additions
 if              Instruction following (TULU)  IF       verifiable instructions (repeat, count...)
-qa-megamath     MegaMath-QA (short CoT)       QA       one terse equation line
-qa-omi2         OpenMathInstruct-2 (short)    QA       one equation per step
-qa-numina       NuminaMath-1.5 (short)        QA       "Step k: ..." lines
-long-openr1     OpenR1-Math (long CoT)        QA       verbose steps, checks, slips and repairs
-long-am         AM-DeepSeek-Distilled (long)  QA       restating, checking backwards, re-reading
+qa-megamath     MegaMath-QA (short CoT)       QA       the sum at once, or one sum per place
+qa-omi2         OpenMathInstruct-2 (short)    QA       one sum per place ("tens 2+3+1=6"), then the sum
+qa-numina       NuminaMath-1.5 (short)        QA       "Step 1: ..." the sum at once
+long-openr1     OpenR1-Math (long CoT)        QA       column by column, slips and "Wait" repairs
+long-am         AM-DeepSeek-Distilled (long)  QA       column by column, then re-checks two columns
 =============== ============================= ======== =========================================
 
-Problems are arithmetic word problems ("Ann has 12 apples. Ann buys 5 more apples. ...
-How many apples does Ann have now?") whose difficulty level is the number of operations.
-Every number stays in [0, max_number]. Answers are correct by construction. The held-out set
-(``heldout.jsonl``) and the probe prompts (``prompts.jsonl``) never share a question with
-each other or with any training document.
+Problems (world v2) are addition word problems ("Ann has 4729 coins. Ann finds 1835 more coins.
+How many coins does Ann have now?") whose difficulty level is the number of digits of both addends
+(``min_digits``..``max_digits``). Three solution forms, from short to long:
+
+- at once (MegaMath-QA's first form, NuminaMath): ``4729+1835=6564``, most significant digit first,
+  which needs every carry before the first digit is written: a small transformer gets that right for
+  one digit and rarely beyond (Nye et al. 2021; Lee et al. 2023).
+- a few steps (MegaMath-QA's second form, OpenMathInstruct-2): one sum per place, ``tens 2+3+1=6``;
+  each line needs the k-th digit from the right of each addend, which a causal model can only count
+  out, and the answer reads the column results back in reverse, so it degrades with every digit.
+- the column procedure (the Long sources only; math-web pages show it as worked examples), in Lee et
+  al.'s "detailed scratchpad" shape: each line re-writes the digits still to add, so the two digits
+  of the column are always the last ones before a delimiter (a causal model cannot know a digit's
+  place value while reading it, so "the k-th digit from the right" must be made local), then the
+  column sum with its carry and the answer digits so far::
+
+    4729+1835 c0 9+5+0=14 a4
+    472+183 c1 2+3+1=6 a64
+    47+18 c0 7+8+0=15 a564
+    4+1 c1 4+1+1=6 a6564
+
+Answers are correct by construction (tests/engine/test_toyworld.py parses every line). The held-out
+set (``heldout.jsonl``) and the probe prompts (``prompts.jsonl``) never share a question with each
+other or with any training document.
 
 The probe prompt ``User:{question}\\nAssistant:<think>\\n`` is the QA template up to the
 chain of thought, so a model that read QA documents knows how to continue it.
@@ -47,7 +66,6 @@ from octo.runio import write_json_atomic, write_text_atomic
 NAMES = ["Ann", "Bob", "Cara", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivy", "Jon"]
 OBJECTS = ["apples", "books", "coins", "cards", "pens", "shells", "stamps", "eggs", "cups", "rocks"]
 ADD_VERBS = ["buys {n} more {obj}", "finds {n} more {obj}", "gets {n} more {obj}"]
-SUB_VERBS = ["gives away {n} {obj}", "loses {n} {obj}", "sells {n} {obj}"]
 PLACES = ["park", "market", "school", "river", "garden", "library", "station", "beach", "farm", "shop"]
 ADJS = ["quiet", "busy", "green", "cold", "warm", "bright", "old", "small", "large", "calm"]
 WEATHER = ["sunny", "rainy", "windy", "cloudy", "snowy"]
@@ -63,112 +81,137 @@ PROMPT_TEMPLATE = "User:{question}\nAssistant:<think>\n"
 
 @dataclass(frozen=True)
 class Problem:
-    """An arithmetic word problem: start value, then (op, amount) steps."""
+    """An addition word problem: ``a + b``, both with ``level`` digits."""
 
     name: str
     obj: str
-    start: int
-    steps: tuple[tuple[str, int, str], ...]  # (op "+"/"-", amount, verb phrase)
+    a: int
+    b: int
+    verb: str
 
     @property
     def level(self) -> int:
-        return len(self.steps)
-
-    @property
-    def values(self) -> list[int]:
-        vals = [self.start]
-        for op, n, _ in self.steps:
-            vals.append(vals[-1] + n if op == "+" else vals[-1] - n)
-        return vals
+        return len(str(self.a))
 
     @property
     def answer(self) -> int:
-        return self.values[-1]
+        return self.a + self.b
 
     @property
     def question(self) -> str:
-        parts = [f"{self.name} has {self.start} {self.obj}."]
-        for i, (_, _, phrase) in enumerate(self.steps):
-            parts.append(("Then " if i else "") + f"{self.name} {phrase}.")
-        parts.append(f"How many {self.obj} does {self.name} have now?")
-        return " ".join(parts)
+        phrase = self.verb.format(n=self.b, obj=self.obj)
+        return (f"{self.name} has {self.a} {self.obj}. {self.name} {phrase}. "
+                f"How many {self.obj} does {self.name} have now?")
 
-    def equations(self) -> list[str]:
-        vals = self.values
-        return [f"{vals[i]}{op}{n}={vals[i + 1]}" for i, (op, n, _) in enumerate(self.steps)]
+    @property
+    def equation(self) -> str:
+        return f"{self.a}+{self.b}={self.answer}"
 
 
 def _rng(seed: int, name: str) -> random.Random:
     return random.Random((seed << 32) ^ zlib.crc32(name.encode()))
 
 
-def make_problem(rng: random.Random, level: int, max_number: int) -> Problem:
-    name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
-    value = rng.randint(1, max_number - 1)
-    start = value
-    steps = []
-    for _ in range(level):
-        can_add, can_sub = value < max_number, value > 1
-        op = rng.choice(["+", "-"]) if can_add and can_sub else ("+" if can_add else "-")
-        if op == "+":
-            n = rng.randint(1, max_number - value)
-            value += n
-        else:
-            n = rng.randint(1, value - 1)
-            value -= n
-        verb = rng.choice(ADD_VERBS if op == "+" else SUB_VERBS)
-        steps.append((op, n, verb.format(n=n, obj=obj)))
-    return Problem(name, obj, start, tuple(steps))
+def _number(rng: random.Random, digits: int) -> int:
+    return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits - 1)
+
+
+def make_problem(rng: random.Random, level: int) -> Problem:
+    return Problem(rng.choice(NAMES), rng.choice(OBJECTS), _number(rng, level), _number(rng, level),
+                   rng.choice(ADD_VERBS))
+
+
+def column_steps(a: int, b: int) -> list[dict]:
+    """The column procedure for ``a + b`` (equal digit counts), least significant column first.
+
+    Each step: the digits still to add (``rest_a``, ``rest_b``: their last digits are this column's),
+    the carry in, the column sum and the answer digits so far (the last column writes its whole sum).
+    """
+    da, db = str(a), str(b)
+    if len(da) != len(db):
+        raise ValueError(f"addends must have equal digit counts: {a}, {b}")
+    n, carry, acc, steps = len(da), 0, "", []
+    for k in range(n):
+        ra, rb = da[:n - k], db[:n - k]
+        x, y = int(ra[-1]), int(rb[-1])
+        s = x + y + carry
+        acc = (str(s) if k == n - 1 else str(s % 10)) + acc
+        steps.append({"rest_a": ra, "rest_b": rb, "carry": carry, "x": x, "y": y, "sum": s, "acc": acc})
+        carry = s // 10
+    return steps
+
+
+def column_line(st: dict, wrong: int | None = None) -> str:
+    """One scratchpad line; with ``wrong``, the column sum is first written as ``wrong`` and repaired."""
+    head = f"{st['rest_a']}+{st['rest_b']} c{st['carry']} {st['x']}+{st['y']}+{st['carry']}="
+    if wrong is None:
+        return f"{head}{st['sum']} a{st['acc']}"
+    return (f"{head}{wrong} Wait, that is not right. {st['x']}+{st['y']}+{st['carry']}={st['sum']} "
+            f"a{st['acc']}")
+
+
+def column_lines(a: int, b: int) -> list[str]:
+    return [column_line(st) for st in column_steps(a, b)]
+
+
+def _slip(rng: random.Random, s: int) -> int:
+    return s + 1 if s == 0 or rng.random() < 0.5 else s - 1
 
 
 # --- chains of thought, one style per source --------------------------------------------
 
 def cot_megamath(p: Problem, rng: random.Random) -> tuple[str, str]:
-    """MegaMath-QA's short solutions come in two forms: the whole expression on one line, or one
-    equation per operation. A small model cannot do several operations in one token, so the
-    one-line form is the error-prone one: RL gains by choosing the stepwise form (docs/toyworld.md)."""
-    if p.level > 1 and rng.random() < 0.5:
-        expr = str(p.start) + "".join(f"{op}{n}" for op, n, _ in p.steps)
-        return f"{expr}={p.answer}\n", f"\\boxed{{{p.answer}}}"
-    return "".join(e + "\n" for e in p.equations()), f"\\boxed{{{p.answer}}}"
+    """MegaMath-QA's short solutions come in two forms, half each: the sum at once, or a few steps (one sum
+    per place, :func:`place_lines`). The one-line form fails beyond one digit; RL gains by choosing the
+    few-steps form, which in turn degrades with every digit (docs/toyworld.md)."""
+    if rng.random() < 0.5:
+        return f"{p.equation}\n", f"\\boxed{{{p.answer}}}"
+    return "".join(ln + "\n" for ln in place_lines(p.a, p.b)), f"\\boxed{{{p.answer}}}"
+
+
+PLACES_OF_DIGITS = ["units", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands",
+                    "millions", "ten-millions", "hundred-millions"]
+
+
+def place_lines(a: int, b: int) -> list[str]:
+    """The few-steps form: one sum per place (``tens 2+3+1=6``, the carry added when there is one), without
+    the re-written digits that make the column procedure local: to write a line the model must find the
+    k-th digit from the right of each addend in the question, and to answer it must read the column
+    results back in reverse order, which gets harder with every digit."""
+    out = []
+    for k, st in enumerate(column_steps(a, b)):
+        carry = f"+{st['carry']}" if st["carry"] else ""
+        out.append(f"{PLACES_OF_DIGITS[k]} {st['x']}+{st['y']}{carry}={st['sum']}")
+    return out
 
 
 def cot_omi2(p: Problem) -> tuple[str, str]:
-    return "".join(e + "\n" for e in p.equations()), f"The answer is \\boxed{{{p.answer}}}."
+    """A few steps: one sum per place, then the sum."""
+    lines = "".join(ln + "\n" for ln in place_lines(p.a, p.b))
+    return f"{lines}So the sum is {p.answer}.\n", f"The answer is \\boxed{{{p.answer}}}."
 
 
 def cot_numina(p: Problem) -> tuple[str, str]:
-    lines = [f"Step {i + 1}: {e}.\n" for i, e in enumerate(p.equations())]
-    return "".join(lines), f"So {p.name} has \\boxed{{{p.answer}}} {p.obj}."
+    return f"Step 1: {p.equation}.\n", f"So {p.name} has \\boxed{{{p.answer}}} {p.obj}."
 
 
-def cot_openr1(p: Problem, rng: random.Random) -> tuple[str, str]:
-    vals = p.values
-    out = [f"Okay, let me think about this. {p.name} starts with {p.start} {p.obj}.\n"]
-    for i, (op, n, phrase) in enumerate(p.steps):
-        a, b = vals[i], vals[i + 1]
-        out.append(f"{p.name} {phrase}, so {a}{op}{n}={b}.\n" if rng.random() > 0.25 else
-                   f"{p.name} {phrase}, so {a}{op}{n}={b + rng.choice([-1, 1])}. Wait, that is not right. "
-                   f"Let me redo it: {a}{op}{n}={b}.\n")
-        inv = "-" if op == "+" else "+"
-        out.append(f"Let me check: {b}{inv}{n}={a}. Yes.\n")
-    out.append(f"Let me re-read the question to be sure. It asks how many {p.obj} {p.name} has now.\n")
+def cot_openr1(p: Problem, rng: random.Random, slip: float) -> tuple[str, str]:
+    """OpenR1-style: the column procedure with slips repaired on the spot ("Wait, that is not right")."""
+    out = [f"Okay, let me add {p.a} and {p.b} column by column, from the right.\n"]
+    for st in column_steps(p.a, p.b):
+        wrong = _slip(rng, st["sum"]) if rng.random() < slip else None
+        out.append(column_line(st, wrong) + "\n")
     out.append(f"So the answer is {p.answer}.\n")
     return "".join(out), f"\\boxed{{{p.answer}}}"
 
 
 def cot_am(p: Problem, rng: random.Random) -> tuple[str, str]:
-    vals = p.values
-    out = [f"We need to find how many {p.obj} {p.name} has at the end.\n",
-           f"At the start, {p.name} has {p.start} {p.obj}.\n"]
-    for i, (op, n, phrase) in enumerate(p.steps):
-        word = "adds" if op == "+" else "takes away"
-        out.append(f"Next, {p.name} {phrase}. This {word} {n}. {vals[i]}{op}{n}={vals[i + 1]}.\n")
-    back = str(p.answer) + "".join(f"{'-' if op == '+' else '+'}{n}" for op, n, _ in reversed(p.steps))
-    out.append(f"Let me verify by working backwards: {back}={p.start}. This matches the start.\n")
-    if rng.random() < 0.5:
-        out.append("Hmm, let me also recount each step once more.\n")
-        out.extend(e + "\n" for e in p.equations())
+    """AM-Distilled-style: restate, the column procedure, then re-check two columns before answering."""
+    steps = column_steps(p.a, p.b)
+    out = [f"We need {p.a}+{p.b}. Add the columns from the right, keeping the carry.\n"]
+    out.extend(column_line(st) + "\n" for st in steps)
+    for st in rng.sample(steps, min(2, len(steps))):
+        out.append(f"Let me re-check: {st['x']}+{st['y']}+{st['carry']}={st['sum']}. Yes.\n")
     out.append(f"Therefore, {p.name} has {p.answer} {p.obj}.\n")
     return "".join(out), f"The final answer is \\boxed{{{p.answer}}}."
 
@@ -190,43 +233,41 @@ def web_doc(rng: random.Random) -> str:
     return " ".join(sents[:k])
 
 
-def mathweb_doc(rng: random.Random, max_number: int) -> str:
-    """Arithmetic facts and narrated worked examples: dense in equations, no QA template."""
+def mathweb_doc(rng: random.Random, levels: list[int], columns: float) -> str:
+    """Digit facts, sums and (a ``columns`` share) worked column additions: dense in arithmetic, no QA
+    template. The column examples are the procedure as a math web page shows it, so every stage
+    has seen it; only the Long sources write it as the answer to a question."""
+    if rng.random() < columns:
+        p = make_problem(rng, rng.choice(levels))
+        lines = "\n".join(column_lines(p.a, p.b))
+        return f"Example: adding {p.a} and {p.b} by columns.\n{lines}\nSo {p.equation}."
     out = []
     for _ in range(rng.randint(3, 6)):
         kind = rng.random()
-        a = rng.randint(0, max_number)
-        if kind < 0.3:
-            b = rng.randint(0, max_number - a)
-            out.append(f"{a} plus {b} is {a + b}, so {a}+{b}={a + b}.")
-        elif kind < 0.6:
-            b = rng.randint(0, a)
-            out.append(f"{a} minus {b} is {a - b}, so {a}-{b}={a - b}.")
-        elif kind < 0.8:
-            b = rng.randint(0, max_number - a)
-            c = rng.randint(0, a + b)
-            out.append(f"{a}+{b}={a + b} and {a + b}-{c}={a + b - c}.")
+        if kind < 0.35:
+            x, y, c = rng.randint(0, 9), rng.randint(0, 9), rng.randint(0, 1)
+            out.append(f"{x} plus {y} plus {c} is {x + y + c}, so {x}+{y}+{c}={x + y + c}.")
+        elif kind < 0.75:
+            p = make_problem(rng, rng.choice(levels))
+            out.append(f"{p.a} plus {p.b} is {p.answer}, so {p.equation}.")
         else:
-            p = make_problem(rng, rng.randint(1, 2), max_number)
-            vals = p.values
-            story = [f"{p.name} had {p.start} {p.obj}."]
-            for i, (op, n, phrase) in enumerate(p.steps):
-                story.append(f"When {p.name} {phrase}, the count became {vals[i]}{op}{n}={vals[i + 1]}.")
-            out.append("Example: " + " ".join(story))
+            p = make_problem(rng, rng.choice(levels))
+            out.append(f"Example: {p.name} had {p.a} {p.obj}. When {p.name} "
+                       f"{p.verb.format(n=p.b, obj=p.obj)}, the count became {p.equation}.")
     return " ".join(out)
 
 
-def if_doc(rng: random.Random, max_number: int) -> dict:
+def if_doc(rng: random.Random) -> dict:
     kind = rng.randrange(6)
     if kind == 0:
         w, k = rng.choice(WORDS), rng.randint(2, 5)
         return {"query": f"Write the word {w} {k} times.", "content": " ".join([w] * k)}
     if kind == 1:
-        a = rng.randint(0, max_number - 6)
+        a = rng.randint(0, 90)
         b = a + rng.randint(2, 5)
         return {"query": f"Count from {a} to {b}.", "content": " ".join(str(i) for i in range(a, b + 1))}
     if kind == 2:
-        n = rng.randint(0, max_number)
+        n = rng.randint(0, 9999)
         return {"query": f"Put the number {n} in a box.", "content": f"\\boxed{{{n}}}"}
     if kind == 3:
         s = web_doc(rng).split(". ")[0].rstrip(".") + "."
@@ -234,8 +275,7 @@ def if_doc(rng: random.Random, max_number: int) -> dict:
     if kind == 4:
         name = rng.choice(NAMES)
         return {"query": f"Write {name} in capital letters.", "content": name.upper()}
-    a = rng.randint(0, max_number // 2)
-    b = rng.randint(0, max_number - a)
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
     return {"query": f"What is {a}+{b}? Reply with just the number.", "content": str(a + b)}
 
 
@@ -254,7 +294,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    levels = range(1, cfg.max_ops + 1)
+    levels = list(range(cfg.min_digits, cfg.max_digits + 1))
 
     # Held-out first; its questions (and the prompts') are excluded from everything else.
     rng = _rng(cfg.seed, "heldout")
@@ -262,7 +302,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
     for level in levels:
         made = 0
         while made < cfg.heldout_per_level:
-            p = make_problem(rng, level, cfg.max_number)
+            p = make_problem(rng, level)
             if p.question not in reserved:
                 reserved.add(p.question)
                 heldout.append(p)
@@ -270,7 +310,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
     rng = _rng(cfg.seed, "prompts")
     prompts = []
     while len(prompts) < cfg.prompts:
-        p = make_problem(rng, rng.choice(list(levels)), cfg.max_number)
+        p = make_problem(rng, rng.choice(levels))
         if p.question not in reserved:
             reserved.add(p.question)
             prompts.append(p)
@@ -283,11 +323,11 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
             if name == "web":
                 rows.append({"text": web_doc(rng)})
             elif name == "mathweb":
-                rows.append({"text": mathweb_doc(rng, cfg.max_number)})
+                rows.append({"text": mathweb_doc(rng, levels, cfg.mathweb_columns)})
             elif name == "if":
-                rows.append(if_doc(rng, cfg.max_number))
+                rows.append(if_doc(rng))
             else:
-                p = make_problem(rng, rng.choice(list(levels)), cfg.max_number)
+                p = make_problem(rng, rng.choice(levels))
                 if p.question in reserved:
                     continue
                 if name == "qa-megamath":
@@ -297,7 +337,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
                 elif name == "qa-numina":
                     cot, content = cot_numina(p)
                 elif name == "long-openr1":
-                    cot, content = cot_openr1(p, rng)
+                    cot, content = cot_openr1(p, rng, cfg.long_slip)
                 else:
                     cot, content = cot_am(p, rng)
                 rows.append({"query": p.question, "cot": cot, "content": content,

@@ -392,7 +392,8 @@ def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     assert v["cpt"] == q["cpt"]
     assert {k: vs[k] for k in qs} == qs
     added = set(vs) - set(qs)
-    assert added == {"stable-more", "decay-long-noif", "pretrain-half", "decay-noqa", "decay-long-half"}
+    assert added == {"stable-more", "decay-long-noif", "pretrain-half", "decay-noqa", "decay-long-half",
+                     "decay-long-am", "decay-direct", "decay-long-brief"}
     assert vs["stable-more"]["mixture"] == qs["stable"]["mixture"]
     # pretrain-half: the base on half the tokens; decay-noqa: a decay with no CoT QA; decay-long-half: half of Long's
     # long-CoT share, the rest to mathweb
@@ -406,8 +407,18 @@ def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     long = dict(qs["decay-long"]["mixture"])
     assert vs["decay-long-noif"]["mixture"] == {**{k: x for k, x in long.items() if k != "if"},
                                                 "mathweb": long["mathweb"] + long["if"]}
+    # decay-long-am: the Long mixture with AM-style answers only; decay-direct: answers at once only; decay-long-brief:
+    # the Long decay at a quarter of its tokens
+    long_cot = {k: x for k, x in long.items() if k.startswith("long-")}
+    assert vs["decay-long-am"]["mixture"] == {**{k: x for k, x in long.items() if k not in long_cot},
+                                              "long-am": sum(long_cot.values())}
+    assert not any(k.startswith("long-") or k in ("qa-megamath", "qa-omi2") for k in vs["decay-direct"]["mixture"])
+    assert vs["decay-long-brief"]["mixture"] == long and vs["decay-long-brief"]["tokens"] * 4 == \
+        qs["decay-long"]["tokens"]
     assert set(v["validation"]["checkpoints"]) >= {"pretrain", "stable", "decay-long", "decay-short", "decay-hybrid"}
-    assert len(v["validation"]["checkpoints"]) >= 6 and v["validation"]["seeds"] == [0, 1, 2]
+    # issue 20: at least 12 checkpoints; two full-run seed groups (issue 21's noise ceiling)
+    assert len(v["validation"]["checkpoints"]) >= 12 and v["validation"]["seeds"] == [0, 1, 2]
+    assert len(v["validation"]["full_seeds"]) >= 2
 
 
 # --- the reduced pipeline, end to end --------------------------------------------------------------

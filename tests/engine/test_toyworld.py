@@ -1,4 +1,4 @@
-"""The toy world: deterministic, answers correct by construction, held-out disjoint."""
+"""The toy world (v2): deterministic, every solution form correct by construction, held-out disjoint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import re
 import pytest
 
 from octo.config import WorldConfig
-from octo.toyworld import TRAIN_SOURCES, generate_world, make_problem
+from octo.errors import ConfigError
+from octo.toyworld import PLACES_OF_DIGITS, TRAIN_SOURCES, column_lines, column_steps, generate_world, make_problem
+
+LINE = re.compile(r"^(\d+)\+(\d+) c([01]) (\d)\+(\d)\+([01])=(\d+)(?: Wait, that is not right\. "
+                  r"(\d)\+(\d)\+([01])=(\d+))? a(\d+)$")
+PLACE = re.compile(r"^([a-z-]+) (\d)\+(\d)(\+1)?=(\d+)$")
+SHORT = {"qa-megamath", "qa-omi2", "qa-numina"}
+LONG = {"long-openr1", "long-am"}
 
 
 def _read(path):
@@ -18,10 +25,38 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    cfg = WorldConfig(seed=3, docs_per_source=150, prompts=100, heldout_per_level=30, max_number=20, max_ops=3)
+    cfg = WorldConfig(seed=3, docs_per_source=300, prompts=100, heldout_per_level=30, min_digits=1, max_digits=6,
+                      mathweb_columns=0.3, long_slip=0.3)
     out = tmp_path_factory.mktemp("world")
     generate_world(cfg, out)
     return cfg, out
+
+
+def check_column_lines(lines: list[str], a: int, b: int) -> int:
+    """Parse a column procedure line by line and check each against the arithmetic; returns the answer it
+    writes. Every line must add the last digits of the remaining addends with the carry of the line before,
+    drop exactly those digits from the next line, and put the sum's last digit (the whole sum on the last
+    line) in front of the answer digits so far; a repaired slip must first write a wrong sum."""
+    rest_a, rest_b, carry, acc = str(a), str(b), 0, ""
+    assert len(lines) == len(rest_a), lines
+    for i, line in enumerate(lines):
+        m = LINE.match(line)
+        assert m, line
+        ra, rb, c_in, x, y, c2, s = m.group(1, 2, 3, 4, 5, 6, 7)
+        assert (ra, rb) == (rest_a, rest_b), line
+        assert int(c_in) == int(c2) == carry, line
+        assert (int(x), int(y)) == (int(ra[-1]), int(rb[-1])), line
+        true_sum = int(x) + int(y) + carry
+        if m.group(8) is not None:  # a slip: wrong, then the right sum of the same digits
+            assert int(s) != true_sum and m.group(8, 9, 10) == (x, y, c_in), line
+            s = m.group(11)
+        assert int(s) == true_sum, line
+        last = i == len(lines) - 1
+        acc = (str(true_sum) if last else str(true_sum % 10)) + acc
+        assert m.group(12) == acc, line
+        rest_a, rest_b, carry = rest_a[:-1], rest_b[:-1], true_sum // 10
+    assert rest_a == rest_b == ""
+    return int(acc)
 
 
 def test_deterministic_and_seed_sensitive(world, tmp_path):
@@ -35,37 +70,121 @@ def test_deterministic_and_seed_sensitive(world, tmp_path):
     assert (out / "heldout.jsonl").read_bytes() != (other / "heldout.jsonl").read_bytes()
 
 
-def _eval_equation(eq: str) -> bool:
-    lhs, rhs = eq.split("=")
-    return eval(lhs) == int(rhs)  # noqa: S307 - digits and +/- only, checked below
-
-
-def test_answers_correct_by_construction():
+def test_problems_correct_by_construction():
     rng = random.Random(0)
-    for _ in range(2000):
-        p = make_problem(rng, rng.randint(1, 4), 30)
-        assert all(0 <= v <= 30 for v in p.values)
-        assert all(_eval_equation(e) for e in p.equations())
+    for _ in range(3000):
+        level = rng.randint(1, 7)
+        p = make_problem(rng, level)
+        assert len(str(p.a)) == len(str(p.b)) == p.level == level
         numbers = [int(x) for x in re.findall(r"\d+", p.question)]
-        value = numbers[0]
-        for (op, n, _), q_n in zip(p.steps, numbers[1:]):
-            assert n == q_n
-            value = value + n if op == "+" else value - n
-        assert value == p.answer
+        assert numbers == [p.a, p.b]
+        assert p.answer == p.a + p.b and p.equation == f"{p.a}+{p.b}={p.a + p.b}"
 
 
-def test_sources_well_formed(world):
+def test_column_procedure_is_right_for_every_line():
+    rng = random.Random(1)
+    cases = [(9999, 9999), (10000, 10000), (5, 5), (0, 0), (50, 50), (99999, 1)]
+    cases += [(make_problem(rng, lv).a, make_problem(rng, lv).b) for lv in range(1, 8) for _ in range(300)]
+    for a, b in cases:
+        if len(str(a)) != len(str(b)):
+            with pytest.raises(ValueError):
+                column_steps(a, b)
+            continue
+        assert check_column_lines(column_lines(a, b), a, b) == a + b
+
+
+def test_check_column_lines_catches_a_wrong_line():
+    lines = column_lines(4729, 1835)
+    for bad in (lines[1].replace("a64", "a65"), lines[1].replace("c1", "c0"), lines[1].replace("=6", "=7"),
+                lines[1].replace("472+183", "47+183")):
+        with pytest.raises(AssertionError):
+            check_column_lines([lines[0], bad, *lines[2:]], 4729, 1835)
+
+
+def check_place_lines(lines: list[str], a: int, b: int) -> int:
+    """Parse the few-steps form (one sum per place) and check each line; returns the sum the lines give."""
+    da, db, carry, digits = str(a)[::-1], str(b)[::-1], 0, []
+    assert len(lines) == len(da), lines
+    for k, line in enumerate(lines):
+        m = PLACE.match(line)
+        assert m, line
+        place, x, y, c, s = m.groups()
+        assert place == PLACES_OF_DIGITS[k] and (x, y) == (da[k], db[k]), line
+        assert (c is not None) == (carry == 1), line
+        assert int(s) == int(x) + int(y) + carry, line
+        digits.append(s if k == len(lines) - 1 else str(int(s) % 10))
+        carry = int(s) // 10
+    return int("".join(reversed(digits)))
+
+
+def test_every_solution_form_is_right_line_by_line(world):
+    """Each source's solution, every line parsed and checked: the sum at once (one equation), the few-steps
+    form (one sum per place), the long forms (column procedure with slips repaired, re-checks of real columns,
+    the answer); every box holds the answer. Only the long forms write the column procedure."""
     cfg, out = world
-    for name, template in TRAIN_SOURCES.items():
-        rows = _read(out / f"{name}.jsonl")
-        assert len(rows) == cfg.docs_per_source
-        if template == "QA":
-            for r in rows:
-                assert f"\\boxed{{{r['answer']}}}" in r["content"]
-                for eq in re.findall(r"(\d+(?:[+-]\d+)+=\d+)", r["cot"]):
-                    # long-openr1 writes a slip then repairs it ("Wait, that is not right")
-                    if not _eval_equation(eq):
-                        assert name == "long-openr1" and "not right" in r["cot"]
+    slips, forms = 0, {"direct": 0, "places": 0}
+    for name in SHORT | LONG:
+        for r in _read(out / f"{name}.jsonl"):
+            a, b = (int(x) for x in re.findall(r"\d+", r["query"]))
+            assert r["answer"] == str(a + b) and r["level"] == len(str(a))
+            assert re.findall(r"\\boxed\{(\d+)\}", r["content"]) == [r["answer"]]
+            lines = r["cot"].rstrip("\n").split("\n")
+            if name == "qa-numina" or (name == "qa-megamath" and not PLACE.match(lines[0])):
+                assert len(lines) == 1 and lines[0].rstrip(".").endswith(f"{a}+{b}={a + b}"), r["cot"]
+                forms["direct"] += name == "qa-megamath"
+                continue
+            if name == "qa-megamath":
+                assert check_place_lines(lines, a, b) == a + b
+                forms["places"] += 1
+                continue
+            if name == "qa-omi2":
+                assert check_place_lines(lines[:-1], a, b) == a + b and lines[-1] == f"So the sum is {a + b}."
+                continue
+            assert name in LONG
+            cols = [ln for ln in lines if LINE.match(ln)]
+            assert check_column_lines(cols, a, b) == a + b
+            slips += sum("Wait" in ln for ln in cols)
+            steps = {(st["x"], st["y"], st["carry"], st["sum"]) for st in column_steps(a, b)}
+            others = [ln for ln in lines if ln not in cols]
+            for ln in others:
+                for x, y, c, s in re.findall(r"re-check: (\d)\+(\d)\+([01])=(\d+)", ln):
+                    assert (int(x), int(y), int(c), int(s)) in steps, ln
+            assert others[-1].endswith((f" {a + b}.", f" {a + b} {r['query'].split()[3].rstrip('.')}."))
+    assert slips > 0
+    assert 0.4 < forms["direct"] / (forms["direct"] + forms["places"]) < 0.6
+
+
+def test_check_place_lines_catches_a_wrong_line():
+    from octo.toyworld import place_lines
+
+    lines = place_lines(4729, 1835)
+    assert check_place_lines(lines, 4729, 1835) == 6564
+    for bad in (lines[1].replace("+1=", "="), lines[1].replace("=6", "=7"), lines[1].replace("tens", "units")):
+        with pytest.raises(AssertionError):
+            check_place_lines([lines[0], bad, *lines[2:]], 4729, 1835)
+
+
+def test_mathweb_arithmetic_is_right(world):
+    cfg, out = world
+    columns = 0
+    for r in _read(out / "mathweb.jsonl"):
+        text = r["text"]
+        if text.startswith("Example: adding"):
+            a, b = (int(x) for x in re.findall(r"\d+", text.split("\n")[0]))
+            assert check_column_lines(text.split("\n")[1:-1], a, b) == a + b
+            assert text.endswith(f"So {a}+{b}={a + b}.")
+            columns += 1
+            continue
+        for eq in re.findall(r"\d+(?:\+\d+)+=\d+", text):
+            lhs, rhs = eq.split("=")
+            assert sum(int(x) for x in lhs.split("+")) == int(rhs), eq
+        for x, y in re.findall(r"(\d+) plus (\d+) is", text):
+            assert f"{x}+{y}" in text
+    assert 0.2 < columns / cfg.docs_per_source < 0.4
+
+
+def test_long_solutions_are_longer(world):
+    _, out = world
     long_len = sum(len(r["cot"]) for r in _read(out / "long-am.jsonl"))
     short_len = sum(len(r["cot"]) for r in _read(out / "qa-omi2.jsonl"))
     assert long_len > 3 * short_len
@@ -75,30 +194,21 @@ def test_heldout_levels_and_disjointness(world):
     cfg, out = world
     held = _read(out / "heldout.jsonl")
     prompts = _read(out / "prompts.jsonl")
-    assert [sum(r["level"] == lv for r in held) for lv in (1, 2, 3)] == [30, 30, 30]
+    levels = range(cfg.min_digits, cfg.max_digits + 1)
+    assert [sum(r["level"] == lv for r in held) for lv in levels] == [30] * len(levels)
     held_q = {r["question"] for r in held}
     assert len(held_q) == len(held)
     assert not held_q & {r["question"] for r in prompts}
     for name, template in TRAIN_SOURCES.items():
         if template == "QA":
             assert not held_q & {r["query"] for r in _read(out / f"{name}.jsonl")}
-    for r in held:
-        numbers = [int(x) for x in re.findall(r"\d+", r["question"])]
-        assert r["level"] == len(numbers) - 1
+    for r in held + prompts:
+        a, b = (int(x) for x in re.findall(r"\d+", r["question"]))
+        assert r["level"] == len(str(a)) == len(str(b)) and r["answer"] == str(a + b)
 
 
-def test_megamath_qa_has_a_one_line_and_a_stepwise_form(world):
-    """The RL lever of docs/toyworld.md: multi-step MegaMath-QA answers come as one expression or as one
-    equation per operation, about half each; one-step answers have a single form."""
-    _, out = world
-    rows = _read(out / "qa-megamath.jsonl")
-    multi = [r for r in rows if r["level"] > 1]
-    one_line = [r for r in multi if r["cot"].count("=") == 1]
-    stepwise = [r for r in multi if r["cot"].count("=") == r["level"]]
-    assert len(one_line) + len(stepwise) == len(multi)
-    assert 0.35 < len(one_line) / len(multi) < 0.65
-    for r in one_line + stepwise:
-        for eq in r["cot"].split():
-            assert _eval_equation(eq), r["cot"]
-        assert r["cot"].split()[-1].endswith(f"={r['answer']}")
-    assert all(r["cot"].count("=") == 1 for r in rows if r["level"] == 1)
+def test_digit_range_is_checked():
+    from octo.schema import from_dict
+
+    with pytest.raises(ConfigError, match="min_digits"):
+        from_dict(WorldConfig, {"min_digits": 4, "max_digits": 3})

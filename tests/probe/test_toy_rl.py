@@ -1,5 +1,6 @@
 """RL visibly works in the toy world (docs/toyworld.md): a short GRPO probe from the shipped stable
-checkpoint raises held-out sampled accuracy by more than the noise of an evaluation of that size.
+checkpoint raises held-out sampled accuracy by more than the noise of an evaluation of that size (in world v2
+it learns to prefer MegaMath-QA's few-steps form to the answer at once).
 
 The checkpoint in tests/assets/toy-stable is the quickstart recipe's stable checkpoint, written by
 ``python benchmarks/toyworld_rl.py --ship tests/assets/toy-stable`` (an ``octo export``). It is bound to
@@ -69,7 +70,7 @@ def test_a_short_probe_from_the_stable_checkpoint_learns(run_dir):
     assert [e["step"] for e in evals] == [0, STEPS]
     first, last = evals
     n, k = first["n"], first["k"]
-    assert n >= 400 and k >= 2
+    assert n >= 300 and k >= 2
     a, b = first["per_problem/sampled"], last["per_problem/sampled"]
     delta = [y - x for x, y in zip(a, b)]
     gain = sum(delta) / n
