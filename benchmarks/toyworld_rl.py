@@ -203,10 +203,10 @@ def _m(r: dict, k: str) -> float:
 
 def diff_ci(a: dict, b: dict) -> list[float]:
     """95% CI of full-RL final accuracy a - b (paired bootstrap over the shared held-out problems)."""
-    from octo.evaluate import bootstrap_ci
+    from octo.analysis.stats import mean_ci
 
     d = [x - y for x, y in zip(a["per_problem_combined_end"], b["per_problem_combined_end"])]
-    return bootstrap_ci(d, n_boot=2000, seed=0)
+    return mean_ci(d, n_boot=2000, seed=0)
 
 
 def verdicts(rows: dict, full: dict) -> list[dict]:

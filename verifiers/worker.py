@@ -22,8 +22,12 @@ import pickle
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from octo.procs import die_with_parent as _die_with_parent  # SIGKILL when the pool's thread ends
+
+if TYPE_CHECKING:
+    from octo.verifiers.pool import _Job
 
 
 def _limit_memory(mb: int) -> None:
