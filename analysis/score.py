@@ -41,7 +41,6 @@ parametrically (binomial with n problems). Two checkpoints *tie* when their inte
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,18 +51,15 @@ from octo.analysis.detectors import Event, detect
 from octo.analysis.gates import gate_table
 from octo.analysis.heldout import HeldOut, heldout
 from octo.analysis.load import Probe, Run, load_run, num
-from octo.analysis.predictors import (PREDICTORS, Curve, compute_through, entropy_at_evals, entropy_law,
-                                      fit_sigmoid, group_learnable_mass, learnable_mass_trend, start_predictors)
+from octo.analysis.predictors import PREDICTORS, Curve
+from octo.analysis.probe_predictors import (combined_readiness, crc, fit_sigmoids, predictor_table,
+                                            predictor_terms, probe_curve)
 from octo.analysis.series import column, nanmean, slope, trapezoid
 from octo.analysis.stats import percentile_ci
 from octo.runio import SCORES_FILE, write_json_atomic
 from octo.schema import to_dict
 
 VERSION = 1
-
-
-def _crc(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8"))
 
 
 def curve_metrics(greedy: np.ndarray, sampled: np.ndarray | None, steps: np.ndarray, format0: float | None,
@@ -108,7 +104,7 @@ class Resampler:
         the set) with ``n`` identifies it, so every probe answering the same set gets the same weights."""
         key = (n, levels)
         if key not in self._weights:
-            rng = np.random.default_rng([self.cfg.seed, 0, n, _crc(repr(levels))])
+            rng = np.random.default_rng([self.cfg.seed, 0, n, crc(repr(levels))])
             self._weights[key] = rng.multinomial(n, np.full(n, 1.0 / n), size=self.cfg.bootstrap) / n
         return self._weights[key]
 
@@ -126,7 +122,7 @@ class Resampler:
             return g, s
         if ho.n_per_eval is not None:
             n = ho.n_per_eval.astype(int)
-            rng = np.random.default_rng([self.cfg.seed, 2, _crc(probe_id)])
+            rng = np.random.default_rng([self.cfg.seed, 2, crc(probe_id)])
             g = rng.binomial(n, np.clip(ho.greedy, 0, 1), size=(B, len(n))) / n
             s = None
             if ho.sampled is not None:
@@ -190,53 +186,13 @@ def score_probe(probe: Probe, cfg: AnalysisConfig, resampler: Resampler) -> Prob
     point["stability"] = -point["stability/drawdown"] - penalty
     draws["stability"] = -draws["stability/drawdown"] - penalty
     draws["length"] = np.full(cfg.bootstrap, length)
-    _predictor_terms(probe, ho, cfg, resampler, g, s, point, draws)
+    predictor_terms(probe, ho, cfg, resampler, g, s, point, draws)
     note = None
     if ho.per_greedy is None and ho.n_per_eval is None:
         note = (f"probe {probe.probe_id}: evals.jsonl has neither per-problem vectors nor n, so its intervals "
                 "leave out the noise of the held-out problems")
     return ProbeScore(probe=probe, ho=ho, events=events, point=point, draws=draws, note=note,
-                      curve=_curve(probe, ho, point, cfg))
-
-
-def _predictor_terms(probe: Probe, ho: HeldOut, cfg: AnalysisConfig, resampler: Resampler, g: np.ndarray,
-                     s: np.ndarray | None, point: dict, draws: dict) -> None:
-    """The predictors of octo.analysis.predictors that one probe's files give, into ``point`` and ``draws``."""
-    p, d = start_predictors(probe.start, resampler.problem_weights)
-    point.update(p)
-    draws.update(d)
-    group = num(probe.meta.get("num_generations"))
-    steps, values = group_learnable_mass(probe.metrics, int(group) if group else None)
-    trend = learnable_mass_trend(steps, values, cfg.bootstrap, np.random.default_rng([cfg.seed, 3, _crc(probe.probe_id)]))
-    if trend is not None:
-        point.update(trend[0])
-        draws.update(trend[1])
-    h = entropy_at_evals(probe.metrics, ho.steps, cfg.smooth_window)
-    law = entropy_law(h, ho.combined)
-    if law is not None:
-        combined = g if s is None else (g + s) / 2
-        law_draws = entropy_law(h, combined)
-        point.update({"entropy_law/ceiling": law["ceiling"], "entropy_law/a": law["a"], "entropy_law/b": law["b"],
-                      "entropy_law/r2": law["r2"]})
-        draws["entropy_law/ceiling"] = law_draws["ceiling"]
-
-
-def _curve(probe: Probe, ho: HeldOut, point: dict, cfg: AnalysisConfig) -> Curve | None:
-    """Held-out accuracy (mean of greedy and sampled) against rollout tokens; None without lengths in metrics."""
-    if ho.steps[0] != 0 or len(ho.steps) < 2:
-        return None
-    compute = compute_through(probe.metrics, probe.meta, ho.steps)
-    if not compute[-1] > 0 or np.any(compute[1:] <= 0):
-        return None
-    _, lengths = column(probe.metrics, "len/mean")
-    probe_steps = float(np.nanmax(column(probe.metrics, "step")[0])) if len(lengths) else 0.0
-    full_steps = cfg.extrapolate_steps or 10 * probe_steps
-    n = ho.n or (int(ho.n_per_eval.min()) if ho.n_per_eval is not None else 0)
-    if not probe_steps > 0 or not n:
-        return None
-    cap = point.get("start/pass@k")
-    return Curve(label=probe.probe_id, compute=compute, acc=ho.combined.astype(float), n=int(n),
-                 cap=1.0 if cap is None else float(cap), c_full=float(compute[-1] * full_steps / probe_steps))
+                      curve=probe_curve(probe, ho, point, cfg))
 
 
 @dataclass
@@ -280,7 +236,7 @@ def _aggregate(label: str, probes: list[ProbeScore], cfg: AnalysisConfig) -> tup
     if m == 1:
         draws = {k: probes[0].draws[k] for k in draw_keys}
     else:
-        rng = np.random.default_rng([cfg.seed, 1, _crc(label)])
+        rng = np.random.default_rng([cfg.seed, 1, crc(label)])
         pick = rng.integers(0, m, size=(cfg.bootstrap, m))
         cols = np.arange(cfg.bootstrap)[:, None]
         for k in draw_keys:
@@ -321,7 +277,7 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
     if cfg.weights.get("control", 0) > 0 and not use_control:
         notes.append("control component off: " + ("no negative-control probes" if not any(r.controls for r in results)
                                                   else "not every checkpoint has a negative-control probe"))
-    _fit_sigmoids([p for r in results for p in r.probes], cfg)
+    fit_sigmoids([p for r in results for p in r.probes], cfg)
     for r in results:
         point, draws = _aggregate(r.checkpoint_id, r.probes, cfg)
         if use_control:
@@ -345,58 +301,11 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
         r.component_cis = {c: percentile_ci(draws[c], cfg.ci_level) for c in COMPONENTS
                            if r.components[c] is not None and c in draws}
         r.metrics = {k: v for k, v in point.items() if k not in COMPONENTS}
-        _combined(r, point, draws, cfg, notes)
+        combined_readiness(r, point, draws, cfg, notes)
         r.metric_cis = {k: percentile_ci(draws[k], cfg.ci_level) for k in r.metrics if k in draws}
-        r.predictors = _predictor_table(r, cfg)
+        r.predictors = predictor_table(r, cfg)
     results.sort(key=lambda r: (-r.score, r.checkpoint_id))
     return results, excluded, notes
-
-
-def _fit_sigmoids(probes: list[ProbeScore], cfg: AnalysisConfig) -> None:
-    """One joint sigmoid fit over every probe with a compute axis (B is shared), into each probe's metrics."""
-    with_curve = [p for p in probes if p.curve is not None]
-    if not with_curve:
-        return
-    curves = [Curve(label=str(i), compute=p.curve.compute, acc=p.curve.acc, n=p.curve.n, cap=p.curve.cap,
-                    c_full=p.curve.c_full) for i, p in enumerate(with_curve)]
-    fits, draws = fit_sigmoid(curves, draws=cfg.bootstrap, seed=cfg.seed, shared_mid=cfg.sigmoid_shared_mid,
-                              level=cfg.ci_level)
-    for i, p in enumerate(with_curve):
-        fit = fits[str(i)]
-        p.sigmoid = fit
-        p.point.update({"sigmoid/predicted": fit["predicted"], "sigmoid/A": fit["A"], "sigmoid/C_mid": fit["C_mid"],
-                        "sigmoid/C_full": fit["c_full"], "sigmoid/B": fit["B"]})
-        p.draws["sigmoid/predicted"] = draws[str(i)]
-
-
-def _combined(r: CheckpointScore, point: dict, draws: dict, cfg: AnalysisConfig, notes: list[str]) -> None:
-    """The combined readiness (analysis.combination) into the checkpoint's metrics, with paired draws."""
-    if not cfg.combination:
-        return
-    value, total = cfg.combination_intercept, np.full(cfg.bootstrap, cfg.combination_intercept)
-    for name, coef in cfg.combination.items():
-        sign, key = (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
-        if point.get(key) is None or key not in draws:
-            notes.append(f"combined readiness of {r.checkpoint_id} left out: it has no {key}")
-            return
-        value += coef * sign * point[key]
-        total = total + coef * sign * draws[key]
-    r.metrics["combined"] = float(value)
-    draws["combined"] = total
-
-
-def _predictor_table(r: CheckpointScore, cfg: AnalysisConfig) -> dict[str, dict]:
-    """Every predictor a checkpoint has: {name: {"value", "ci"}} (docs/analysis.md, "Predictors")."""
-    table = {}
-    for name in PREDICTORS:
-        if name == "readiness":
-            table[name] = {"value": r.score, "ci": list(r.ci)}
-            continue
-        value = r.metrics.get(name)
-        if value is None:
-            continue
-        table[name] = {"value": value, "ci": r.metric_cis.get(name)}
-    return table
 
 
 def overlaps(a: tuple | list, b: tuple | list) -> bool:
