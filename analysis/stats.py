@@ -49,6 +49,12 @@ def kendall_tau(x, y) -> float:
     return float(kendall_tau_rows(x, y)[0])
 
 
+def defined_tau(x, y) -> float | None:
+    """Kendall's tau-b, or None where it is undefined (either sequence constant): what results and pages record."""
+    tau = kendall_tau(x, y)
+    return None if np.isnan(tau) else tau
+
+
 def tau_ci(draws_x: np.ndarray, draws_y: np.ndarray, level: float) -> tuple[list[float] | None, int]:
     """Percentile CI of tau over paired bootstrap draws ``(B, n)``; (None, finite) when fewer than half the
     draws define tau."""

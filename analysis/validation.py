@@ -38,7 +38,7 @@ from octo.analysis.config import AnalysisConfig, load_analysis_config
 from octo.analysis.load import Probe, load_probe, load_stages, num
 from octo.analysis.score import CheckpointScore, Resampler, difference, score_groups
 from octo.analysis.series import column
-from octo.analysis.stats import (kendall_tau, percentile_ci, ranking, ranks, tau_ci, tau_gain_ci)
+from octo.analysis.stats import (defined_tau, percentile_ci, ranking, ranks, tau_ci, tau_gain_ci)
 
 from octo.errors import OctoError
 from octo.runio import read_json, write_json_atomic, write_text_atomic
@@ -199,7 +199,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "stages": stages, "descriptions": plan.get("descriptions", {}),
         "probe": plan["probe"], "full": plan["full"], "target_tau": plan["target_tau"],
         "ci_level": cfg.ci_level, "bootstrap": cfg.bootstrap, "n_heldout": full_scores[stages[0]].probes[0].ho.n,
-        "truth_ranking": truth_order, "settle_tau": kendall_tau(prev, truth) if settled else None,
+        "truth_ranking": truth_order, "settle_tau": defined_tau(prev, truth) if settled else None,
         "settle_swaps": settle_swaps(stages, prev, truth, truth_draws, cfg.ci_level) if settled else [],
         "taus": taus, "separated_pairs": [{k: v for k, v in p.items() if k != "idx"} for p in separated],
         "checkpoints": rows, "budget": _budget(rows, plan),
@@ -249,13 +249,15 @@ def _taus(predictors: dict[str, dict], stages: list[str], truth: np.ndarray, tru
         x = p["sign"] * np.array(p["values"], dtype=float)
         signed_draws[key] = p["sign"] * np.stack(p["draws"], axis=1)
         ci, finite = tau_ci(signed_draws[key], truth_draws, level)
-        taus[key] = {**row, "tau": kendall_tau(x, truth), "ci": ci, "finite_draws": finite,
+        taus[key] = {**row, "tau": defined_tau(x, truth), "ci": ci, "finite_draws": finite,
                      "ranking": ranking(stages, x),
                      "separated": separated_agreement(separated, x, signed_draws[key], level)}
     for key, t in taus.items():
         if key != "readiness" and key in signed_draws:
             ci, share = tau_gain_ci(signed_draws["readiness"], signed_draws[key], truth_draws, level)
-            t["readiness_gain"] = {"diff": taus["readiness"]["tau"] - t["tau"], "ci": ci, "share": share}
+            both = taus["readiness"]["tau"] is not None and t["tau"] is not None
+            t["readiness_gain"] = {"diff": taus["readiness"]["tau"] - t["tau"] if both else None, "ci": ci,
+                                   "share": share}
     return taus
 
 
@@ -330,7 +332,7 @@ def probe_compute_curve(stages: list[str], probe_scores: dict[str, CheckpointSco
         x = np.array(values)
         ci, _ = tau_ci(np.stack(draws, axis=1), truth_draws, level)
         ftok = float(np.mean([full_tokens[s] for s in stages]))
-        out.append({"step": int(step), "tau": kendall_tau(x, truth), "ci": ci,
+        out.append({"step": int(step), "tau": defined_tau(x, truth), "ci": ci,
                     "probe_tokens": float(np.mean(tokens)), "ratio": float(np.mean(tokens)) / ftok if ftok else None,
                     "max_ratio": float(np.nanmax(ratios)) if not np.all(np.isnan(ratios)) else None,
                     "values": dict(zip(stages, values))})

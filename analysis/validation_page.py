@@ -93,7 +93,7 @@ def _tau_cells(key: str, tt: dict) -> list[str]:
     gain = tt.get("readiness_gain")
     if key == "readiness":
         vs = share = "(itself)"
-    elif gain is None or np.isnan(gain["diff"]):
+    elif gain is None or gain["diff"] is None or np.isnan(gain["diff"]):
         vs = share = "n/a"
     else:
         vs = f"{gain['diff']:+.3f} {_fmt_ci(gain['ci'], signed=True)}"
@@ -343,7 +343,7 @@ def draw_plots(result: dict, groups: dict, img_dir: Path) -> dict[str, Path]:
     rows = result["checkpoints"]
     out: dict[str, Path] = {}
     # probe predictors against the full-RL truth
-    keys = [k for k, t in result["taus"].items() if t.get("tau") is not None or t.get("ci")]
+    keys = [k for k, t in result["taus"].items() if "ranking" in t]   # every predictor the run has values of
     fig, axes = _figure(len(keys), height=4.0, width=3.6 * len(keys))
     y = np.array([rows[s]["full_final_acc"] for s in stages])
     yci = np.array([rows[s]["full_final_acc_ci"] or [v, v] for s, v in zip(stages, y)])

@@ -320,7 +320,12 @@ def run_validate(args: argparse.Namespace) -> int:
                             allow_mismatch=tuple(args.allow_mismatch), n_jobs=args.jobs)
     t = result["taus"]["readiness"]
     ci = "n/a" if not t["ci"] else f"[{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]"
-    tau = "n/a" if t["tau"] is None else f"{t['tau']:+.3f}"
+    if t["tau"] is not None and t["tau"] == t["tau"]:
+        tau = f"{t['tau']:+.3f}"
+    elif len(result["truth_ranking"]) == 1:
+        tau = "n/a (undefined: every checkpoint ends full RL at the same accuracy)"
+    else:
+        tau = "n/a (undefined: every checkpoint has the same readiness)"
     print(f"Kendall tau (readiness vs full RL): {tau}, {int(result['ci_level'] * 100)}% CI {ci}"
           + (" (reduced run: checks the pipeline, not tau)" if args.reduced else ""))
     for f in result["findings"]:

@@ -346,9 +346,9 @@ def octo(*args, timeout=120):
     ([VALIDATION, "--set", "validation.checkpoints=[stable, nosuch, pretrain]"], "'nosuch' is not a stage"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-short, pretrain]"], "is not a validated checkpoint"),
     ([VALIDATION, "--set", "validation.full_steps=60"], "raise full_steps to at least 80"),
-    ([VALIDATION, "--set", "validation.stair_vs_fixed.early_steps=41"], "must be <= the fixed-limit run's 40 steps"),
-    ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=30"], "must be <= the fixed-limit run's 30 steps"),
-    ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=200"], "must be <= full_steps=160"),
+    ([VALIDATION, "--set", "validation.stair_vs_fixed.early_steps=31"], "must be <= the fixed-limit run's 30 steps"),
+    ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=20"], "must be <= the fixed-limit run's 20 steps"),
+    ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=200"], "must be <= full_steps=120"),
     ([VALIDATION, "--set", "validation.full_seeds=[1, 1]"], "names a seed twice"),
     ([VALIDATION, "--jobs", "0"], "--jobs must be 1 or more"),
     ([VALIDATION, "--set", "validation.findings.long="], "name both stages or neither"),
@@ -456,7 +456,9 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     assert "resuming from checkpoint-" in res.stderr and "already complete, skipping" in res.stderr
-    assert re.search(r"Kendall tau \(readiness vs full RL\): [+-]\d\.\d{3}, 95% CI", res.stdout)
+    # a number, or (world v2: the reduced run's models end full RL at 0 accuracy) the reason there is none
+    assert re.search(r"Kendall tau \(readiness vs full RL\): ([+-]\d\.\d{3}|n/a \(undefined: every checkpoint "
+                     r"(ends full RL at the same accuracy|has the same readiness)\)), 95% CI", res.stdout), res.stdout
 
     result = json.loads((run / "validation" / "validation.json").read_text())
     plan = json.loads((run / "validation" / "plan.json").read_text())
@@ -493,10 +495,15 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     readiness = [result["checkpoints"][s]["readiness"] for s in stages]
     truth = [result["checkpoints"][s]["full_final_acc"] for s in stages]
     tau = brute_tau_b(readiness, truth)
-    assert result["taus"]["readiness"]["tau"] == pytest.approx(tau)
-    for key in ("readiness", "start_acc", "probe_final_acc", "ppl/general", "ppl/mathweb"):
-        assert result["taus"][key]["ci"] is not None
-    assert f"| probe readiness score (octo score) | {tau:+.3f} |" in text
+    if np.isnan(tau):
+        # undefined (world v2's reduced models can all end full RL at the same accuracy): recorded as such, not NaN
+        assert result["taus"]["readiness"]["tau"] is None
+        assert "| probe readiness score (octo score) | n/a |" in text
+    else:
+        assert result["taus"]["readiness"]["tau"] == pytest.approx(tau)
+        for key in ("readiness", "start_acc", "probe_final_acc", "ppl/general", "ppl/mathweb"):
+            assert result["taus"][key]["ci"] is not None
+        assert f"| probe readiness score (octo score) | {tau:+.3f} |" in text
     # findings: all five, each yes or no, in the page
     assert [f["key"] for f in result["findings"]] == ["long_vs_short", "short_stable", "if_data", "stable_tokens",
                                                       "stair_vs_fixed"]
@@ -680,7 +687,7 @@ def test_a_started_run_with_other_settings_is_refused_by_name(tmp_path):
     check_probe_dir(run, meta)
     stair = dict(meta, max_len={"kind": "stair", "max_len": 64, "stairs": {"0": 128, "8": 256}})
     (run / "probe.json").write_text(json.dumps(stair))
-    with pytest.raises(OctoError, match=r"max_len stair 0:128/8:256 there, stair 0:128/4:256 here"):
+    with pytest.raises(OctoError, match=r"max_len stair 0:128/8:256 there, stair 0:64 here"):
         check_probe_dir(run, meta)
 
 
