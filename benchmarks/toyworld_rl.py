@@ -236,7 +236,8 @@ def verdicts(rows: dict, full: dict) -> list[dict]:
                 "figure": f"{r['sampled_start'] * 100:.1f}% -> {r['sampled_end'] * 100:.1f}% sampled; events "
                           f"{r['events']}"})
     lo, sh, hy = (rows[b] for b in BRANCHES)
-    out.append({"claim": "Long-branch responses are longer than Short-branch responses",
+    out.append({"claim": "Long-branch responses are at least 1.5x as long as Short-branch responses "
+                         "(probe step 0, under the probe's limit)",
                 "holds": _m(lo, "eval_len_start") > 1.5 * _m(sh, "eval_len_start"),
                 "figure": f"held-out mean length at step 0: long {_m(lo, 'eval_len_start'):.0f}, short "
                           f"{_m(sh, 'eval_len_start'):.0f} tokens"})
