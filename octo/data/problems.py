@@ -194,10 +194,12 @@ def _gsm_row(question: str, solution: str, ident: str) -> dict:
 
 
 def _math_row(doc: dict, ident: str) -> dict:
-    from octo.verifiers.extract import gold_answer
+    from octo.verifiers.extract import box_contents, gold_answer
 
     level = _LEVEL.search(str(doc.get("level", "")))
-    return {"question": doc["problem"].strip(), "answer": gold_answer(doc["solution"]),
+    # MATH's convention: the answer is the solution's last box (gold_answer keeps a gold of several boxes whole)
+    boxes = [b for b in box_contents(doc["solution"]) if b]
+    return {"question": doc["problem"].strip(), "answer": boxes[-1] if boxes else gold_answer(doc["solution"]),
             "level": int(level.group(1)) if level else 0, "solution": doc["solution"].strip(), "id": ident}
 
 
