@@ -36,6 +36,7 @@ def reduced(model_dir: Path, run_dir: Path) -> list[str]:
         "probe.steps=1", "probe.prompts_per_step=1", "probe.num_generations=2", "probe.max_len.max_len=8",
         "probe.eval_every=1", "probe.eval_problems=2", "probe.eval_samples=1",
         "probe.save_every=2",  # > steps: no 2-GB TRL checkpoint to write
+        "probe.start_samples=2", "probe.start_heldout_problems=2", "probe.start_prompt_problems=1",
     ]
 
 
