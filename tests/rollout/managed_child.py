@@ -9,6 +9,7 @@ with ``error`` it raises right after the start instead.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ class _Tok:
 
 
 def main() -> None:
+    # Ctrl-C raises KeyboardInterrupt even when the test runner was started in the background (a non-interactive
+    # shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from octo.rollout import make_backend
     from octo.rollout.config import RolloutConfig
 
