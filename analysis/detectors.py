@@ -85,17 +85,24 @@ def length_explosion(probe: Probe, cfg: AnalysisConfig) -> Event | None:
                  f"{clip0:.2f} -> {clip[i]:.2f}")
 
 
-def truncation(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    steps, raw, smooth, base = _series(probe, "clip_ratio", cfg)
+def _at_or_above(probe: Probe, key: str, threshold: float, cfg: AnalysisConfig) -> tuple[int, float, float] | None:
+    """(step, smoothed value, baseline) where the smoothed ``key`` first stays >= ``threshold`` for
+    ``persistence`` steps; None when it does not or the series is too short."""
+    steps, raw, smooth, base = _series(probe, key, cfg)
     if not _enough(raw, cfg):
         return None
     with np.errstate(invalid="ignore"):
-        cond = smooth >= cfg.truncation_threshold
-    i = first_run(cond, cfg.persistence)
-    if i is None:
+        i = first_run(smooth >= threshold, cfg.persistence)
+    return None if i is None else (_step(steps[i]), float(smooth[i]), float(base))
+
+
+def truncation(probe: Probe, cfg: AnalysisConfig) -> Event | None:
+    hit = _at_or_above(probe, "clip_ratio", cfg.truncation_threshold, cfg)
+    if hit is None:
         return None
-    return Event("truncation", _step(steps[i]), probe.probe_id,
-                 f"clip_ratio {smooth[i]:.2f} >= {cfg.truncation_threshold:.2f} (baseline {base:.2f}): "
+    step, value, base = hit
+    return Event("truncation", step, probe.probe_id,
+                 f"clip_ratio {value:.2f} >= {cfg.truncation_threshold:.2f} (baseline {base:.2f}): "
                  "completions cut at max_len lose their reward")
 
 
@@ -134,16 +141,11 @@ def entropy_collapse(probe: Probe, cfg: AnalysisConfig) -> Event | None:
 
 
 def kl_blowup(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    steps, raw, smooth, base = _series(probe, "kl", cfg)
-    if not _enough(raw, cfg):
+    hit = _at_or_above(probe, "kl", cfg.kl_max, cfg)
+    if hit is None:
         return None
-    with np.errstate(invalid="ignore"):
-        cond = smooth >= cfg.kl_max
-    i = first_run(cond, cfg.persistence)
-    if i is None:
-        return None
-    return Event("kl_blowup", _step(steps[i]), probe.probe_id,
-                 f"kl {base:.3g} -> {smooth[i]:.3g} (>= {cfg.kl_max:g})")
+    step, value, base = hit
+    return Event("kl_blowup", step, probe.probe_id, f"kl {base:.3g} -> {value:.3g} (>= {cfg.kl_max:g})")
 
 
 def _too_few_problems(ho: HeldOut | None, cfg: AnalysisConfig) -> bool:

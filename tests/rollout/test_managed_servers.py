@@ -161,6 +161,16 @@ def _owner(python: str, model_dir: Path, *extra: str) -> tuple[subprocess.Popen,
     return proc, int(line.split()[0])
 
 
+def _reap(proc, server: int) -> None:
+    """Whatever a test left: the owner process and the server's process group."""
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        os.killpg(server, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "Ctrl-C", "error"])
 def test_the_server_dies_with_its_owner(fake_vllm_python, model_dir, how):
     """No orphan server whichever way octo ends: killed (the kernel's parent-death signal), terminated
@@ -173,12 +183,7 @@ def test_the_server_dies_with_its_owner(fake_vllm_python, model_dir, how):
         proc.wait(timeout=60)
         assert _gone_within(server, 15), f"server {server} outlived its owner ({how})"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            os.killpg(server, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _reap(proc, server)
 
 
 @pytest.mark.vllm
@@ -192,9 +197,4 @@ def test_a_real_vllm_server_dies_with_its_killed_owner(vllm_python, toy_checkpoi
         proc.wait(timeout=30)
         assert _gone_within(server, 60), "the vLLM server's process group outlived its killed owner"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            os.killpg(server, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _reap(proc, server)
