@@ -6,7 +6,7 @@
 The probe's step-0 sampling pass (start.jsonl) runs at the probe schedule's largest limit. In toy world v2 the
 probe sees only the full runs' first stair (64 tokens), where most Long-branch answers are cut, so every step-0
 predictor ranks the Long branch last although full RL makes it first (docs/toyworld.md). This measures the same
-pass (octo.accuracy.success_counts, the same level-balanced held-out problems, temperature 1, one seed) at other
+pass (octo.accuracy.start_pass: the same level-balanced held-out problems, temperature 1, one seed) at other
 limits, for every stage of the recipe that has a final checkpoint in the run directory. Prints one JSON object:
 {stage: {limit: {"pass@1", "pass@<k>", "clip_ratio", "len/mean"}}}.
 """
@@ -25,8 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> int:
-    from octo.accuracy import select_problems, success_counts
-    from octo.analysis.predictors import pass_at_k
+    from octo.accuracy import start_pass
     from octo.config import load_recipe
     from octo.context import RunContext
     from octo.model import load_model, load_tokenizer
@@ -44,7 +43,7 @@ def main() -> int:
     run = Path(args.run_dir)
     recipe = load_recipe(args.recipe, [f"run_dir={run}"])
     ctx = RunContext(recipe)
-    heldout = select_problems(ctx.problems(recipe.data.heldout), args.problems)
+    heldout = ctx.problems(recipe.data.heldout)
     pool = shared_pool(recipe.verifier)
     out: dict[str, dict] = {}
     for stage in recipe.cpt.stages:
@@ -59,17 +58,17 @@ def main() -> int:
         backend = make_backend(recipe.probe.rollout, tokenizer=tok, model=model, model_path=str(ckpt))
         try:
             for limit in args.limits:
-                res = success_counts(backend, tok, heldout, template=recipe.probe.prompt_template,
-                                     max_new_tokens=limit, pool=pool, samples=args.samples,
-                                     temperature=recipe.probe.temperature, seed=54321)
-                c = res["per_problem/correct"]
+                # the probe's own pass (start.jsonl's "heldout" row), at this limit
+                (row,) = start_pass(backend, tok, heldout=heldout, prompts=[], template=recipe.probe.prompt_template,
+                                    max_new_tokens=limit, pool=pool, samples=args.samples,
+                                    heldout_problems=args.problems, prompt_problems=0,
+                                    temperature=recipe.probe.temperature, seed=54321)
                 out.setdefault(stage, {})[str(limit)] = {
-                    "pass@1": float(pass_at_k(c, args.samples, 1).mean()),
-                    f"pass@{args.samples}": float(pass_at_k(c, args.samples, args.samples).mean()),
-                    "clip_ratio": res["clip_ratio"], "len/mean": res["len/mean"]}
+                    k: row[k] for k in ("pass@1", f"pass@{args.samples}", "clip_ratio", "len/mean")}
         finally:
             backend.close()
-    print(json.dumps({"run_dir": str(run), "problems": len(heldout), "samples": args.samples, "stages": out},
+    print(json.dumps({"run_dir": str(run), "problems": min(args.problems, len(heldout)), "samples": args.samples,
+                      "stages": out},
                      indent=1))
     return 0
 

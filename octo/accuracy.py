@@ -40,13 +40,17 @@ def _mean(xs) -> float | None:
     return mean(xs) if xs else None
 
 
+def _prompt_ids(tokenizer, problems: list[dict], template: str) -> list[list[int]]:
+    return [tokenizer(template.format(question=p["question"]), add_special_tokens=False)["input_ids"]
+            for p in problems]
+
+
 def evaluate_problems(backend, tokenizer, problems: list[dict], *, template: str, max_new_tokens: int,
                       verifier, pool, k: int = 0, temperature: float = 1.0, seed: int = 0) -> dict:
     """Greedy (and, if k > 0, sampled) accuracy of ``backend`` on ``problems``."""
     from octo.verifiers import VerifyResult  # noqa: F401  (documents the result type)
 
-    prompts = [tokenizer(template.format(question=p["question"]), add_special_tokens=False)["input_ids"]
-               for p in problems]
+    prompts = _prompt_ids(tokenizer, problems, template)
     golds = [p["answer"] for p in problems]
     greedy = [c[0] for c in backend.generate(prompts, n=1, max_tokens=max_new_tokens, temperature=0.0,
                                              seed=seed)]
@@ -66,11 +70,8 @@ def evaluate_problems(backend, tokenizer, problems: list[dict], *, template: str
         "k": k,
     }
     if k > 0:
-        sampled = backend.generate(prompts, n=k, max_tokens=max_new_tokens, temperature=temperature,
-                                   seed=seed + 1)
-        flat = [c.text for group in sampled for c in group]
-        results = pool.verify_batch(golds=[g for g in golds for _ in range(k)], completions=flat)
-        counts = [sum(int(r.correct) for r in results[i * k:(i + 1) * k]) for i in range(len(problems))]
+        counts = success_counts(backend, tokenizer, problems, template=template, max_new_tokens=max_new_tokens,
+                                pool=pool, samples=k, temperature=temperature, seed=seed + 1)["per_problem/correct"]
         per = [c / k for c in counts]
         out["acc/sampled"] = _mean(per)
         out["pass@k"] = _mean(int(c > 0) for c in counts)
@@ -88,8 +89,7 @@ def success_counts(backend, tokenizer, problems: list[dict], *, template: str, m
     (counts in problem order). Counts, not shares: pass@k for every k <= samples and the unbiased
     p(1-p) need them (octo.analysis.predictors).
     """
-    prompts = [tokenizer(template.format(question=p["question"]), add_special_tokens=False)["input_ids"]
-               for p in problems]
+    prompts = _prompt_ids(tokenizer, problems, template)
     groups = backend.generate(prompts, n=samples, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
     flat = [c for group in groups for c in group]
     results = pool.verify_batch(golds=[p["answer"] for p in problems for _ in range(samples)],

