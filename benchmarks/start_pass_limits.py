@@ -41,6 +41,10 @@ def main() -> int:
     ap.add_argument("--problems", type=int, default=64)
     args = ap.parse_args()
     run = Path(args.run_dir)
+    if not (run / "cpt").is_dir():
+        print(f"start_pass_limits: error: {run} has no cpt/ stages; run `octo run {args.recipe} --run-dir {run}` "
+              "first, or pass --run-dir", file=sys.stderr)
+        return 2
     recipe = load_recipe(args.recipe, [f"run_dir={run}"])
     ctx = RunContext(recipe)
     heldout = ctx.problems(recipe.data.heldout)
