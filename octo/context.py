@@ -108,7 +108,9 @@ class RunContext:
             train_toy_tokenizer(toy_corpus(self.recipe, self.run_dir, self.problems), self.recipe.world.vocab_size,
                                 self.tokenizer_dir)
         else:
-            load_tokenizer(spec).save_pretrained(str(self.tokenizer_dir))
+            from octo.assets import resolve
+
+            load_tokenizer(resolve(spec)).save_pretrained(str(self.tokenizer_dir))
 
     def _fingerprints_of(self, sources: dict) -> dict[str, str]:
         from octo.data.checks import fingerprints

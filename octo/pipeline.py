@@ -19,6 +19,7 @@ import time
 from octo import progress
 from octo.config import Recipe, add_recipe_arguments, dump_recipe, recipe_from_args, stage_order
 from octo.context import RunContext
+from octo.errors import OctoError
 from octo.runio import PROBES_DIR, checkpoint_id
 
 
@@ -46,7 +47,7 @@ def probe_specs(ctx: RunContext, *, stages: list[str] | None = None, seeds: list
 def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dict:
     from octo.analysis import score_run, write_report
     from octo.cpt.trainer import run_stage
-    from octo.probe.grpo import run_grpo_probe
+    from octo.jobs import Job, run_jobs
 
     t0 = time.monotonic()
     ctx = RunContext(recipe)
@@ -55,8 +56,8 @@ def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dic
     ctx.prepare()
     for stage in stage_order(recipe):
         run_stage(ctx, stage)
-    for spec in probe_specs(ctx):
-        run_grpo_probe(recipe, spec, ctx.run_dir / PROBES_DIR / spec.probe_id, tokenizer=ctx.tokenizer)
+    probes = [Job(recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe") for spec in probe_specs(ctx)]
+    run_jobs(ctx, probes, jobs_at_once=recipe.probe.jobs, threads=recipe.cpt.threads)
     progress.info("scoring checkpoints")
     scores = score_run(ctx.run_dir)
     report = write_report(ctx.run_dir)
@@ -69,9 +70,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_recipe_arguments(parser)
     add_mismatch_argument(parser)
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="probes to run at once, each in a worker process with 1/N of the torch threads "
+                             "(default: the recipe's probe.jobs)")
 
 
 def run_run(args: argparse.Namespace) -> int:
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise OctoError(f"--jobs must be at least 1 (got {args.jobs})")
+        args.overrides = [*args.overrides, f"probe.jobs={args.jobs}"]
     recipe = recipe_from_args(args)
     if args.dry_run:
         sys.stdout.write(dump_recipe(recipe))

@@ -13,7 +13,8 @@ are recorded beside the results, in full (not as a hash), so that a refusal can 
     run beside the stages and full runs of the same directory;
   - a stage or source that only one side defines: a branch recipe adds its decay stage and sources to the
     record (recipes/octothinker/decay-*.yaml);
-  - ``validation.reduced``: the overrides of another run directory (``octo validate --reduced``);
+  - ``validation.reduced``: the overrides of another run directory (``octo validate --reduced``), and
+    ``probe.jobs``: how many probes run at once;
   - config fields added or retired by a newer octo, unless inside a user-named map (stages, sources,
     stairs), where a key on one side only is an edit (unless it is a new field at its default).
 - **a probe** (:func:`check_probe_dir`): ``probe.json`` records its settings; a finished probe, or one with a
@@ -38,7 +39,9 @@ from octo.runio import PROBE_META_FILE, RECIPE_FILE, STAGE_DONE_FILE, read_json,
 
 RUN_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds", "validation.checkpoints")
 PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.save_every", "probe.max_len")
-_OTHER_RUN_DIR = ("validation.reduced",)
+# not settings of a result: the overrides of another run directory (octo validate --reduced), how many probes run
+# at once
+_OTHER_RUN_DIR = ("validation.reduced", "probe.jobs")
 _ENTRY_MAPS = (("cpt", "stages"), ("data", "sources"))
 _USER_MAPS = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")
 # probe.json keys that are not settings: where the checkpoint lies (a moved run directory), the rollout backend

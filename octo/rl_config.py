@@ -70,6 +70,9 @@ class ProbeConfig:
                                                     "they carry levels; learnable mass); 0 skips them")
     save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
     seeds: list[int] = opt(default_factory=lambda: [0], help="probe seeds (one probe per seed)")
+    jobs: int = opt(1, ge=1, help="probes run at once by octo run, each in a worker process with an equal "
+                                  "share of cpt.threads (a tiny model leaves cores idle: 2 on 2 cores); how "
+                                  "probes run, not what they compute, so a run directory may resume with another")
     log_samples: int = opt(16, ge=0, help="completions per step written to samples.jsonl")
     control: Literal["none", "random", "format"] = opt(
         "none", help="also run a negative-control probe per checkpoint: random +-1 reward or format-only")

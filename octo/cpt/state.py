@@ -48,6 +48,7 @@ def load_optimizer(opt, state: dict, cfg, procs, model) -> None:
 
 def init_model(ctx, stage: str):
     """(model, optimizer state or None, peak-lr fallback, init description) of a stage that starts."""
+    from octo.assets import resolve
     from octo.cpt.checkpoint import load_trainer_state
     from octo.model import build_toy_model, load_model
 
@@ -56,8 +57,8 @@ def init_model(ctx, stage: str):
     if scfg.init == "random":
         return build_toy_model(recipe.model, ctx.tokenizer, recipe.seed), None, None, "random init"
     if scfg.init == "model":
-        return load_model(recipe.model.init, attn_implementation=recipe.model.attn_implementation), None, None, \
-            f"weights of {recipe.model.init}"
+        return load_model(resolve(recipe.model.init), attn_implementation=recipe.model.attn_implementation), \
+            None, None, f"weights of {recipe.model.init}"
     done = ctx.stage_done(scfg.init)
     if done is None:
         raise OctoError(f"stage '{stage}' starts from stage '{scfg.init}', which has not finished; "
@@ -74,7 +75,9 @@ def init_checkpoint(ctx, stage: str) -> Path | None:
     if scfg.init == "random":
         return None
     if scfg.init == "model":
-        return Path(ctx.recipe.model.init)
+        from octo.assets import resolve
+
+        return resolve(ctx.recipe.model.init)
     return ctx.run_dir / ctx.stage_done(scfg.init)["final_checkpoint"]
 
 

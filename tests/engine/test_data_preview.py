@@ -76,7 +76,7 @@ def test_prepared_run_is_read_without_the_lock_and_matches_a_scratch_copy(tiny_c
 def test_default_stage_unknown_stage_and_budget_cap(tiny_ctx, capsys):
     assert main(_args(tiny_ctx.run_dir, "--samples", "0")) == 0
     out, _ = capsys.readouterr()
-    assert out.startswith("stage 'pretrain' of recipe 'quickstart'")  # first in dependency order
+    assert out.startswith("stage 'pretrain' of recipe 'scratch'")  # first in dependency order
     # the stage budget (2048 tokens in the tiny recipe) caps --tokens
     assert re.search(r"drew [\d,]+ tokens \(16 sequences of 128\)", out)
     assert main(_args(tiny_ctx.run_dir, "--stage", "decay-nope")) == 2

@@ -13,7 +13,7 @@ from tests.conftest import TINY_OVERRIDES
 
 
 def _cpt(run, stages, extra=(), flags=()):
-    args = ["cpt", "recipes/toy/quickstart.yaml", "--run-dir", str(run), *flags]
+    args = ["cpt", "recipes/toy/scratch.yaml", "--run-dir", str(run), *flags]
     for s in stages:
         args += ["--stage", s]
     for o in TINY_OVERRIDES + ["cpt.gates.problems=4", "cpt.gates.if_items=0", *extra]:
@@ -87,6 +87,6 @@ def test_unchanged_resume_is_recorded_without_overrides(tmp_path):
 @pytest.mark.parametrize("command", ["cpt", "run"])
 def test_allow_mismatch_only_takes_tokenizer_or_data(command, capsys):
     with pytest.raises(SystemExit) as exc:
-        main([command, "recipes/toy/quickstart.yaml", "--allow-mismatch", "weights"])
+        main([command, "recipes/toy/scratch.yaml", "--allow-mismatch", "weights"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
