@@ -8,10 +8,14 @@ two (batched generation is latency-bound; benchmarks/quickstart_time.py). Worker
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any, NamedTuple
 
 from octo import progress
 from octo.config import Recipe
+
+_interrupted = False  # in a worker: a Ctrl-C reached it; runs queued behind the interrupted one do not start
 
 
 class Job(NamedTuple):
@@ -30,18 +34,45 @@ def _run_job(recipe: Recipe, spec, probe_dir: str, tokenizer_dir: str, threads: 
     from octo.model import load_tokenizer
     from octo.probe.grpo import run_grpo_probe
 
+    if _interrupted:
+        raise KeyboardInterrupt
     progress.quiet_libraries()
     set_threads(threads)
     run_grpo_probe(recipe, spec, probe_dir, tokenizer=load_tokenizer(tokenizer_dir))
     return probe_dir
 
 
+def _on_interrupt(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def _worker_init(parent_pid: int) -> None:
+    """A worker dies with the command (PR_SET_PDEATHSIG), and a Ctrl-C stops its run and every run queued to it."""
+    from octo.procs import die_with_parent
+
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _interrupt_pool(pool, futures) -> None:
+    """Ctrl-C during ``run_jobs``: no queued run starts, running ones stop at their interrupt point (their last
+    checkpoint stays the resume point), and the command waits for them to stop before it exits."""
+    for f in futures:
+        f.cancel()
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            os.kill(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reached them already; a `kill -INT` did not
+        except OSError:
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -> int:
     """Run (or resume, or skip) every GRPO run of ``jobs``, in order, up to
     ``jobs_at_once`` at a time in worker processes (each with an equal share of ``threads``, 0 = every core);
     returns how many were not already done. The first failure stops the rest and is raised."""
-    import os
-
     from octo.probe.grpo import run_grpo_probe
 
     todo = []
@@ -58,19 +89,20 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-    # the verifier workers' initializer: the kernel kills a worker when this command dies (PR_SET_PDEATHSIG), so
-    # a killed command leaves no orphan still writing a run that the rerun will resume
-    from octo.verifiers.worker import _die_with_parent
-
     share = max(1, (threads or os.cpu_count() or 1) // jobs_at_once)
     progress.info(f"{len(todo)} GRPO runs, {jobs_at_once} at a time, {share} torch thread(s) each")
+    # a killed command leaves no orphan still writing a run that the rerun will resume (PR_SET_PDEATHSIG)
     with ProcessPoolExecutor(max_workers=jobs_at_once, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+                             initializer=_worker_init, initargs=(os.getpid(),)) as pool:
         futures = {}
         for i, (r, spec, rel, what) in todo:
             progress.info(f"[{i}/{len(jobs)}] queued: {what} {spec.probe_id}")
             futures[pool.submit(_run_job, r, spec, str(ctx.run_dir / rel), str(ctx.tokenizer_dir), share)] = rel
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        try:
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            _interrupt_pool(pool, futures)
+            raise
         failed = [f for f in done if f.exception() is not None]
         if failed:
             for f in pending:
