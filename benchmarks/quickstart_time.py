@@ -7,8 +7,8 @@ it prints as the line arrives, and reads the parts from the ``stage NAME: start/
 lines: setup (world, tokenizer, the asset check), each stage, each probe (start to done, in its worker when
 ``probe.jobs`` > 1), the probes' wall time together, scoring and report. Then, in the same invocation:
 
-- ``probes_one_at_a_time``: the same probes again, one at a time with every core (``--jobs 1``), in a copy of the
-  finished run directory with its probes removed, so only the probes rerun;
+- ``probes_one_at_a_time``: the same probes again, one at a time with every core (``--jobs 1``), in the finished
+  run directory with its probes removed, so only the probes rerun;
 - ``pretrain_from_scratch``: the pretrain stage of recipes/toy/scratch.yaml, which the shipped base model
   (octo/assets/toy-base) saves the quickstart.
 
@@ -87,10 +87,13 @@ def main() -> int:
             "probes_wall_s": round(p["probe_last_done"] - p["stage_last_done"], 1),
             "scoring_and_report_s": round(total - p["probe_last_done"], 1),
         }
+        print(json.dumps(result), file=sys.stderr, flush=True)
         if not args.no_baselines:
-            again = tmp / "probes-one-at-a-time"
-            shutil.copytree(run, again, ignore=shutil.ignore_patterns("probes", "report", "scores.json", ".lock"))
-            _, seq = timed_run(["run", args.recipe, "--run-dir", str(again), "--jobs", "1"])
+            shutil.copytree(run, tmp / "quickstart-result")
+            for name in ("probes", "report", "scores.json"):
+                path = run / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            _, seq = timed_run(["run", args.recipe, "--run-dir", str(run), "--jobs", "1"])
             q = parts(seq)
             result["baseline_probes_one_at_a_time_wall_s"] = round(q["probe_last_done"] - q["probe_first_start"], 1)
             result["probes_speedup"] = round(result["baseline_probes_one_at_a_time_wall_s"]
