@@ -65,8 +65,8 @@ def test_index_html_content(reported):
     run, index = reported
     page = index.read_text()
     scores = json.loads((run / "scores.json").read_text())
-    assert '<table id="summary">' in page and '<table id="gates">' in page and '<table id="events">' in page
-    summary = page.split('<table id="summary">')[1].split("</table>")[0]
+    assert '<table id="summary"' in page and '<table id="gates"' in page and '<table id="events"' in page
+    summary = page.split('<table id="summary"')[1].split("</table>")[0]
     assert summary.count("<tr") == 1 + len(scores["ranking"])
     # rows in ranking order, the recommended one marked
     positions = [summary.index(cid) for cid in scores["ranking"]]
@@ -74,9 +74,9 @@ def test_index_html_content(reported):
     assert scores["recommended"] == "decay-short.step-20"
     assert "Recommended checkpoint: decay-short.step-20" in page
     assert html.escape(scores["reason"]) in page
-    events = page.split('<table id="events">')[1].split("</table>")[0]
+    events = page.split('<table id="events"')[1].split("</table>")[0]
     assert "length_explosion" in events and "collapse" in events and "decay-long.step-20" in events
-    gates = page.split('<table id="gates">')[1].split("</table>")[0]
+    gates = page.split('<table id="gates"')[1].split("</table>")[0]
     assert "pretrain.step-40 (reference)" in gates
 
 
@@ -88,7 +88,7 @@ def test_report_md_links_its_pngs(reported):
     for link in links:
         assert (run / "report" / link).exists()
     assert "**Recommended checkpoint: decay-short.step-20**" in md
-    assert "| rank | checkpoint |" in md
+    assert "| checkpoint | rank | readiness | CI | J | Pareto | verdict |" in md   # key columns first
 
 
 def _small_run(root):
@@ -124,6 +124,157 @@ def test_report_of_a_run_without_cpt_stages(tmp_path):
     assert "No cpt/*/gates.jsonl in this run." in page
     assert 'id="plot-cpt_loss"' not in page and 'id="plot-gates"' not in page and 'id="plot-acc"' in page
     assert (run / "report" / "index.html").stat().st_mode & 0o777 == 0o644
+
+
+# --- one colour per checkpoint, no empty charts, every column explained ---------------------------
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every matplotlib figure the report saves, by file stem (plots._save is wrapped, not replaced)."""
+    from octo.analysis import plots
+
+    figures = {}
+    save = plots._save
+
+    def keep(fig, path):
+        figures[Path(path).stem] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def _artist_colours(fig) -> list[tuple[str, str, str]]:
+    """(checkpoint id, colour, artist kind) of every artist a plot tagged gid="ckpt:<id>"."""
+    from matplotlib.collections import Collection
+    from matplotlib.colors import to_hex
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    out = []
+    for artist in fig.findobj(lambda a: (a.get_gid() or "").startswith("ckpt:")):
+        if isinstance(artist, Line2D):
+            colour = artist.get_color()
+        elif isinstance(artist, Patch):
+            colour = artist.get_facecolor()
+        elif isinstance(artist, Collection):
+            colour = artist.get_facecolors()[0]
+        else:
+            continue
+        out.append((artist.get_gid()[5:], to_hex(colour, keep_alpha=False), type(artist).__name__))
+    return out
+
+
+def test_one_colour_per_checkpoint_across_all_plots(branches, drawn):
+    from matplotlib.colors import to_hex
+
+    write_report(branches)
+    scores = json.loads((branches / "scores.json").read_text())
+    assert set(drawn) == set(ALL_PLOTS)
+    seen: dict[str, set] = {}
+    per_plot: dict[str, set] = {}
+    for name, fig in drawn.items():
+        for cid, colour, _ in _artist_colours(fig):
+            seen.setdefault(cid, set()).add(colour)
+            per_plot.setdefault(name, set()).add(cid)
+    assert {cid: len(c) for cid, c in seen.items()} == {cid: 1 for cid in seen}, seen   # one colour each ...
+    colour_of = {cid: next(iter(c)) for cid, c in seen.items()}
+    assert len(set(colour_of.values())) == len(colour_of)                               # ... and none shared
+    probed = set(scores["ranking"])
+    for name in ("readiness", *PROBE_PLOTS):                    # every probed checkpoint in each of these
+        assert per_plot[name] == probed, name
+    gated = {r["checkpoint_id"] for r in scores["gates"]["rows"] if r.get("verdict") != "before reference"}
+    assert per_plot["gates"] == gated and "stable.step-40" in gated
+    # the CPT loss line of a stage takes its checkpoint's colour (stable was gated, not probed)
+    assert per_plot["cpt_loss"] == {"pretrain.step-40", "stable.step-40", "decay-long.step-20",
+                                    "decay-short.step-20", "decay-hybrid.step-20"}
+    # the legends of the probe plots name each checkpoint in its colour
+    for name in PROBE_PLOTS:
+        legend = drawn[name].legends[0]
+        for text, handle in zip(legend.get_texts(), legend.legend_handles):
+            cid = text.get_text().split(" ")[0]
+            if cid in probed:
+                assert to_hex(handle.get_color(), keep_alpha=False) == colour_of[cid], (name, cid)
+    # the recommended checkpoint is marked by an outline and a label, in its own colour
+    bars = {cid: a for a in drawn["readiness"].findobj(lambda a: (a.get_gid() or "").startswith("ckpt:"))
+            for cid in [a.get_gid()[5:]]}
+    rec = scores["recommended"]
+    others = [b for c, b in bars.items() if c != rec]
+    assert bars[rec].get_hatch() and not any(b.get_hatch() for b in others)
+    assert all(bars[rec].get_linewidth() > b.get_linewidth() for b in others)
+    assert any("recommended" in t.get_text() for t in drawn["readiness"].findobj(
+        lambda a: hasattr(a, "get_text") and callable(a.get_text)))
+    # data sources (mixture bars) never take a checkpoint's colour
+    mixture = {to_hex(p.get_facecolor(), keep_alpha=False) for p in drawn["cpt_mixture"].axes[0].patches}
+    assert mixture and not mixture & set(colour_of.values())
+
+
+def _strip(run: Path, key: str, meta: dict | None = None) -> None:
+    """Remove ``key`` from every probe's metrics.jsonl (null, as TRL writes it), updating probe.json."""
+    for pdir in (run / "probes").iterdir():
+        rows = [json.loads(line) for line in (pdir / "metrics.jsonl").read_text().splitlines()]
+        (pdir / "metrics.jsonl").write_text("".join(json.dumps({**r, key: None}) + "\n" for r in rows))
+        if meta:
+            probe = json.loads((pdir / "probe.json").read_text())
+            (pdir / "probe.json").write_text(json.dumps({**probe, **meta}))
+
+
+def test_a_plot_without_data_is_left_out_with_a_line_saying_why(tmp_path, drawn):
+    run = _small_run(tmp_path / "run")
+    _strip(run, "kl", {"beta": 0.0})
+    _strip(run, "max_len")
+    page = write_report(run).read_text()
+    md = (run / "report" / "report.md").read_text()
+    assert not (run / "report" / "kl.png").exists() and 'id="plot-kl"' not in page and "kl.png" not in md
+    why = "KL to the reference vs step: not drawn; kl not logged, probe.beta is 0"
+    assert why in page and why in md
+    # a plot with one panel left keeps that panel only
+    assert (run / "report" / "clip.png").exists() and len(drawn["clip"].axes) == 1
+    assert "Clip ratio and max_len vs step: panel max_len not drawn; max_len not logged by any probe." in md
+    # no figure the report drew has an axes without data
+    for name, fig in drawn.items():
+        for ax in fig.axes:
+            assert ax.lines or ax.patches or ax.collections, (name, ax.get_title())
+
+
+def test_kl_without_beta_zero_says_it_was_not_logged(tmp_path):
+    run = _small_run(tmp_path / "run")
+    _strip(run, "kl", {"beta": 0.04})
+    md = (write_report(run).parent / "report.md").read_text()
+    assert "KL to the reference vs step: not drawn; kl not logged by any probe" in md
+    assert "probe.beta is 0" not in md
+
+
+def test_every_column_has_a_one_line_explanation(reported):
+    run, index = reported
+    page = index.read_text()
+    md = (run / "report" / "report.md").read_text()
+    glossary = md.split("## Glossary")[1].split("## ")[0]
+    explained = dict(re.findall(r"^- `([^`]+)`: (.+)$", glossary, re.M))
+    for term in ("J", "Pareto", "stab_gap", "stab_gap/ppl", "stab_gap/acc", "ppl/general", "acc/toy", "gain",
+                 "readiness", "start", "learning", "stability", "length", "control", "start/acc", "final/acc"):
+        assert term in explained and len(explained[term]) > 20, term
+    assert all("\n" not in line for line in explained.values())
+    for table_id in ("summary", "gates", "differences"):
+        table = page.split(f'<table id="{table_id}"')[1].split("</thead>")[0]
+        heads = re.findall(r"<th((?:\s[^>]*)?)>(.*?)</th>", table)
+        assert heads, table_id
+        for attrs, text in heads:
+            tip = re.search(r'title="([^"]+)"', attrs)
+            assert tip, (table_id, text)                           # a tooltip on every header ...
+        names = [html.unescape(t) for _, t in heads if html.unescape(t) in explained]
+        assert len(names) >= len(heads) - 1, (table_id, heads)    # ... and the glossary has it ("95% CI" aside)
+    predictors = page.split('<table id="predictors"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr><td class="l">([^<]+)</td>', predictors)
+    assert "start/acc" in rows and "final/acc" in rows
+    for name in rows:
+        assert html.unescape(name) in explained, name
+
+
+def test_no_seed_citation_in_report_text(reported):
+    run, index = reported
+    for text in (index.read_text(), (run / "report" / "report.md").read_text()):
+        assert not re.search(r"seed 00\d", text)
 
 
 # --- rendering in a real browser -------------------------------------------------------------------
