@@ -7,7 +7,7 @@ Colour means checkpoint, nothing else: one mapping (:func:`checkpoint_colours`) 
 checkpoint's probe lines, its readiness bar, its gate point and the CPT loss of its stage, and every
 artist drawn for a checkpoint carries ``gid="ckpt:<id>"`` so that tests can check it. What stands out
 (the recommended checkpoint, the Pareto set) is marked by an outline, a marker or a label instead.
-Data sources in the mixture plot take a pastel palette no checkpoint uses.
+Data sources in the mixture plot are greys and hatches, never a checkpoint's hue.
 
 Probe plots draw one line per probe; greedy held-out accuracy is solid and sampled is dashed;
 negative-control probes are dotted. A detector event is a dotted vertical line at its onset step in
@@ -95,12 +95,15 @@ def _save(fig, path: Path) -> Path:
 
 
 def checkpoint_colours(ids: list[str]) -> dict[str, str]:
-    """One colour (hex) per checkpoint id, in the order given: tab10, or tab20 beyond ten checkpoints."""
+    """One colour (hex) per checkpoint id, in the order given: tab10 without its grey, or tab20 without its
+    greys beyond nine checkpoints (greys are the mixture plot's sources)."""
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    cmap = colormaps["tab10"] if len(ids) <= 10 else colormaps["tab20"]
-    return {cid: to_hex(cmap(i % cmap.N)) for i, cid in enumerate(dict.fromkeys(ids))}
+    ids = list(dict.fromkeys(ids))
+    palette = ([colormaps["tab10"](i) for i in range(10) if i != 7] if len(ids) <= 9
+               else [colormaps["tab20"](i) for i in range(20) if i not in (14, 15)])
+    return {cid: to_hex(palette[i % len(palette)]) for i, cid in enumerate(ids)}
 
 
 def _with_colours(colours: dict[str, str] | None, ids: list[str]) -> dict[str, str]:
@@ -114,14 +117,14 @@ def _with_colours(colours: dict[str, str] | None, ids: list[str]) -> dict[str, s
     return {**colours, **{i: extra[i] for i in missing}}
 
 
-def _source_colours(sources: list[str]) -> dict[str, str]:
-    """Pastel colours for data sources: Set3 shares no colour with tab10/tab20, so a source never looks
-    like a checkpoint."""
-    from matplotlib import colormaps
+def _source_styles(sources: list[str]) -> dict[str, tuple[str, str]]:
+    """(grey, hatch) per data source: greys and hatches, never a hue, so a source never looks like a
+    checkpoint; the bars are labelled with the source's name where there is room."""
     from matplotlib.colors import to_hex
 
-    cmap = colormaps["Set3"]
-    return {src: to_hex(cmap(i % cmap.N)) for i, src in enumerate(sources)}
+    hatches = ["", "//", "..", "xx"]
+    levels = np.linspace(0.4, 0.9, len(sources)) if len(sources) > 1 else [0.6]
+    return {src: (to_hex((float(levels[i]),) * 3), hatches[i % len(hatches)]) for i, src in enumerate(sources)}
 
 
 def _group_label(label: str, probes: list[Probe]) -> str:
@@ -290,15 +293,18 @@ def cpt_plots(run: Run, out_dir: Path, *, stage_colours: dict[str, tuple[str, st
     legend_in = legend_width(sources)
     fig, (ax,) = _figure(1, width=9.5, height=0.6 * len(stages) + 1.6, legend_in=legend_in,
                          left_in=0.3 + 0.065 * max(len(s.name) for s in stages))
-    src_colours = _source_colours(sources)
+    styles = _source_styles(sources)
     names = [s.name for s in stages][::-1]
     left = np.zeros(len(names))
     for src in sources:
         shares = np.array([num(run.stages[n].metrics[-1].get(f"mix/{src}")) or 0.0 for n in names])
-        ax.barh(names, shares, left=left, color=src_colours[src], label=src, edgecolor="white", lw=0.5)
+        grey, hatch = styles[src]
+        ax.barh(names, shares, left=left, color=grey, hatch=hatch, label=src, edgecolor="white", lw=0.5)
         for i, (x0, w) in enumerate(zip(left, shares)):
             if w >= 0.06:
-                ax.text(x0 + w / 2, i, f"{w:.2f}", ha="center", va="center", fontsize=7, color="0.15")
+                text = f"{src}\n{w:.2f}" if w >= 0.12 else f"{w:.2f}"
+                ax.text(x0 + w / 2, i, text, ha="center", va="center", fontsize=6.5, color="black",
+                        bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.7))
         left += shares
     ax.set_xlim(0, max(1.0, float(left.max())))
     _legend(fig, legend_in, *ax.get_legend_handles_labels())
@@ -307,7 +313,7 @@ def cpt_plots(run: Run, out_dir: Path, *, stage_colours: dict[str, tuple[str, st
     ax.tick_params(labelsize=8)
     plots.append(Plot("cpt_mixture", "Data mixture per stage", _save(fig, out_dir / "cpt_mixture.png"),
                       "Realized token share of every source over each stage (last mix/<source> row); sources "
-                      "take pastel colours, which no checkpoint uses."))
+                      "are greys and hatches, since colour means checkpoint."))
     return plots
 
 
@@ -360,14 +366,20 @@ def gates_plot(table: dict, out_dir: Path, *, colours: dict[str, str] | None = N
         return None
     colours = _with_colours(colours, [r["checkpoint_id"] for r in rows])
     fig, (ax,) = _figure(1, width=8.5, height=4.4)
+    placed: list[tuple[float, float]] = []
+    ys = [num(r[dm]) for r in rows]
+    span = (max(ys) - min(ys)) or 1.0
     for r in rows:
         x, y = num(r["ppl/general"]), num(r[dm])
         on = bool(r.get("pareto"))
         ax.scatter([x], [y], s=80 if on else 35, c=[colours[r["checkpoint_id"]]],
                    edgecolors="black" if on else "none", linewidths=1.6 if on else 0, zorder=3,
                    gid=f"ckpt:{r['checkpoint_id']}")
+        # labels of points that (nearly) coincide are stacked instead of printed over each other
+        near = sum(1 for px, py in placed if abs(np.log(x / px)) < 0.15 and abs(y - py) < 0.05 * span)
+        placed.append((x, y))
         ax.annotate(r["checkpoint_id"] + (" (Pareto)" if on else ""), (x, y), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)
+                    xytext=(5, 4 - 10 * near), fontsize=7)
     ax.set_xscale("log")
     ax.margins(x=0.2, y=0.15)
     ax.set_xlabel("ppl/general (lower is better)", fontsize=8)

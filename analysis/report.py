@@ -129,9 +129,9 @@ def _glossary(pct: int, dm: str | None) -> dict[str, str]:
         "step": "the stage's optimizer step at the checkpoint.",
         "tokens": "training tokens the stage had seen at the checkpoint.",
         "ppl/general": "exp of the mean over every data source of the recipe of its held-out log-perplexity, "
-                       "each source weighted equally (the general metric M_g); a source the stage never trained "
-                       "on dominates it, so it falls steeply once a stage adds that source (see ppl/<source> "
-                       "in gates.jsonl).",
+                       "each source weighted equally (the general metric M_g): sources the checkpoint never "
+                       "trained on dominate it, so it falls steeply once a stage adds them, even when general "
+                       "text (ppl/web) does not move (ppl/<source> in gates.jsonl).",
         acc: "greedy accuracy of the CPT checkpoint itself (before any RL) on the held-out problems.",
         "format_rate": "share of the gate's greedy answers with exactly one \\boxed{}.",
         "stab_gap": "stability gap M(t) − M(0): a gate metric at the checkpoint minus the same metric at the "
@@ -144,7 +144,28 @@ def _glossary(pct: int, dm: str | None) -> dict[str, str]:
         "paired": "yes when both checkpoints were evaluated on the same held-out problems, so the difference's "
                   "interval is paired.",
     }
-    g.update({f"{name}": text for name, text in PREDICTORS.items() if name not in g and name != "readiness"})
+    g.update({
+        "start/acc": "held-out accuracy of the checkpoint before any RL (probe step 0), mean of greedy and "
+                     "sampled.",
+        "start/pass@1": "chance that one sample at step 0 solves a held-out problem (unbiased estimator, Chen et "
+                        "al. 2021).",
+        "start/pass@k": "chance that at least one of k samples at step 0 solves it, k = samples per problem; RL "
+                        "mostly moves pass@1 toward it (arXiv 2504.13837).",
+        "start/headroom": "pass@k − pass@1 at step 0: what RL could draw out by making the model's own best "
+                          "answers its first.",
+        "start/learnable_mass": "mean p(1−p) over RL prompts at step 0, p = a prompt's success rate: GRPO learns "
+                                "only from prompts it sometimes solves (arXiv 2504.03380).",
+        "probe/learnable_mass": "the same mean p(1−p), over the probe's training groups.",
+        "probe/learnable_mass_trend": "change of the training groups' p(1−p) over the probe (slope × span); "
+                                      "negative: the prompts RL can learn from are running out.",
+        "final/acc": "held-out accuracy at the probe's last evaluation, mean of greedy and sampled.",
+        "sigmoid/predicted": "accuracy a full RL run would reach: ScaleRL's sigmoid of accuracy against rollout "
+                             "tokens, fitted to the probe and read at the full run's compute (arXiv 2510.13786).",
+        "entropy_law/ceiling": "accuracy at zero entropy, b − a of R = −a·exp(H) + b fitted over the probe "
+                               "(arXiv 2505.22617); a cross-check on the sigmoid.",
+        "combined": "intercept + Σ coefficient × predictor, coefficients from analysis.combination.",
+    })
+    g.update({name: text for name, text in PREDICTORS.items() if name not in g and name != "readiness"})
     return g
 
 

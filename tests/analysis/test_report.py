@@ -271,6 +271,17 @@ def test_every_column_has_a_one_line_explanation(reported):
         assert html.unescape(name) in explained, name
 
 
+def test_gates_section_names_the_sources_that_dominate_ppl_general(branches):
+    gates = branches / "cpt" / "pretrain" / "gates.jsonl"
+    rows = [json.loads(line) for line in gates.read_text().splitlines()]
+    rows[-1].update({"ppl/web": 1.5, "ppl/mathweb": 1.4, "ppl/qa": 2.0, "ppl/if": 900.0})   # the reference
+    gates.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = (write_report(branches).parent / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("ppl/general is exp of the mean"))
+    assert "4 sources" in line and "at the reference pretrain.step-40" in line
+    assert "if 900.0 (not in pretrain's mixture), qa 2.0, web 1.5" in line
+
+
 def test_no_seed_citation_in_report_text(reported):
     run, index = reported
     for text in (index.read_text(), (run / "report" / "report.md").read_text()):
@@ -282,18 +293,35 @@ def test_no_seed_citation_in_report_text(reported):
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
-# Appended to a copy of index.html: once the page has loaded, write what every image decoded to into the DOM,
-# which --dump-dom then prints. One image that cannot decode proves the check sees failures.
+# Appended to a copy of index.html: once the page has loaded, write into the DOM what every image decoded to
+# and, for every table, its width against its scroll box, the right edge of its key columns (th.key) and
+# where its first column sits once the box is scrolled to the far right; --dump-dom then prints it. One image
+# that cannot decode and one table whose key column lies beyond 1400 px prove the check sees failures.
 CHECK = """<figure id="octo-broken-control"><img src="data:image/png;base64,AAAA" alt="broken on purpose"></figure>
+<div class="scroll"><table id="octo-wide-control"><thead><tr><th style="min-width:2000px">wide</th>
+<th class="key">key</th></tr></thead><tbody><tr><td>a</td><td>b</td></tr></tbody></table></div>
 <script>
 window.addEventListener('load', function () {
   var imgs = Array.prototype.map.call(document.images, function (i) {
     return {id: i.parentElement ? i.parentElement.id : '', complete: i.complete, width: i.naturalWidth};
   });
+  var tables = Array.prototype.map.call(document.querySelectorAll('table'), function (t) {
+    var box = t.parentElement, edge = box.getBoundingClientRect().right;
+    var keys = Array.prototype.map.call(t.querySelectorAll('th.key'), function (th) {
+      return {text: th.textContent, right: th.getBoundingClientRect().right};
+    });
+    box.scrollLeft = box.scrollWidth;
+    var first = t.rows[0].cells[0].getBoundingClientRect();
+    var out = {id: t.id, scroll_width: box.scrollWidth, client_width: box.clientWidth, box_right: edge,
+               keys: keys, first_left_scrolled: first.left, box_left: box.getBoundingClientRect().left};
+    box.scrollLeft = 0;
+    return out;
+  });
   var summary = document.getElementById('summary');
   var out = document.createElement('pre');
   out.id = 'octo-check';
-  out.textContent = JSON.stringify({images: imgs, summary_rows: summary ? summary.rows.length : -1});
+  out.textContent = JSON.stringify({images: imgs, summary_rows: summary ? summary.rows.length : -1,
+                                    viewport: window.innerWidth, tables: tables});
   document.body.appendChild(out);
 });
 </script>"""
@@ -315,7 +343,8 @@ def test_index_html_renders_in_headless_chromium(reported, tmp_path):
     check = tmp_path / "check.html"
     check.write_text(page.replace("</body>", CHECK + "\n</body>"))
     res = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'profile-a'}", "--virtual-time-budget=10000",
-                          "--dump-dom", check.as_uri()], capture_output=True, text=True, timeout=180)
+                          "--window-size=1400,2000", "--hide-scrollbars", "--dump-dom", check.as_uri()],
+                         capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
     found = re.search(r'<pre id="octo-check">(.*?)</pre>', res.stdout, re.S)
     assert found, "the check script did not run: " + res.stdout[-500:]
@@ -329,12 +358,30 @@ def test_index_html_renders_in_headless_chromium(reported, tmp_path):
     scores = json.loads((run / "scores.json").read_text())
     assert data["summary_rows"] == 1 + len(scores["ranking"])
 
+    # at 1400 px every table's key columns lie inside its scroll box and the window, wide or not
+    assert data["viewport"] == 1400
+    tables = {t["id"]: t for t in data["tables"]}
+    assert {"summary", "gates", "predictors", "events", "octo-wide-control"} <= set(tables)
+
+    def hidden(t):
+        return [k["text"] for k in t["keys"] if k["right"] > min(t["box_right"], data["viewport"]) + 1]
+
+    assert hidden(tables.pop("octo-wide-control")) == ["key"]          # the check sees a hidden key column
+    for tid, t in tables.items():
+        assert t["keys"], tid
+        assert not hidden(t), (tid, t)
+        if t["scroll_width"] > t["client_width"]:                     # a table that scrolls keeps its first
+            assert abs(t["first_left_scrolled"] - t["box_left"]) <= 1, (tid, t)    # column in view (sticky)
+    key_heads = [k["text"] for k in tables["summary"]["keys"]]
+    assert key_heads == ["checkpoint", "rank", "readiness", "CI", "J", "Pareto", "verdict"]
+    assert [k["text"] for k in tables["gates"]["keys"]][:4] == ["checkpoint", "J", "Pareto", "verdict"]
+
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "report.png"
     shot.unlink(missing_ok=True)
     res = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'profile-b'}", "--hide-scrollbars",
-                          "--window-size=1280,2400", f"--screenshot={shot}", index.as_uri()],
+                          "--window-size=1400,2400", f"--screenshot={shot}", index.as_uri()],
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
