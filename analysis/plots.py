@@ -304,7 +304,7 @@ def cpt_plots(run: Run, out_dir: Path, *, stage_colours: dict[str, tuple[str, st
             if w >= 0.06:
                 text = f"{src}\n{w:.2f}" if w >= 0.12 else f"{w:.2f}"
                 ax.text(x0 + w / 2, i, text, ha="center", va="center", fontsize=6.5, color="black",
-                        bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.7))
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7})
         left += shares
     ax.set_xlim(0, max(1.0, float(left.max())))
     _legend(fig, legend_in, *ax.get_legend_handles_labels())

@@ -250,7 +250,7 @@ def test_every_column_has_a_one_line_explanation(reported):
     page = index.read_text()
     md = (run / "report" / "report.md").read_text()
     glossary = md.split("## Glossary")[1].split("## ")[0]
-    explained = dict(re.findall(r"^- `([^`]+)`: (.+)$", glossary, re.M))
+    explained = dict(re.findall(r"^- `([^`]+)`: (.+)$", glossary, re.MULTILINE))
     for term in ("J", "Pareto", "stab_gap", "stab_gap/ppl", "stab_gap/acc", "ppl/general", "acc/toy", "gain",
                  "readiness", "start", "learning", "stability", "length", "control", "start/acc", "final/acc"):
         assert term in explained and len(explained[term]) > 20, term
