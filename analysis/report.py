@@ -110,7 +110,7 @@ def _glossary(pct: int, dm: str | None) -> dict[str, str]:
         "Pareto": "yes when no other gated checkpoint is at least as good on domain accuracy, ppl/general and "
                   "format_rate (and refusal_rate) and better on one of them.",
         "verdict": "the gates' stop rule against the reference: pass, or the regression it flags (general, "
-                   "behavior, safety) or no domain gain; `cpt.gates.on_stop: flag` only records it.",
+                   "behavior, safety) or no domain gain; it ends a stage only with `cpt.gates.on_stop: stop`.",
         "acc 0→final": "the probe's held-out accuracy (mean of greedy and sampled) at step 0 and at its last "
                        "evaluation.",
         "gain": "final − step-0 held-out accuracy of the probe: what the short RL probe taught the checkpoint.",
