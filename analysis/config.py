@@ -129,9 +129,9 @@ class AnalysisConfig:
     tau_g: float = opt(0.1, ge=0, help="stop rule: largest acceptable general regression, "
                                        "ln(ppl/general / reference)")
     tau_b: float = opt(0.1, ge=0, help="stop rule: largest acceptable drop of format_rate (octo's behaviour "
-                                       "gate, in the role of the seed's safety tau_s)")
+                                       "gate, in the role of the safety threshold tau_s)")
     tau_s: float = opt(0.05, ge=0, help="stop rule: largest acceptable drop of refusal_rate on the recipe's "
-                                        "safety slice (seed 001 tau_s; only with cpt.gates.safety)")
+                                        "safety slice (only with cpt.gates.safety)")
     eps_d: float = opt(0.0, help="stop rule: smallest domain gain over the reference worth more tokens")
     stop_patience: int = opt(2, ge=1, help="stop rule: consecutive gate evaluations of a stage below eps_d")
 

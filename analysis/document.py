@@ -33,11 +33,19 @@ class Para:
 
 @dataclass
 class Table:
+    """A table. In HTML the first ``key`` columns carry ``class="key"`` (the columns a reader must see;
+    the report puts them first and the browser test checks they lie inside a 1400 px window) and, with
+    ``sticky``, the first column stays in view while the rest scrolls; ``titles`` are the headers'
+    tooltips (``title=``)."""
+
     head: list[str]
     rows: list[list[str]]
     id: str | None = None
     left: int = 2                       # HTML: the first ``left`` columns (and long cells) are left-aligned
     row_classes: list[str] | None = None
+    titles: list[str] | None = None
+    key: int = 1
+    sticky: bool = True
 
 
 @dataclass
@@ -150,11 +158,15 @@ def _html(b) -> str:
 
 def _html_table(t: Table) -> str:
     def cell(tag: str, i: int, text: str) -> str:
-        cls = ' class="l"' if i < t.left or len(text) > 40 else ""
-        return f"<{tag}{cls}>{_inline(text)}</{tag}>"
+        classes = (["l"] if i < t.left or len(text) > 40 else []) + (["key"] if tag == "th" and i < t.key else [])
+        cls = f' class="{" ".join(classes)}"' if classes else ""
+        tip = t.titles[i] if tag == "th" and t.titles and i < len(t.titles) else ""
+        title = f' title="{html.escape(tip)}"' if tip else ""
+        return f"<{tag}{cls}{title}>{_inline(text)}</{tag}>"
 
     ident = f' id="{t.id}"' if t.id else ""
-    parts = [f'<div class="scroll"><table{ident}>',
+    sticky = ' class="sticky"' if t.sticky else ""
+    parts = [f'<div class="scroll"><table{ident}{sticky}>',
              "<thead><tr>" + "".join(cell("th", i, h) for i, h in enumerate(t.head)) + "</tr></thead><tbody>"]
     for k, r in enumerate(t.rows):
         cls = f' class="{t.row_classes[k]}"' if t.row_classes and t.row_classes[k] else ""

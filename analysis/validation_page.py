@@ -205,7 +205,7 @@ def _findings(doc: Document, r: dict, images: dict[str, Path]) -> None:
     if not r["findings"]:
         rows.append(["(no findings configured: validation.findings)", "not checked", "", "", ""])
     doc.add(Heading("OctoThinker's findings in the toy world"),
-            Para("Read off the full RL runs (the figures of seed 004 in brackets); *stability* is octo's readiness "
+            Para("Read off the full RL runs (OctoThinker's figures in brackets); *stability* is octo's readiness "
                  "component (-(peak - final held-out accuracy) - detector event penalties, docs/analysis.md), "
                  "*length growth* the mean `len/mean` of the last tenth of training steps over the first tenth."),
             Table(["finding", "holds", "figure", f"{pct}% CI of the difference", "CI excludes 0"], rows),

@@ -31,7 +31,7 @@ RESTORES_FILE = "restores.jsonl"
 def add_mismatch_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-mismatch", action="append", default=[], choices=MISMATCH_KINDS,
                         help="restore a checkpoint although its tokenizer (or, on resume, its data) differs "
-                             "from the run's; recorded in cpt/<stage>/restores.jsonl (seed 003)")
+                             "from the run's (checkpoint version binding); recorded in cpt/<stage>/restores.jsonl")
 
 
 def _manifest(ckpt: Path) -> dict | None:

@@ -128,3 +128,22 @@ def test_compare_errors_are_exit_2(small_run, tmp_path, capsys, args, fragment):
     (tmp_path / "empty").mkdir()
     assert main(args) == 2
     assert fragment in _one_line_error(capsys)
+
+
+def test_no_seed_citation_in_any_command_help():
+    """Help names the concept ("checkpoint version binding", "stability gap"), never "seed 00X" (issue 21)."""
+    import argparse
+    import re
+
+    from octo.cli import build_parser
+
+    def helps(parser):
+        yield parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from helps(sub)
+
+    texts = list(helps(build_parser()))
+    assert len(texts) > 10 and any("--allow-mismatch" in t for t in texts)
+    assert not [t for t in texts if re.search(r"seeds? 00\d", t)]
