@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "recipes" / "toy" / "quickstart.yaml"
+QUICKSTART = REPO / "recipes" / "toy" / "scratch.yaml"  # the quickstart from random init: the probe part sizes its own model
 PARTS = ("env", "matmul", "cpt", "probe", "tests")
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense bf16 TFLOP/s from NVIDIA's data sheets
 

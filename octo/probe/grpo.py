@@ -138,7 +138,12 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
     """TRL's GRPOTrainer with octo's rollouts, reward and metrics callback; returns (trainer, callback)."""
     import warnings
 
+    import hashlib
+    import json
+
+    import pyarrow as pa
     from datasets import Dataset
+    from datasets.table import InMemoryTable
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import GRPOTrainer
 
@@ -147,8 +152,11 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
     from octo.verifiers import ControlReward, MathReward, shared_pool
 
     cfg = recipe.probe
-    dataset = Dataset.from_list([{"prompt": cfg.prompt_template.format(question=p["question"]),
-                                  "answer": p["answer"]} for p in prompts])
+    rows = [{"prompt": cfg.prompt_template.format(question=p["question"]), "answer": p["answer"]} for p in prompts]
+    # a fingerprint of our own: datasets' default one pickles the arrow table, which fails under Python 3.12 with
+    # the pyarrow 26 of the GPU machine (scripts/gpu-check.sh: "Can't pickle <class 'MonthDayNano'>")
+    dataset = Dataset(InMemoryTable(pa.Table.from_pylist(rows)),
+                      fingerprint=hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16])
     model = load_model(spec.checkpoint, attn_implementation=recipe.model.attn_implementation)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -176,10 +184,15 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
 
 def _grpo_config(cfg: ProbeConfig, spec: ProbeSpec, probe_dir: Path):
     """TRL's settings for one probe: one generation per optimizer step, a constant learning rate, float32."""
+    import dataclasses
+
     import torch
     from trl import GRPOConfig
 
-    return GRPOConfig(
+    # transformers 5.2x calls it activation_checkpointing, earlier 5.x (the GPU machine's 5.17) gradient_checkpointing
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return GRPOConfig(**{checkpointing: False},
         output_dir=str(probe_dir / CHECKPOINTS_DIR),
         per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
         num_generations=cfg.num_generations, gradient_accumulation_steps=1, steps_per_generation=1,
@@ -187,7 +200,7 @@ def _grpo_config(cfg: ProbeConfig, spec: ProbeSpec, probe_dir: Path):
         beta=cfg.beta, temperature=cfg.temperature, loss_type=cfg.loss_type,
         mask_truncated_completions=cfg.mask_truncated_completions,
         max_completion_length=LengthSchedule(cfg.max_len).maximum, bf16=False, fp16=False,
-        use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, logging_steps=1,
+        use_cpu=not torch.cuda.is_available(), logging_steps=1,
         save_strategy="steps", save_steps=cfg.save_every, save_total_limit=2, report_to=[], seed=spec.seed,
         data_seed=spec.seed, disable_tqdm=True, log_completions=False, dataloader_num_workers=0,
         shuffle_dataset=True,
