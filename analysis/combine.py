@@ -1,29 +1,16 @@
 """Combining predictors into one readiness without peeking: every fitted number is judged on checkpoints
-it was not fitted on.
+it was not fitted on (docs/analysis.md, "Combining predictors without peeking").
 
     from octo.analysis.combine import fit, loco, select
     model = fit(X, y, ("start/pass@k", "sigmoid/predicted"))      # X: {predictor: (n,) values}, y: (n,)
     model.predict(X)                                              # predicted final accuracy after full RL
     report = select(X, y, CANDIDATES)                             # leave-one-checkpoint-out choice, judged nested
 
-A combination is sum_j w_j z_j over a few predictors (scores.json ``predictors``), z_j the predictor
-standardised over the checkpoints, w on the simplex (w_j >= 0, sum 1: each predictor is expected to rise
-with the RL outcome; a name written ``-name`` enters negated). Only the k - 1 free weights rank; they are
-the w that correlates best with the outcome y (what full RL reached: held-out accuracy at the end of the
-full runs, mean over seeds), and a slope and intercept read the combination as a predicted accuracy.
-Why not non-negative least squares on the raw predictors: where a fold zeroes every coefficient, its
-held-out checkpoint gets the mean of the other checkpoints' outcomes, and the held-out predictions of a
-useless predictor then rank the checkpoints backwards (tau -0.13 on noise, 10 checkpoints, 300 worlds)
-instead of at random (0.000 with the simplex).
-
-Three ways to judge a fit on data it has not seen:
-
-- ``loco``: leave one checkpoint out; fit on the rest, predict it; Kendall tau of the n held-out
-  predictions against the truth;
-- ``select``: choose among candidate predictor sets by their LOCO tau, and judge *that choice* by
-  nested LOCO (for each checkpoint, the choice is made again without it), since picking the best of
-  several LOCO scores is itself a fit;
-- ``transfer``: fit on one world seed's checkpoints, judge on another's.
+A combination is sum_j w_j z_j, z_j the predictor standardised over the checkpoints, w on the simplex
+(a name written ``-name`` enters negated), chosen to correlate best with the full-RL outcome. Not
+non-negative least squares: a fold that zeroes every coefficient ranks its held-out checkpoint
+backwards (tau -0.13 on noise, 0.000 with the simplex). Judged by ``loco`` (leave one checkpoint out),
+``select`` (a choice among candidate sets, judged by nested LOCO) and ``transfer`` (another world seed).
 """
 
 from __future__ import annotations

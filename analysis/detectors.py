@@ -1,36 +1,12 @@
 """Dynamics detectors over one probe's logs: each says whether and at which step a failure began.
 
-Each detector reads the probe vocabulary of docs/run-directory.md and reports at most one event,
-at the *onset* step: the first step of the first run of steps where its condition held long
-enough. Probe logs are short and noisy (10-40 steps, 3-5 evaluations), so
-
-- per-step metrics are smoothed by a centred rolling median (``smooth_window``) and a condition
-  must hold for ``persistence`` consecutive steps; baselines are the median of the first
-  ``baseline_steps`` raw values;
-- held-out conditions must hold for ``eval_persistence`` consecutive evaluations; a collapse
-  that reaches the last evaluation also counts when its drop is significant (``collapse_z``
-  standard errors, paired over problems); evaluations of fewer than ``min_problems`` problems
-  are too small to judge, and the held-out detectors stay silent on them.
-
-The failures are those OctoThinker (seed 004) reports for RL from poorly mid-trained bases:
-
-=================  ==========================================================================
-length_explosion   len/mean >= (1 + length_growth) x baseline while clip_ratio >= clip_threshold
-                   and >= baseline + clip_rise (lengths "run to the limit", Fig. 5, 8, 10)
-collapse           held-out accuracy >= collapse_drawdown below its running peak, a peak being the
-                   level held at two consecutive evaluations or the step-0 accuracy (the long-CoT
-                   branch's drop after ~150-200 steps, Fig. 6, 8; a too-high learning rate)
-truncation         clip_ratio >= truncation_threshold without a length explosion (the limit cuts the
-                   answers from the start: truncated completions lose their reward)
-repetition         repeat_rate >= repeat_threshold and >= baseline + repeat_rise
-multi_boxed        multi_boxed_rate >= multi_boxed_threshold and >= baseline + multi_boxed_rise
-                   ("Solution" repeated after \\boxed{}, FineMath, Fig. 5)
-entropy_collapse   entropy <= entropy_ratio x baseline (information: every successful RL run spends
-                   entropy, arXiv 2505.22617; its default penalty is 0)
-kl_blowup          kl >= kl_max
-reward_hacking     train reward/mean >= baseline + hack_reward_rise while held-out accuracy
-                   gained <= hack_acc_flat since step 0
-=================  ==========================================================================
+Each detector reports at most one event, at the *onset* step: the first step of the first run of
+steps where its condition held long enough (a rolling median over ``smooth_window`` steps, held for
+``persistence`` steps; held-out conditions for ``eval_persistence`` evaluations). The failures are
+those OctoThinker (seed 004) reports for RL from poorly mid-trained bases: length_explosion (Fig. 5,
+8, 10), collapse (Fig. 6, 8), truncation, repetition, multi_boxed (FineMath, Fig. 5),
+entropy_collapse (arXiv 2505.22617), kl_blowup and reward_hacking. Conditions and defaults:
+docs/analysis.md, "Detectors".
 """
 
 from __future__ import annotations

@@ -2,28 +2,19 @@
 
     result = write_validation("runs/validation", doc="docs/validation.md")   # after `octo validate` ran
 
-``octo validate`` (octo/validate.py) trains the stages, runs a short probe and a full RL run from
-every validated checkpoint and writes ``RUN/validation/plan.json`` (which directories belong to which
-checkpoint, and the settings below). This module reads that plan and the directories it names, and
-nothing else; like the rest of octo.analysis it never imports the engine.
+Reads ``RUN/validation/plan.json`` (written by ``octo validate``) and the directories it names; never
+imports the engine.
 
-- **Rankings.** Truth: held-out accuracy at the last evaluation of the full RL runs (mean of greedy and
-  sampled, ``final/acc`` of octo.analysis.score), mean over seeds. Predictors, from the probes: the
-  readiness score (``score_groups``, the same score as ``octo score``), step-0 accuracy alone, the probe's
-  own final accuracy, and each ``ppl_metrics`` perplexity of the checkpoint's gates (lower predicts better).
-- **Kendall tau-b** between a predictor and the truth over the checkpoints (ties count half in neither
-  direction: tau-b = (C - D) / sqrt((n0 - n_x)(n0 - n_y)), Kendall 1945).
-- **Bootstrap CI** of tau: the draws of score.py's bootstrap, i.e. held-out problems resampled (the same
-  multinomial weights for every probe and full run, since all are evaluated on the same problems) and, with
-  several seeds, seeds resampled as units (the i-th probe and the i-th full run together). Checkpoints are
-  not resampled: they are the fixed design of the experiment, and resampling 6-7 items with replacement
-  mostly manufactures ties. tau is computed in every draw; the CI is the percentile interval.
-- **The value of the dynamics**: readiness tau minus each simpler predictor's tau, with the percentile CI of
-  that difference over the same draws (paired: both taus of a draw see the same resampled problems and seeds,
-  so the truth's noise they share cancels), and the share of draws in which readiness ranks better.
-- **Separated pairs**: the pairs of checkpoints whose full-RL difference is beyond noise (its CI excludes 0). Tau
-  also scores pairs that end within noise of each other, which no predictor can order but by chance; on the
-  separated pairs each predictor is counted right, wrong or tied.
+- **Rankings.** Truth: final held-out accuracy of the full RL runs, mean over seeds. Predictors: the
+  readiness score, step-0 accuracy, the probe's final accuracy and each ``ppl_metrics`` perplexity.
+- **Kendall tau-b** = (C - D) / sqrt((n0 - n_x)(n0 - n_y)) (Kendall 1945).
+- **Bootstrap CI** of tau over score.py's draws (problems resampled with the same weights for every
+  run, seeds as units). Checkpoints are not resampled: they are the fixed design, and resampling 6-7
+  items mostly manufactures ties.
+- **The value of the dynamics**: readiness tau minus each simpler predictor's tau, paired over the same
+  draws, and the share of draws in which readiness ranks better.
+- **Separated pairs**: pairs whose full-RL difference CI excludes 0, each predictor counted right,
+  wrong or tied on them.
 - **Findings** (seed 004): yes/no with the figure, from the full RL runs; see ``findings``.
 """
 

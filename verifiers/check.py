@@ -2,26 +2,18 @@
 
 Order of decisions (the same in the calling process and in a worker):
 
-1. the gold's answer part (its box, its ``####`` part, or all of it; a gold with several boxes
-   or with formulas inside text is read whole by math-verify); empty -> ``gold_unparseable``;
-2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`); LaTeX text
-   without a box is left to math-verify's extraction (``deferred``);
-3. the completion, or its answer, identical to the gold up to whitespace -> ``ok``;
-4. both plain numbers (with their decimal-comma and mixed-number readings), both times, or
-   both tuples/intervals/sets of plain numbers -> exact comparison
-   (:mod:`octo.verifiers.fastpath`); no answer and such a gold -> ``no_answer``;
-5. otherwise math-verify: ``parse`` the gold (nothing parsed -> ``gold_unparseable``), then
-   the answer (math-verify's extraction of a deferred completion; with several boxes, also
-   all of them as one list) and ``verify(gold=..., target=...)`` (gold first: math-verify is
-   asymmetric). Before that slow call, two plain expressions that take different values are
-   ``wrong`` at once (:func:`_surely_different`: math-verify could only say the same, after a
-   slow ``simplify``).
+1. the gold's answer part (its box, its ``####`` part, or all of it); empty -> ``gold_unparseable``;
+2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`);
+3. identical to the gold up to whitespace -> ``ok``;
+4. plain numbers, times, tuples/intervals/sets of them -> exact comparison
+   (:mod:`octo.verifiers.fastpath`);
+5. otherwise math-verify ``verify(gold=..., target=...)`` (gold first: it is asymmetric), after a
+   cheap check that two plain expressions take different values (:func:`_surely_different`).
 
-math-verify's own timeouts use ``signal.alarm`` and are switched off; instead one interval
-timer covers the whole item and raises :class:`VerifierTimeout`, a ``BaseException`` that
-math-verify's ``except Exception`` cannot swallow. Code stuck in C (a bignum power) cannot be
-interrupted by a signal, so :class:`~octo.verifiers.pool.VerifierPool` also kills a worker
-that overruns; ``guard_heavy`` refuses power towers and huge factorials before they get there.
+math-verify's own ``signal.alarm`` timeouts are off; one interval timer covers the whole item and
+raises :class:`VerifierTimeout`, a ``BaseException`` that math-verify's ``except Exception`` cannot
+swallow. Code stuck in C cannot be interrupted, so :class:`~octo.verifiers.pool.VerifierPool` also
+kills an overrunning worker, and ``guard_heavy`` refuses power towers and huge factorials first.
 """
 
 from __future__ import annotations

@@ -1,27 +1,12 @@
 """Find the final answer in a completion (stdlib only, linear time).
 
-Methods, tried in the configured order (``VerifierConfig.extract``); the first that finds
-something wins:
-
-- ``boxed``: the last top-level ``\\boxed{...}`` or ``\\fbox{...}`` whose braces close
-  (nested braces balanced, ``\\{``/``\\}`` ignored). ``\\boxed{\\boxed{5}}`` gives ``5``.
-  A box that never closes (a completion cut at max_len) is no answer, and no other
-  method looks at the text from there on.
-- ``hash``: GSM8K's ``#### 42`` (the last one; the rest of its line).
-- ``answer_is``: "the (final) answer is X" / "Answer: X" (the last one; X runs to the end
-  of its sentence or line). A sentence of prose ("The volume of $V$ is 120") is not an answer:
-  in plain text its last number is; in LaTeX text ``latex`` reads it.
-- ``whole``: a completion that is one short line of math and no words (``(x-2)(x+2)``,
-  ``\\frac12``, an answer column rather than a solution) is the answer as it stands.
-- ``latex``: a completion with LaTeX in it (``$...$``, ``\\(``, ``\\[``, a command such as
-  ``\\frac``) is handed to math-verify's own extraction (``LatexExtractionConfig`` with boxes
-  first, then ``ExprExtractionConfig``), in the worker, under the item timer: its regexes and
-  parser are not bounded enough to run in the caller. Here it only marks the answer as deferred.
-- ``last_number``: the last number on the last non-empty line, for plain text only (LaTeX text
-  read this way gives ``3`` for ``$\\frac{1}{3}$``).
-
-One scan over the brace tokens finds every box, so a megabyte completion or 10,000 nested
-braces cost milliseconds, not a recursion error.
+Methods (``boxed``, ``hash``, ``answer_is``, ``whole``, ``latex``, ``last_number``) are tried in the
+configured order (``VerifierConfig.extract``); the first that finds something wins (docs/verifiers.md,
+"Extraction"). A box that never closes (a completion cut at max_len) is no answer, and no method looks
+past it. ``latex`` only marks the answer as deferred: math-verify's extraction runs in a worker, under
+the item timer, because its regexes and parser are not bounded enough to run in the caller. One scan
+over the brace tokens finds every box, so a megabyte completion or 10,000 nested braces cost
+milliseconds, not a recursion error.
 """
 
 from __future__ import annotations

@@ -3,26 +3,16 @@
     with VerifierPool(VerifierConfig(timeout_s=5.0, workers=2)) as pool:
         results = pool.verify_batch(golds=["72", "\\frac{1}{2}"], completions=[c1, c2])
 
-Why processes: math-verify's timeouts rely on ``signal.alarm``, which works only on a
-process's main thread, and code stuck in C (a bignum power) ignores signals altogether. A
-worker runs each item on its main thread under an interval timer (a soft timeout that keeps
-the worker), and the pool kills a worker that has not answered ``kill_grace_s`` after
-``timeout_s`` (the hard timeout). The item then reports ``timeout``; an item whose worker
-dies reports ``error``; a fresh worker takes the place of the old one.
+Processes, because math-verify's ``signal.alarm`` works only on a main thread and code stuck in C
+ignores signals: a worker runs each item under an interval timer (soft timeout), and the pool kills
+a worker that has not answered ``kill_grace_s`` after ``timeout_s`` (hard timeout) and starts a fresh
+one. Plain-number answers never leave the caller (:func:`~octo.verifiers.check.decide_fast`: about
+50 µs per item on the 2-core development machine, against 1-50 ms for a worker round trip); the rest
+are answered from the :class:`VerdictCache`, sent once per batch when equal, and preferably to the
+worker that parsed the same gold last (a GRPO group shares its gold).
 
-Why not every item: plain-number answers (most of a probe's) are extracted and compared in
-the calling process (:func:`~octo.verifiers.check.decide_fast`, bounded pure-Python work on
-completions of at most ``local_max_chars`` characters). Measured on the 2-core development
-machine: about 50 µs per item, against about 1 ms for a worker round trip through math-verify
-even when both answers are already parsed, and 5-50 ms when they are not. Of the rest, a
-completion whose (gold, answer) pair the pool has verified before is answered from its
-:class:`VerdictCache`, equal pairs within a batch go to a worker once, and a worker is given
-items with the gold it parsed last when there are any (a GRPO group shares its gold).
-
-Threads: one dispatcher thread per pool owns the workers (it starts them, so the kernel's
-parent-death signal follows the pool, not a short-lived caller thread). Callers, from any
-number of threads, queue items and wait on futures; results come back in input order.
-Workers are started on first need, or by :meth:`VerifierPool.start`.
+One dispatcher thread per pool owns the workers (so the parent-death signal follows the pool, not a
+short-lived caller thread); callers from any thread queue items and wait on futures.
 """
 
 from __future__ import annotations

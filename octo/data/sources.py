@@ -1,31 +1,16 @@
 """Data sources: local JSONL / Parquet / text files or Hugging Face datasets, rendered by a template.
 
-A source is read and checked completely before any training starts (``RunContext.prepare``
-checks every file source; a streamed one only in its first rows, :mod:`octo.data.stream`): a
-missing file, a row without a template field, an invalid or non-UTF-8 line, an empty document
-or an empty source is one :class:`OctoError` naming the file (and line). A source with ``on_bad_rows: skip`` leaves malformed rows out instead and
-counts them by reason (``manifest.json`` ``data_bad_rows``); nothing is skipped silently.
-``toy:<name>`` resolves to ``<run>/world/<name>.jsonl`` (generated, always clean).
+A source is read and checked completely before training starts (a streamed one only in its first
+rows, :mod:`octo.data.stream`): a missing file, a row without a template field, an invalid or
+non-UTF-8 line, an empty document or source is one :class:`OctoError` naming the file and line. With
+``on_bad_rows: skip`` malformed rows are left out and counted by reason (``manifest.json``
+``data_bad_rows``). ``toy:<name>`` is ``<run>/world/<name>.jsonl``. ``hf:<dataset>`` is read with
+``load_from_disk`` (a ``save_to_disk`` directory) or ``load_dataset``; its fingerprint is the name,
+split, subset, data_dir and max_docs plus a hash of every row read. ``cpt.long_docs: drop`` leaves
+documents longer than ``seq_len`` out and counts them.
 
-``hf:<dataset>`` is read with the ``datasets`` library: a directory written by
-``Dataset.save_to_disk`` (or ``DatasetDict.save_to_disk``) with ``load_from_disk``, anything
-else with ``load_dataset(<dataset>, subset, data_dir=..., split=..., streaming=...)`` (a Hub
-name, or a local folder of data files). Rows go through the same checks as file rows (named
-``hf:<dataset> row <n>``); ``max_docs`` caps the rows read. A dataset that cannot be loaded
-(unknown name, not in the cache when offline, unknown split or subset) is one
-:class:`OctoError`. Its fingerprint is the dataset name, split, subset, data_dir and max_docs
-plus a hash of every row read.
-
-A source with ``streaming: true`` (an ``hf:`` dataset or a local file) is not read here: it is
-read lazily while training (:mod:`octo.data.stream`); :func:`read_source` then checks and
-fingerprints only its first rows.
-
-``cpt.long_docs: drop`` leaves training documents longer than ``seq_len`` tokens out of a
-source's stream (:class:`LoadedSource` ``max_len``) and counts them.
-
-Each source is split once, deterministically from the seed, into a held-out part (for
-perplexity gates) and a training part. :class:`DocStream` walks the training part in a
-seeded order, epoch after epoch; its state (epoch, position) is two integers, so a resumed
+Each source is split once, from the seed, into a held-out part (perplexity gates) and a training
+part that :class:`DocStream` walks in a seeded order; its state is (epoch, position), so a resumed
 run reads exactly the document an uninterrupted run would have read next.
 """
 
