@@ -3,24 +3,16 @@
     from octo.analysis.predictors import pass_at_k, learnable_mass, fit_sigmoid, entropy_law
     pass_at_k([3, 0, 16], 16, 8)                 # per problem: 1 - C(n-c, k) / C(n, k)
 
-Each predictor is a function of run-directory data (docs/run-directory.md) with the paper it comes
-from; docs/analysis.md ("Predictors") has the formulas and how each interval is drawn.
+Formulas and intervals: docs/analysis.md, "Predictors".
 
-- **pass@k** (Chen et al. 2021, arXiv 2107.03374): the unbiased estimator 1 - C(n-c, k) / C(n, k)
-  from n >= k samples of which c are correct. RL mostly moves pass@1 toward the checkpoint's own
-  pass@k (Yue et al. 2025, arXiv 2504.13837), and pass@large-k predicts the post-RL score better
-  than pass@1 (arXiv 2510.01624); **headroom** = pass@k - pass@1.
-- **learnable mass**: the mean over prompts of p(1-p), estimated without bias by c(n-c) / (n(n-1)).
-  GRPO learns only from prompts with mixed outcomes, and the expected improvement is bounded below by
-  the variance of per-prompt success (arXiv 2504.03380; a flat landscape when reward variance is low,
-  arXiv 2503.15477). At step 0 on the RL prompts, and its trend over the probe from the training
-  groups' success counts (``per_group/correct`` of metrics.jsonl).
-- **curve extrapolation** (ScaleRL, arXiv 2510.13786): R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B)
-  on held-out accuracy against RL compute C (rollout tokens). R0 is fixed at step 0, A is capped by
-  pass@k, A is solved in closed form for each (B, C_mid) on a grid, B is shared by every checkpoint,
-  and the prediction is R(C_full) at the full run's compute, not A.
-- **entropy law** (arXiv 2505.22617): R = -a exp(H) + b over the probe's (entropy, accuracy) pairs;
-  its ceiling R(H = 0) = b - a is a cross-check on the extrapolated A.
+- **pass@k** (Chen et al. 2021, arXiv 2107.03374): RL mostly moves pass@1 toward pass@k (arXiv
+  2504.13837), and pass@large-k predicts the post-RL score better than pass@1 (arXiv 2510.01624);
+  **headroom** = pass@k - pass@1.
+- **learnable mass**: mean p(1-p) over prompts; GRPO learns only from mixed outcomes (arXiv 2504.03380,
+  2503.15477). At step 0 and as a trend over the probe's training groups.
+- **curve extrapolation** (ScaleRL, arXiv 2510.13786): R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) on
+  held-out accuracy against rollout tokens C; the prediction is R(C_full).
+- **entropy law** (arXiv 2505.22617): R = -a exp(H) + b; its ceiling b - a cross-checks A.
 """
 
 from __future__ import annotations

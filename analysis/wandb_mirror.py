@@ -3,18 +3,10 @@
     mirror_to_wandb("runs/quickstart")                                # offline, into runs/quickstart/wandb/
     mirror_to_wandb("runs/quickstart", project="octo", mode="online")
 
-One wandb run per CPT stage and per probe, grouped under the run's name, plus one ``scores`` run:
-
-- metrics.jsonl rows are logged under their own names (``loss``, ``len/mean``, ``clip_ratio``, ...)
-  at their ``step``;
-- rows of the other file of the same directory share the step axis under the file's name as a
-  prefix, since a wandb run has one namespace: ``eval/acc``, ``eval/pass@k`` (evals.jsonl) and
-  ``gates/ppl/general`` (gates.jsonl);
-- per-problem vectors and other lists are not logged (they stay in the run directory);
-- the scores run logs ``readiness/<checkpoint>``, ``readiness/<checkpoint>/ci_lo|ci_hi`` and each
-  component as ``<component>/<checkpoint>``, and a ``readiness`` table.
-
-wandb is an optional extra: ``pip install 'octo-midtrain[wandb]'``.
+One wandb run per CPT stage and per probe, grouped under the run's name, plus one ``scores`` run.
+metrics.jsonl rows keep their names; the other file of a directory is prefixed by its name (``eval/acc``,
+``gates/ppl/general``), since a wandb run has one namespace; lists stay in the run directory. wandb is
+an optional extra: ``pip install 'octo-midtrain[wandb]'``.
 """
 
 from __future__ import annotations

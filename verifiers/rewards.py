@@ -2,20 +2,16 @@
 
 ``total = Σ weight[c] · raw[c]`` over the components (``RewardConfig``):
 
-- ``correctness``: ``reward.correct`` when the verifier says ``ok``, else ``reward.wrong``
-  (OctoThinker: +1 / -1);
-- ``format``: ``format_one`` for exactly one top-level ``\\boxed{}``, ``format_none`` for none,
-  ``format_multi`` for several (the Finemath failure mode of seed 004: more "Solution: ...
-  \\boxed{}" after the answer);
-- ``repetition``: -1 when the completion repeats itself (``(.{5,}?)\\1{4,}`` as in
-  OctoThinker's code, and/or a token n-gram occurring ``ngram_min_count`` times), else 0;
-- ``overlong``: DAPO's soft overlong punishment (Yu et al. 2025, "DAPO", eq. 13) with
-  ``L_cache = overlong_buffer · max_len``: 0 for ``L <= max_len - L_cache``, then
-  ``((max_len - L_cache) - L) / L_cache`` down to -1 at ``L = max_len``, and -1 beyond.
+- ``correctness``: ``reward.correct`` when the verifier says ``ok``, else ``reward.wrong`` (OctoThinker: +1 / -1);
+- ``format``: ``format_one`` / ``format_none`` / ``format_multi`` for one, no or several top-level
+  ``\\boxed{}`` (several: the Finemath failure mode of seed 004);
+- ``repetition``: -1 when the completion repeats itself (OctoThinker's ``(.{5,}?)\\1{4,}`` and/or a
+  token n-gram occurring ``ngram_min_count`` times), else 0;
+- ``overlong``: DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), ``L_cache = overlong_buffer ·
+  max_len``: 0 up to ``max_len - L_cache``, then linear down to -1 at ``max_len``.
 
-TRL calls a reward function as ``f(prompts=..., completions=..., completion_ids=...,
-**dataset_columns)`` and reads its ``__name__``; :class:`MathReward` and
-:class:`ControlReward` are small picklable objects with that interface.
+:class:`MathReward` and :class:`ControlReward` are picklable objects with the interface TRL calls:
+``f(prompts=..., completions=..., completion_ids=..., **dataset_columns)`` and a ``__name__``.
 """
 
 from __future__ import annotations

@@ -1,21 +1,14 @@
 """The ranks of a data-parallel stage: DDP, or FSDP2 with full-state checkpoints gathered to rank 0.
 
-    accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes W -m octo.cli cpt RECIPE
     accelerate launch --config_file recipes/accelerate/fsdp.yaml --num_processes W -m octo.cli cpt RECIPE
     torchrun --nproc_per_node W -m octo.cli cpt RECIPE       # DDP (gloo on a CPU)
-    ACCELERATE_USE_FSDP=true FSDP_VERSION=2 FSDP_AUTO_WRAP_POLICY=TRANSFORMER_BASED_WRAP \
-        torchrun --nproc_per_node W -m octo.cli cpt RECIPE   # FSDP2, a unit per decoder layer
 
-The FSDP settings are read by accelerate's own ``FullyShardedDataParallelPlugin`` from the variables
-``accelerate launch`` sets from the config's ``fsdp_config`` (``FSDP_*``), and applied with torch's
-``fully_shard``: octo shards the model itself rather than through ``Accelerator.prepare``, because
-accelerate keeps FSDP for accelerators and runs a CPU launch as plain DDP; one code path is then the
-one tested here, on CPU processes with gloo. Checkpoints keep the single-process format whatever the
-sharding (full weights, optimizer state keyed by parameter index): a 2-process FSDP checkpoint
-resumes in one process and the other way round. DeepSpeed is refused.
-
-One process gets :class:`LocalProcess`, which answers the same calls with plain torch and never imports
-accelerate, so the loop has no branch on how many processes run it.
+accelerate's ``FullyShardedDataParallelPlugin`` reads the ``FSDP_*`` settings, and octo applies them
+with torch's ``fully_shard`` itself rather than through ``Accelerator.prepare``, because accelerate
+runs a CPU launch as plain DDP: one code path, the one tested here on CPU with gloo. Checkpoints keep
+the single-process format whatever the sharding, so they resume at any world size. DeepSpeed is refused.
+One process gets :class:`LocalProcess` (plain torch, no accelerate import), so the loop has no branch
+on the number of processes.
 """
 
 from __future__ import annotations
