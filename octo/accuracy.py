@@ -1,15 +1,10 @@
 """Held-out accuracy of a model on problems, shared by the CPT gates and the probes' evaluations.
 
-Greedy accuracy (temperature 0, one completion per problem) and, when ``k > 0``, sampled
-accuracy and pass@k from ``k`` samples per problem at the probe temperature. Generation
-goes through an octo rollout backend (the embedded ``hf`` one by default); answers are
-checked by ``octo.verifiers``. Per-problem vectors are kept so that analysis can bootstrap
-confidence intervals over problems; the per-problem success *counts* (not only their share)
-are kept too, so that pass@j for any j <= k is estimable without bias (Chen et al. 2021).
-
-``start_pass`` is the step-0 sampling pass of a probe: ``n`` samples per problem on a subset of
-the held-out problems and on a subset of the RL prompts, whose success counts give the step-0
-predictors of octo.analysis.predictors (pass@k, headroom, learnable mass).
+Greedy accuracy and, when ``k > 0``, sampled accuracy and pass@k from ``k`` samples per problem,
+generated through an octo rollout backend and checked by ``octo.verifiers``. Per-problem vectors and
+success counts are kept, so that analysis can bootstrap over problems and estimate pass@j for any
+j <= k without bias (Chen et al. 2021). ``start_pass`` is a probe's step-0 sampling pass, which feeds
+the predictors of octo.analysis.predictors.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Packing documents into fixed-length sequences with no padding.
 
-Documents (each ending in EOS) are concatenated and cut into ``seq_len`` windows; a
-document cut at a window's end continues at the start of the next window. Inside a window
-``position_ids`` restart at 0 at every document start, which transformers turns into a
-block-diagonal attention mask (varlen kernels with flash-attention), so attention never
-crosses a document boundary. The first token of each document gets label -100: predicting
-it from the previous document's EOS would teach a cross-document dependency.
-
-Optionally the prompt tokens of IF/QA documents are masked out of the loss
-(``mask_prompt``); mid-training trains on all tokens by default (seed 000).
-
-Evaluation (perplexity gates) packs differently, with the same conventions: whole documents, never cut
-across rows, padded (:func:`pack_whole_documents`).
+Documents (each ending in EOS) are concatenated and cut into ``seq_len`` windows, a cut document
+continuing in the next window. ``position_ids`` restart at every document start, which transformers
+turns into a block-diagonal attention mask; each document's first token gets label -100, so nothing
+crosses a document boundary. ``mask_prompt`` masks IF/QA prompts out of the loss (off by default,
+seed 000). :func:`pack_whole_documents` packs for evaluation: whole documents, padded.
 """
 
 from __future__ import annotations
