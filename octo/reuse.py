@@ -1,15 +1,25 @@
 """When a run directory, a stage or a probe may be reused: the one rule.
 
-Reusing a result (skipping what is done, resuming a checkpoint) is allowed only with the same
-settings, recorded beside the results in full so that a refusal can name the keys that differ.
+Every result is made with settings, and reusing a result (skipping what is done, resuming what has a
+checkpoint) is allowed only with the same settings; a refusal names the keys that differ. The settings
+are recorded beside the results, in full (not as a hash), so that a refusal can name them:
 
-- **the run directory** (:func:`check_run_dir`): ``recipe.resolved.yaml`` is compared with the
-  command's resolved recipe, except for ``RUN_LISTS`` (lists whose items are runs of their own: growing
-  one at its end changes no run), ``PER_RUN_KEYS`` (checked per probe), a stage or source only one side
-  defines (a branch recipe), ``validation.reduced``, and config fields added or retired by a newer octo
-  outside user-named maps. Every key a stage depends on is compared here.
-- **a probe** (:func:`check_probe_dir`): a finished probe, or one with a checkpoint to resume, must run
-  with the settings in its ``probe.json``; one that never reached a checkpoint starts over.
+- **the run directory** (:func:`check_run_dir`): ``recipe.resolved.yaml`` records what every stage and
+  probe of the directory shares (model, data, how stages and probes train). It is compared with the
+  command's resolved recipe before anything runs, except for:
+  - ``RUN_LISTS``: lists whose items are runs of their own (a seed's probes, a checkpoint ``octo validate``
+    probes); growing or shrinking one at its end adds or leaves out runs and changes none;
+  - ``PER_RUN_KEYS``: a probe's length and cadence, checked per probe (below), so that a shorter probe can
+    run beside the stages and full runs of the same directory;
+  - a stage or source that only one side defines: a branch recipe adds its decay stage and sources to the
+    record (recipes/octothinker/decay-*.yaml);
+  - ``validation.reduced``: the overrides of another run directory (``octo validate --reduced``);
+  - config fields added or retired by a newer octo, unless inside a user-named map (stages, sources,
+    stairs), where a key on one side only is an edit (unless it is a new field at its default).
+- **a probe** (:func:`check_probe_dir`): ``probe.json`` records its settings; a finished probe, or one with a
+  complete checkpoint to resume, must be run with the same ones (where the checkpoint lies and the rollout
+  backend are not settings). A probe that never reached a checkpoint starts over with the new settings.
+- **a stage** is covered by the run directory's record: every key a stage depends on is compared there.
 """
 
 from __future__ import annotations
