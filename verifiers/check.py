@@ -51,12 +51,7 @@ HEAVY_BITS = 4_000_000
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of one verification. ``correct`` is True exactly when ``status == "ok"``.
-
-    ``method`` is the extraction method that found the answer; ``checked_by`` says what
-    decided (``identical``, ``fast`` (plain numbers), ``math_verify``, ``guard``, ``limit``,
-    ``pool``) or None when nothing was compared.
-    """
+    """Outcome of one verification; ``checked_by``: identical, fast, math_verify, guard, limit, pool or None."""
 
     correct: bool
     status: Status
@@ -137,8 +132,7 @@ def _no_answer(prep: Prepared, reason: str | None = None) -> VerifyResult:
 
 
 def _verdict(prep: Prepared, equal: bool, checked_by: str, answer: str | None = None) -> VerifyResult:
-    # reasons name the cleaned answer and gold, never the extraction method (a field of its own),
-    # so that one verdict serves every completion with the same answer (VerifierPool's cache)
+    # the reason never names the extraction method, so one verdict serves every equal answer (the pool's cache)
     shown = _show(answer or prep.answer or "")
     if equal:
         return _result(prep, "ok", f"The answer {shown} equals the gold {_show(prep.gold)}.", checked_by, answer)
@@ -209,8 +203,7 @@ _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[")
 
 
-# "\\[\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}.\\]": a sentence's period inside the formula, which math-verify
-# then misreads (that matrix becomes -1)
+# a sentence's period inside the formula ("\\[\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}.\\]"), misread by math-verify
 _PERIOD_BEFORE_CLOSE = re.compile(r"\.(?=\s*(?:\\\]|\\\)|\$\$)|\$)")
 
 
@@ -228,8 +221,7 @@ def _configs() -> tuple:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> tuple:
-    """math-verify's parse of one answer: wrapped as inline math when it is one formula, else read
-    by math-verify's extraction (a gold such as "$21,16$ or $11$" or a worked solution)."""
+    """math-verify's parse of one answer: as inline math when it is one formula, else by its extraction."""
     _, parse, _ = _math_verify()
     if ("\\boxed" in text or _DELIMITED.search(text)) and not (
             text.startswith("$") and text.endswith("$") and text.count("$") == 2):
@@ -347,13 +339,10 @@ _PROBE_POINTS = ((0.6180339887, 1.4142135623, 2.7182818284), (-1.7320508075, 0.5
 
 
 def _surely_different(gold: tuple, target: tuple) -> bool:
-    """True when two plain expressions take different values: then math-verify says 'wrong' too.
+    """True when two plain expressions take different values, so math-verify's slow ``simplify`` would fail too.
 
-    math-verify ends a failed comparison with ``simplify(gold - target)``, its slowest step
-    (tens of ms). For two scalar expressions without decimals, percentages, relations, sets or
-    bare symbols (math-verify's special cases), a different value at one point (or, without
-    free symbols, at all) proves that no step of it can succeed: they are different functions.
-    Values that agree, or that cannot be computed, leave the decision to math-verify.
+    Only for scalar expressions without decimals, percentages, relations, sets or bare symbols (math-verify's
+    special cases); values that agree or cannot be computed leave the decision to math-verify.
     """
     try:
         return _differ_at_points(gold, target)
@@ -453,12 +442,9 @@ def check_item(gold: str, completion: str, config: VerifierConfig, task: str | N
 
 def verify(*, gold: str, completion: str, config: VerifierConfig = VerifierConfig(),
            task: str | None = None) -> VerifyResult:
-    """Verify one completion against its gold answer in this process.
+    """Verify one completion in this process (off the main thread, math-verify work goes to the shared pool).
 
-    On the main thread everything runs here under the ``timeout_s`` timer. Elsewhere (signals
-    work only on the main thread) the plain-number fast path runs here and math-verify work
-    goes to the process-wide :func:`~octo.verifiers.pool.shared_pool`. For untrusted model
-    output prefer a :class:`~octo.verifiers.pool.VerifierPool`: only a worker process can be
+    For untrusted model output prefer a :class:`~octo.verifiers.pool.VerifierPool`: only a worker can be
     killed when C code hangs.
     """
     if not isinstance(gold, str) or not isinstance(completion, str):

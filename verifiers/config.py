@@ -74,13 +74,7 @@ class VerifierConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RewardConfig:
-    """Reward = sum of weighted components; each component is logged as reward/<name>.
-
-    Raw component values before weighting: correctness = ``correct`` or ``wrong``;
-    format = ``format_one`` for exactly one top-level ``\\boxed{}``, else ``format_none`` /
-    ``format_multi``; repetition = -1 when the completion repeats itself, else 0; overlong =
-    the DAPO soft penalty in [-1, 0] (Yu et al. 2025, eq. 13).
-    """
+    """Reward = sum of weighted components (octo.verifiers.rewards), each logged as reward/<name>."""
 
     correct: float = opt(1.0, help="correctness reward for a verified-correct answer")
     wrong: float = opt(0.0, help="correctness reward for a wrong or missing answer (OctoThinker: -1.0)")

@@ -37,11 +37,7 @@ _MATH_SPANS = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\text\s*\{[^{}]*\}")
 
 @dataclass(frozen=True)
 class Extraction:
-    """What :func:`extract_answer` found: the answer text (or None), the method, one sentence.
-
-    For ``latex`` the answer is found later by math-verify in ``text``; ``boxes`` holds every
-    top-level box's content when there are several (``\\boxed{1}, \\boxed{2}`` may mean {1, 2}).
-    """
+    """What :func:`extract_answer` found; ``boxes``: every top-level box's content when there are several."""
 
     answer: str | None
     method: str | None
@@ -56,11 +52,7 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Boxes:
-    """Every closed top-level box of a text, in order, as ``(start, content_start, content_end, end)``.
-
-    ``text[start:end]`` is the whole box; ``text[content_start:content_end]`` its content
-    (inside any directly nested boxes).
-    """
+    """Every closed top-level box of a text, in order, as ``(start, content_start, content_end, end)``."""
 
     spans: tuple[tuple[int, int, int, int], ...]
     unclosed_at: int | None  # start of the first box that never closes (a cut completion), if any
@@ -242,11 +234,7 @@ DEFAULT_METHODS = ("boxed", "hash", "answer_is", "whole", "latex", "last_number"
 
 
 def extract_answer(completion: str, methods: tuple[str, ...] | list[str] = DEFAULT_METHODS) -> Extraction:
-    """The final answer of ``completion`` by the first of ``methods`` that finds one.
-
-    Text from a box that never closes onwards is ignored by every method: a completion cut
-    inside ``\\boxed{12`` might have gone on to ``\\boxed{123}``.
-    """
+    """The final answer of ``completion`` by the first of ``methods`` that finds one (see the module doc)."""
     for name in methods:
         if name not in _METHODS:
             raise ValueError(f"unknown extraction method {name!r}; known: {', '.join(_METHODS)}")

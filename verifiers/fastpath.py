@@ -53,11 +53,7 @@ def normalize_unicode(text: str) -> str:
 
 
 def strip_group_braces(text: str) -> str:
-    """Remove grouping braces around the whole text: ``{{5}}`` -> ``5`` (linear time).
-
-    In LaTeX a bare ``{...}`` only groups and renders as its content (a set is ``\\{...\\}``),
-    while math-verify reads it as a set and its parser slows down exponentially with depth.
-    """
+    """``{{5}}`` -> ``5``: LaTeX braces only group, while math-verify reads them as a set, exponentially slowly."""
     if not (text.startswith("{") and text.endswith("}")):
         return text
     n = len(text)

@@ -126,10 +126,7 @@ class VerifierPool:
         return results  # type: ignore[return-value]
 
     def start(self, *, wait: bool = True) -> VerifierPool:
-        """Start the workers now (otherwise they start on the first item that needs one).
-
-        With ``wait``, return when every worker is ready (also after replacements).
-        """
+        """Start the workers now instead of on first need; with ``wait``, return when every one is ready."""
         self._check_usable()
         self._ensure_thread()
         self._wake()

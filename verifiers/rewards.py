@@ -65,12 +65,8 @@ def score_completions(completions: list[str], golds: list[str], *, reward: Rewar
                       max_len: int | None = None, pool=None,
                       token_ids: list[Sequence[int]] | None = None,
                       tasks: list[str | None] | None = None) -> list[RewardBreakdown]:
-    """Verify and score completions; ``pool`` defaults to :func:`~octo.verifiers.pool.shared_pool`.
-
-    ``lengths`` (completion tokens) and ``max_len`` feed the overlong component, which needs
-    both when its weight is not zero. ``token_ids`` feed the n-gram repetition detector
-    (words are used without them).
-    """
+    """Verify and score completions; ``lengths`` and ``max_len`` feed the overlong component, ``token_ids``
+    the n-gram repetition detector (words without them)."""
     n = len(completions)
     if len(golds) != n:
         raise ValueError(f"score_completions: {n} completions but {len(golds)} golds")
@@ -116,11 +112,7 @@ def completion_text(completion) -> str:
 
 
 class MathReward:
-    """The combined reward as a TRL reward function; the gold comes from the ``answer`` column.
-
-    ``max_len`` (for the overlong component) may be updated between calls by a length
-    scheduler. ``last`` holds the breakdowns of the latest call (for logging).
-    """
+    """The combined reward as a TRL reward function (gold: the ``answer`` column); ``last``: the latest breakdowns."""
 
     def __init__(self, reward: RewardConfig = RewardConfig(), verifier: VerifierConfig = VerifierConfig(),
                  *, gold_key: str = "answer", max_len: int | None = None, name: str = "math_reward"):
@@ -156,11 +148,7 @@ class MathReward:
 
 
 class ControlReward:
-    """Negative-control reward: ``random`` ±1 per completion, or ``format`` (1 for exactly one box, else 0).
-
-    The random draw is deterministic given ``seed`` and the number of earlier calls, so a
-    resumed probe that replays the same calls gets the same rewards.
-    """
+    """Negative-control reward (:func:`control_rewards`) as a TRL reward function."""
 
     def __init__(self, kind: str, seed: int = 0):
         if kind not in ("random", "format"):

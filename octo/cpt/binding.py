@@ -36,11 +36,7 @@ def _manifest(ckpt: Path) -> dict | None:
 
 def check_restore(ctx, stage: str, ckpt: Path, *, event: str, mode: str, check_data: bool,
                   record: bool = True) -> list[dict]:
-    """Check ``ckpt`` against the run's tokenizer (and data); record the restore; return the overrides.
-
-    Raises OctoError on a mismatch that ``ctx.allow_mismatch`` does not allow. ``record`` is false on
-    the ranks of a multi-process stage other than rank 0 (one writer per run directory).
-    """
+    """Check ``ckpt`` against the run's tokenizer (and data); record the restore (``record``: rank 0); overrides."""
     from octo.runio import JsonlWriter
 
     allow = set(getattr(ctx, "allow_mismatch", ()) or ())

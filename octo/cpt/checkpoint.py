@@ -45,11 +45,7 @@ def file_digest(path: Path) -> str:
 
 
 def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | None, manifest: dict) -> Path:
-    """Write a checkpoint atomically; returns its final path.
-
-    A write that fails because the disk is full or not writable raises OctoError naming the
-    checkpoint; the temporary directory is removed and the previous checkpoints are untouched.
-    """
+    """Write a checkpoint atomically (:func:`atomic_dir`); returns its final path."""
     import torch
 
     ckpt_dir = Path(ckpt_dir)
@@ -67,11 +63,9 @@ def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | N
 
 @contextmanager
 def atomic_dir(final: Path, what: str, note: str):
-    """Build a directory under a temporary name beside ``final`` and rename it to ``final`` when the
-    block completes (replacing what was there), so ``final`` never exists half-written.
+    """Build a directory under a temporary name beside ``final`` and rename it when the block completes.
 
-    On failure the temporary directory is removed; a write that failed because the disk is full or
-    not writable becomes one OctoError naming ``final`` (``what`` failed; ``note`` says what is safe).
+    On failure the temporary directory is removed; a full disk or unwritable path is one OctoError.
     """
     final = Path(final)
     tmp = final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
@@ -86,8 +80,7 @@ def atomic_dir(final: Path, what: str, note: str):
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     except Exception as err:
-        # the libraries raise RuntimeError (torch) or SafetensorError (safetensors) for a full disk,
-        # not OSError; write_error finds the errno behind them and passes anything else on
+        # torch and safetensors raise no OSError for a full disk; write_error finds the errno behind it
         shutil.rmtree(tmp, ignore_errors=True)
         octo_err = write_error(err, final, what, note)
         if octo_err is None:

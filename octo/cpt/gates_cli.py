@@ -118,11 +118,7 @@ def write_gate_row(path: Path, row: dict) -> None:
 
 
 def choose(table: dict, run_dir: Path | None = None) -> tuple[dict | None, str]:
-    """(row, reason) of the checkpoint to pick from an analysis gate table.
-
-    Only rows of checkpoints that still exist count (under ``run_dir`` when given): retention may
-    have pruned an evaluated one (keep gated checkpoints with ``keep_every``).
-    """
+    """(row, reason) of the checkpoint to pick from a gate table, among checkpoints retention kept."""
     rows = [r for r in table["rows"] if r.get("checkpoint")
             and (run_dir is None or (Path(run_dir) / r["checkpoint"]).is_dir())]
     passing = [r for r in rows if r.get("verdict") in ("pass", "reference")]

@@ -50,11 +50,7 @@ def is_fsdp2_available() -> bool:
 
 
 def clip_grad_norm(params, max_norm: float) -> float:
-    """Clip the gradients to total norm ``max_norm``; returns the total norm before clipping.
-
-    Under FSDP the gradients are shards (DTensors) and torch's clip computes the norm over all of
-    them; the result is a replicated DTensor, read here as the one full value.
-    """
+    """Clip the gradients to total norm ``max_norm``; the norm before clipping (under FSDP, over all shards)."""
     import torch
 
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -116,17 +112,11 @@ def processes(micro_per_step: int) -> LocalProcess | World:
 class World:
     """The ranks of a data-parallel stage (``accelerate launch`` / ``torchrun``, W = world size).
 
-    Every rank draws the step's global micro-batches from the same deterministic packer and trains
-    on micro-batches rank, rank + W, ...; each micro-batch loss is divided by the step's global
-    target count (as in one process) and multiplied by W, so the gradient average over the ranks
-    (DDP's all-reduce, FSDP's reduce-scatter) is the single-process gradient of the global batch.
-    Rank 0 alone writes metrics, checkpoints, gates.
-
-    DDP: every rank holds the whole model; gradients are all-reduced at a step's last micro-batch.
-    FSDP (``self.fsdp``): parameters, gradients and AdamW states are sharded; gradients are
-    reduce-scattered at every micro-batch (skipping it would hold unsharded gradients, the memory
-    FSDP is there to save). A checkpoint gathers the full weights and optimizer state to rank 0,
-    which keeps an unsharded CPU copy of the model (``self.mirror``) to write and gate.
+    Every rank draws the step's micro-batches from the same packer and trains on rank, rank + W, ...;
+    each loss is divided by the step's global target count and multiplied by W, so the averaged gradient
+    is the single-process one. Rank 0 alone writes. FSDP (``self.fsdp``) reduce-scatters at every
+    micro-batch (holding unsharded gradients would cost the memory FSDP saves); a checkpoint gathers the
+    full state to rank 0, which keeps an unsharded CPU copy (``self.mirror``) to write and gate.
     """
 
     def __init__(self, micro_per_step: int):

@@ -110,11 +110,7 @@ def run_tokenizer_audit(args: argparse.Namespace) -> int:
 
 # --- extension ---------------------------------------------------------------------------------
 def extend_model(model, tokenizer, new_tokens: list[str]) -> list[dict]:
-    """Add ``new_tokens`` to ``tokenizer`` and ``model`` in place; rows = mean of old sub-token rows.
-
-    Returns one record per added token: ``{"token", "id", "pieces"}``; tokens the vocabulary already
-    has are left out.
-    """
+    """Add ``new_tokens`` in place, rows = mean of old sub-token rows; ``{"token", "id", "pieces"}`` per new one."""
     import torch
 
     vocab = tokenizer.get_vocab()

@@ -231,26 +231,14 @@ def parse_reasoning_gym_spec(rest: str) -> tuple[str, str, dict[str, int], dict]
 def reasoning_gym_problems(rest: str) -> list[dict]:
     """Problems of ``reasoning-gym:<task>[:<split>][?seed=S&size=N&heldout=H&<param>=<value>...]``.
 
-    The task's generator is made with ``seed`` and the task parameters (its config dataclass's
-    fields: ``chain_sum`` takes ``min_terms``, ``max_terms``, ``min_digits``, ``max_digits``, ...);
-    values are numbers, ``true``/``false``, strings, or comma lists (``operators=+,-``). Item ``i``
-    of the sequence is ``dataset[i]``: ``heldout`` is items ``0 .. H-1`` (default 200), ``prompts``
-    items ``H .. H+N-1`` (``size``, default 1000) minus any question held out, and no split means
-    all ``H + N``. A spec syntax rather than a recipe field because the two recipe strings
-    ``data.prompts`` and ``data.heldout`` each need their own split of the same generator.
+    Parameters are the task config's fields (numbers, ``true``/``false``, strings, comma lists).
+    ``heldout`` is items ``0 .. H-1`` (default 200), ``prompts`` items ``H .. H+N-1`` (``size``, default
+    1000) minus any held-out question. Disjoint *seeds* would not do: reasoning-gym draws item ``i`` with
+    ``Random(seed + i)``, so seed 0's item 5 is seed 5's item 0; give both specs the same task, seed,
+    ``heldout`` and parameters.
 
-    Disjoint *seeds* would not do: reasoning-gym draws item ``i`` with ``Random(seed + i)``, so
-    seed 0's item 5 is seed 5's item 0. One seed, two position ranges, and the question dedup
-    make the splits disjoint whatever the task; give both specs the same task, seed, ``heldout``
-    and parameters.
-
-    Gold answers must be numbers (integers, decimals, fractions): octo's verifier checks
-    equivalence to one gold, which is right for single-answer numeric tasks (``chain_sum``,
-    ``basic_arithmetic``, ``simple_equations``, ``gsm_symbolic``, ...) and better than their own
-    scorers there (``-4.0`` and ``\\boxed{-4}`` count; reasoning-gym's default scorer wants the
-    exact string and gives partial credit to any answer containing it). Tasks with many right
-    answers (``countdown``: any expression reaching the target) need the task's own scorer,
-    which octo's probe does not call yet, so they are refused with a message.
+    Gold answers must be numbers: octo's verifier checks equivalence to one gold. Tasks with many right
+    answers (``countdown``) need the task's own scorer, which the probe does not call, so they are refused.
     """
     task, split, counts, params = parse_reasoning_gym_spec(rest)
     spec = f"reasoning-gym:{rest}"

@@ -47,12 +47,7 @@ def is_hf(spec: str) -> bool:
 
 
 class BadRows:
-    """Malformed rows of one source file: an error at the first one, or counted by reason (``skip``).
-
-    Reasons: ``invalid_json``, ``not_utf8``, ``not_object``, ``missing_field``, ``not_text``, ``empty``.
-    A skipped row is never silent: the counts go into ``manifest.json`` (``data_bad_rows``) and
-    :meth:`summary` is printed once by the run context.
-    """
+    """Malformed rows of one source file: an error at the first one, or counted by reason (``skip``)."""
 
     def __init__(self, source: str, path: Path, on_bad_rows: str = "error"):
         self.source = source
@@ -88,13 +83,7 @@ def read_rows(path: Path, template: str, columns: dict[str, str], source: str,
 
 def load_rows(path: Path, template: str, columns: dict[str, str], source: str,
               on_bad_rows: str = "error") -> tuple[list[dict], BadRows]:
-    """Rows of a source file and its bad rows, checked completely before anything trains on them.
-
-    With ``on_bad_rows='error'`` the first malformed row raises one :class:`OctoError` naming the
-    file and line; with ``'skip'`` malformed rows are left out and counted in the returned
-    :class:`BadRows`. A missing file, a Parquet file without a template column, an unsupported
-    type or a source with no good row is always an error.
-    """
+    """Rows of a source file and its bad rows, checked completely before anything trains on them."""
     if not path.exists():
         raise OctoError(f"source '{source}': file {path} does not exist; fix data.sources.{source}.path")
     bad = BadRows(source, path, on_bad_rows)
@@ -184,11 +173,8 @@ def jsonl_items(fh, path: Path, bad: BadRows, offset: int = 0, line: int = 0):
 
 
 def text_items(fh, path: Path, bad: BadRows, offset: int = 0, line: int = 0):
-    """(start, end, lines before, lines after, document) of each document of a text file opened in
-    binary mode at byte ``offset`` (after ``line`` lines). Documents are blocks separated by an empty
-    line; ``end`` is past the line that ends the block (lines after: the lines before ``end``). A block
-    with bytes that are not UTF-8 is a bad row (named by the line of the bad bytes): its document
-    is None. Blocks of white space only are not documents and are not yielded."""
+    """(start, end, lines before, lines after, document) of each blank-line-separated block of a text file
+    opened in binary mode at byte ``offset`` (after ``line`` lines); a non-UTF-8 block's document is None."""
     block: list[str] = []
     broken: str | None = None
     start = first = None

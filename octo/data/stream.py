@@ -208,9 +208,7 @@ def _label(cfg: SourceConfig, run_dir: Path) -> str:
 # --- the check before training -----------------------------------------------------------------------
 
 def check_stream(name: str, cfg: SourceConfig, run_dir: Path) -> SourceRows:
-    """Check and fingerprint the first ``CHECK_ROWS`` rows of a streamed source (module docstring).
-
-    Returns their good rows, the position after each, their bad rows and the stream's fingerprint."""
+    """Good rows, the position after each, bad rows and fingerprint of a stream's first ``CHECK_ROWS`` rows."""
     columns = field_map(cfg.template, cfg.fields)
     reader = open_reader(name, cfg, run_dir)
     if isinstance(reader, _HFReader):
@@ -254,11 +252,7 @@ def check_stream(name: str, cfg: SourceConfig, run_dir: Path) -> SourceRows:
 # --- the source and its document stream --------------------------------------------------------------
 
 class StreamSource:
-    """A streamed source: its held-out documents (its first good ones) and how to stream the rest.
-
-    It has the attributes of :class:`~octo.data.sources.LoadedSource` that do not need the whole
-    source (``name``, ``cfg``, ``fingerprint``, ``bad_rows``, ``heldout``); ``doc_stream`` gives
-    the training documents."""
+    """A streamed source: :class:`~octo.data.sources.LoadedSource`'s attributes that need not read it all."""
 
     streamed = True
 
