@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Candidate predictor sets tried by ``select``: each baseline alone (issue 21's list), then the few
-#: combinations the sources motivate (pass@k as RL's ceiling, arXiv 2504.13837 / 2510.01624; learnable
-#: mass as its speed, arXiv 2504.03380; the ScaleRL extrapolation, arXiv 2510.13786).
+#: Candidate sets for ``select``: each baseline alone, then combinations the sources motivate (pass@k as RL's
+#: ceiling, arXiv 2504.13837 / 2510.01624; learnable mass as its speed, arXiv 2504.03380; ScaleRL, 2510.13786).
 CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("start/pass@1",), ("start/pass@k",), ("start/learnable_mass",), ("final/acc",), ("sigmoid/predicted",),
     ("start/pass@1", "start/headroom"), ("start/pass@k", "start/learnable_mass"),
@@ -98,12 +97,8 @@ def _stats(X: dict[str, np.ndarray], features: tuple[str, ...]) -> tuple[np.ndar
 
 def fit(X: dict[str, np.ndarray], y, features: tuple[str, ...], rows=None, step: float = 0.05) -> Combination:
     """The simplex weights (a grid of ``step``) whose combination correlates best with ``y`` on ``rows``
-    (default all); slope (>= 0) and intercept by least squares, to read the combination as an outcome.
-
-    Maximising the correlation is least squares with a free intercept and slope; the simplex keeps every
-    weight >= 0 (a predictor is expected to rise with the RL outcome; name it ``-name`` to negate it)
-    and the ranking depends only on the k - 1 free weights. Ties keep the earlier grid point.
-    """
+    (default all), and the least-squares slope and intercept that read it as an outcome. Ties keep the
+    earlier grid point."""
     y = np.asarray(y, dtype=float)
     rows = np.arange(len(y)) if rows is None else np.asarray(rows)
     centers, scales = _stats(X, features)
@@ -156,11 +151,8 @@ def _best(X, y, candidates, rows) -> tuple[tuple[str, ...], dict]:
 def select(X: dict[str, np.ndarray], y, candidates=CANDIDATES) -> dict:
     """Choose a predictor set by leave-one-checkpoint-out tau, and judge the choice without peeking.
 
-    Returns ``candidates`` (each set's LOCO tau and its fit on all checkpoints), ``chosen`` (the set
-    with the best LOCO tau) with ``fit`` (its coefficients on all checkpoints: the defaults to ship),
-    and ``nested_tau``: the tau of predictions where, for each checkpoint, the whole choice (which set,
-    which coefficients) was made without it. ``nested_tau`` is the honest estimate of the chosen
-    combination's tau; ``chosen``'s own LOCO tau is optimistic by the selection.
+    ``nested_tau`` remakes the whole choice without each checkpoint: the honest estimate, since the
+    chosen set's own LOCO tau is optimistic by the selection.
     """
     y = np.asarray(y, dtype=float)
     n = len(y)

@@ -113,12 +113,8 @@ def md_table(head: list[str], rows: list[list[str]]) -> str:
 
 def compare(paths: list[str | Path], *, out: str | Path | None = None, config: AnalysisConfig | None = None,
             baseline: str | None = None, overrides: list[str] | None = None) -> dict:
-    """Score the entries of ``paths`` together and compare them; with ``out``, write compare.md,
-    compare.json and overlaid PNGs there. Returns the comparison (``table`` holds the terminal text).
-
-    ``config`` defaults to the analysis settings of the first run directory among ``paths`` (or the
-    defaults), with ``overrides`` (``analysis.<key>=<value>``) applied.
-    """
+    """Score the entries of ``paths`` together (settings of the first run directory plus ``overrides``) and
+    compare them; with ``out``, write compare.md, compare.json and PNGs there."""
     groups, first_run = collect(paths)
     cfg = config if config is not None else load_analysis_config(first_run, overrides)
     ranked, excluded, notes = score_groups(groups, cfg)

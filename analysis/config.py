@@ -26,9 +26,7 @@ DETECTORS = ("length_explosion", "collapse", "truncation", "repetition", "multi_
 GATE_TERMS = ("domain", "general", "behavior", "safety")
 
 DEFAULT_WEIGHTS = {"start": 1.0, "learning": 1.0, "stability": 1.0, "length": 1.0, "control": 1.0}
-# Penalties fall on what hurts RL. entropy_collapse is information only (0): the entropy drop is what
-# every successful RL run shows (performance is traded from entropy, arXiv 2505.22617), and one such event
-# on one probe seed decided the quickstart's recommendation (issue 21).
+# entropy_collapse is information only (0): every successful RL run trades entropy (arXiv 2505.22617)
 DEFAULT_EVENT_PENALTY = {"length_explosion": 0.1, "collapse": 0.1, "truncation": 0.05, "repetition": 0.05,
                          "multi_boxed": 0.05, "entropy_collapse": 0.0, "kl_blowup": 0.05, "reward_hacking": 0.1}
 DEFAULT_GATE_WEIGHTS = {"domain": 1.0, "general": 1.0, "behavior": 0.5, "safety": 1.0}
@@ -156,9 +154,7 @@ class AnalysisConfig:
 
 
 def load_analysis_config(run_dir=None, overrides: list[str] | None = None) -> AnalysisConfig:
-    """The ``analysis`` section of ``RUN/recipe.resolved.yaml`` (defaults when absent or when
-    ``run_dir`` is None), plus overrides: ``analysis.<key>=<value>`` strings as given to ``--set``.
-    """
+    """The ``analysis`` section of ``RUN/recipe.resolved.yaml`` (or the defaults) plus ``--set`` overrides."""
     from pathlib import Path
 
     from octo.runio import RECIPE_FILE

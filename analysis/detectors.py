@@ -134,14 +134,12 @@ def collapse(probe: Probe, cfg: AnalysisConfig, ho: HeldOut | None = None) -> Ev
         return None
     acc = ho.combined
     E = len(acc)
-    # The peak must be held at two consecutive evaluations (the lower of the pair counts), so that
-    # one lucky evaluation does not set a peak that every later point "collapses" from.
+    # a peak is held at two consecutive evaluations, so one lucky evaluation sets none
     held = np.minimum(acc[:-1], acc[1:])
     cond = np.zeros(E, dtype=bool)
     z_known = np.zeros(E, dtype=bool)
     info = {}
-    # The step-0 evaluation is the checkpoint's own accuracy, not a point of a noisy learning curve:
-    # it is a level on its own, so a probe that falls from its very first steps collapses too.
+    # step 0 is the checkpoint's own level: a probe that falls from its first steps collapses too
     start = bool(ho.steps[0] == 0)
     for e in range(1, E):
         top = int(np.argmax(held[:e]))         # best pair (top, top + 1) with top + 1 <= e

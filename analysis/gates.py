@@ -105,11 +105,7 @@ DERIVED = ("J", "verdict", "pareto")
 
 
 def gate_table(run: Run, cfg: AnalysisConfig, *, recompute: bool = False) -> dict:
-    """``{"rows": [...], "reference": id | None, "domain_metric": key | None}``; rows in stage/step order.
-
-    ``recompute`` ignores the derived values the engine wrote (J, verdict, pareto, stab_gap/*), e.g.
-    when the settings differ from those the stage was trained with.
-    """
+    """``{"rows", "reference", "domain_metric"}``; ``recompute`` ignores the derived values the engine wrote."""
     rows = _all_rows(run)
     if recompute:
         rows = [{k: v for k, v in r.items() if k not in DERIVED and not k.startswith(("stab_gap/", "stage_gap/"))}

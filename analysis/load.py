@@ -166,11 +166,7 @@ def load_stages(path: Path, recipe: dict | None = None) -> dict[str, Stage]:
 
 
 def load_run(run_dir: str | Path, *, require_probes: bool = True) -> Run:
-    """Everything octo.analysis reads from a run directory.
-
-    Raises OctoError when the directory does not exist, or (``require_probes``) when it has no
-    probe with at least one held-out evaluation.
-    """
+    """Everything octo.analysis reads from a run directory (``require_probes``: at least one evaluated probe)."""
     path = Path(run_dir)
     if not path.exists():
         raise OctoError(f"run directory {path} does not exist; pass the directory `octo run` wrote "

@@ -228,11 +228,7 @@ def _aggregate(label: str, probes: list[ProbeScore], cfg: AnalysisConfig) -> tup
 
 def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
                  resampler: Resampler | None = None) -> tuple[list[CheckpointScore], list[dict], list[str]]:
-    """Score labelled groups of probes; returns (scores ranked best first, excluded probes, notes).
-
-    A group's probes with ``control`` set are its negative controls; a group with no other probe
-    with two or more evaluations is excluded.
-    """
+    """Score labelled groups of probes (``control`` probes are negative controls): (ranked, excluded, notes)."""
     resampler = resampler or Resampler(cfg)
     excluded: list[dict] = []
     results: list[CheckpointScore] = []
@@ -442,11 +438,7 @@ def build_scores(run: Run, cfg: AnalysisConfig) -> tuple[dict, list[CheckpointSc
 
 
 def score_run(run_dir: str | Path, config: AnalysisConfig | None = None, *, write: bool = True) -> dict:
-    """Readiness scores of every probed checkpoint of a run; writes ``scores.json`` (unless ``write=False``).
-
-    ``config`` defaults to the ``analysis`` section of ``RUN/recipe.resolved.yaml`` (or the defaults).
-    Raises OctoError when the directory is missing or has no scorable probe.
-    """
+    """Readiness scores of every probed checkpoint of a run; writes ``scores.json`` (unless ``write=False``)."""
     run = load_run(run_dir)
     cfg = config if config is not None else load_analysis_config(run.path)
     scores, _ = build_scores(run, cfg)

@@ -67,9 +67,7 @@ def tau_ci(draws_x: np.ndarray, draws_y: np.ndarray, level: float) -> tuple[list
 
 def tau_gain_ci(draws_a: np.ndarray, draws_b: np.ndarray, truth_draws: np.ndarray,
                 level: float) -> tuple[list[float] | None, float | None]:
-    """How much better predictor ``a`` ranks than ``b``: the percentile CI of tau(a) - tau(b) over the same
-    bootstrap draws ``(B, n)`` (paired: in each draw both are computed from the same resampled problems and
-    seeds, so the noise they share cancels), and the share of draws where a's tau is higher (ties count half);
+    """Paired CI of tau(a) - tau(b) over the same draws ``(B, n)`` and the share of draws a wins (ties half);
     (None, None) when fewer than half the draws define both."""
     ta, tb = kendall_tau_rows(draws_a, truth_draws), kendall_tau_rows(draws_b, truth_draws)
     ok = np.isfinite(ta) & np.isfinite(tb)

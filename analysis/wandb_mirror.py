@@ -48,11 +48,7 @@ def _merge(*streams: tuple[list[dict], str]) -> list[tuple[int, dict]]:
 
 def mirror_to_wandb(run_dir: str | Path, project: str = "octo", mode: str = "offline", *,
                     entity: str | None = None, scores: dict | None = None) -> list[str]:
-    """Log every stage, probe and the scores of a run to wandb; returns the names of the wandb runs.
-
-    ``mode`` is wandb's: ``offline`` (default; files under RUN/wandb, sync later with ``wandb sync``),
-    ``online`` or ``disabled``.
-    """
+    """Log every stage, probe and the scores of a run to wandb (``mode``: offline, online, disabled); run names."""
     if mode not in ("offline", "online", "disabled"):
         raise OctoError(f"wandb mode must be offline, online or disabled (got {mode!r})")
     if not is_wandb_available():
