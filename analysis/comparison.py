@@ -4,11 +4,9 @@
     octo compare runs/a runs/b --out compare/            # two runs; Markdown, JSON and plots in compare/
     octo compare runs/a/probes/decay-long.step-8 runs/a/probes/decay-short.step-8
 
-Each argument is a run directory (every probed checkpoint becomes an entry) or a probe
-directory (probes of the same checkpoint and run are pooled as seeds). All entries are scored
-together with one config, so entries evaluated on the same held-out set get paired bootstrap
-draws and their differences have tight, honest intervals. Differences are taken against the
-best-ranked entry unless ``--baseline`` names another.
+A run directory gives every probed checkpoint, a probe directory one entry (probes of one checkpoint
+pool as seeds). All entries are scored together, so those on the same held-out set get paired
+bootstrap draws; differences are taken against the best-ranked entry unless ``--baseline`` names one.
 """
 
 from __future__ import annotations

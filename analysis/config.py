@@ -2,12 +2,10 @@
 
     analysis:
       weights: {start: 1.0, learning: 2.0}     # missing components keep their default weight
-      collapse_drawdown: 0.15
       bootstrap: 2000
 
-``octo score RUN`` reads ``RUN/recipe.resolved.yaml`` and builds this config from its ``analysis``
-key (defaults when the file or the key is absent); ``--set analysis.<key>=<value>`` overrides it.
-docs/analysis.md explains every formula these numbers enter.
+Read from ``RUN/recipe.resolved.yaml``, with ``--set analysis.<key>=<value>`` overrides; docs/analysis.md
+explains every formula these numbers enter.
 """
 
 from __future__ import annotations

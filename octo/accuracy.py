@@ -78,12 +78,7 @@ def evaluate_problems(backend, tokenizer, problems: list[dict], *, template: str
 
 def success_counts(backend, tokenizer, problems: list[dict], *, template: str, max_new_tokens: int, pool,
                    samples: int, temperature: float = 1.0, seed: int = 0) -> dict:
-    """``samples`` completions per problem at ``temperature``; how many of each problem's are correct.
-
-    Returns ``{"n", "samples", "per_problem/correct", "per_problem/level", "len/mean", "clip_ratio"}``
-    (counts in problem order). Counts, not shares: pass@k for every k <= samples and the unbiased
-    p(1-p) need them (octo.analysis.predictors).
-    """
+    """``samples`` completions per problem; how many of each are correct (counts: pass@k and p(1-p) need them)."""
     prompts = _prompt_ids(tokenizer, problems, template)
     groups = backend.generate(prompts, n=samples, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
     flat = [c for group in groups for c in group]
@@ -100,9 +95,7 @@ def success_counts(backend, tokenizer, problems: list[dict], *, template: str, m
 
 
 def group_success_counts(correct: list[int], group: int) -> list[int]:
-    """Correct completions per prompt group of a GRPO step (``group`` consecutive completions each, TRL's
-    order): the ``per_group/correct`` of a probe's metrics row, from which octo.analysis.predictors
-    draws the learnable mass of the training prompts and its trend over the probe."""
+    """Correct completions per prompt group of a GRPO step (TRL's order): a metrics row's ``per_group/correct``."""
     if group < 1 or len(correct) % group:
         raise ValueError(f"{len(correct)} completions do not split into groups of {group}")
     return [int(sum(correct[i:i + group])) for i in range(0, len(correct), group)]
@@ -121,14 +114,9 @@ def start_pass(backend, tokenizer, *, heldout: list[dict], prompts: list[dict], 
                seed: int = 0) -> list[dict]:
     """The step-0 sampling pass of a probe: rows for ``start.jsonl`` (docs/run-directory.md).
 
-    ``samples`` completions per problem on a level-balanced subset of ``heldout_problems`` held-out
-    problems (``set: "heldout"``: pass@k and headroom, Yue et al. 2025, arXiv 2504.13837) and on a
-    subset of ``prompt_problems`` RL prompts (``set: "prompts"``: learnable mass, the mean p(1-p)
-    that bounds GRPO's expected improvement, arXiv 2504.03380). The subsets are deterministic, so
-    every checkpoint of a run answers the same problems and their predictors are paired. A subset
-    size of 0 skips that set. Each row: ``step`` (0), ``set``, ``n``, ``samples``, ``temperature``,
-    ``max_len``, ``problems_hash``, ``per_problem/correct``, ``per_problem/level``, ``len/mean``,
-    ``clip_ratio``, and the point estimates ``pass@1``, ``pass@<samples>`` and ``learnable_mass``.
+    ``samples`` completions per problem on deterministic subsets (so every checkpoint's predictors are
+    paired) of ``heldout_problems`` held-out problems (pass@k, headroom: arXiv 2504.13837) and
+    ``prompt_problems`` RL prompts (learnable mass: arXiv 2504.03380); a size of 0 skips that set.
     """
     from octo.analysis.predictors import learnable_mass, pass_at_k
 

