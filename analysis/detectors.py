@@ -61,19 +61,19 @@ def length_explosion(probe: Probe, cfg: AnalysisConfig) -> Event | None:
                  f"{clip0:.2f} -> {clip[i]:.2f}")
 
 
-def _at_or_above(probe: Probe, key: str, threshold: float, cfg: AnalysisConfig) -> tuple[int, float, float] | None:
-    """(step, smoothed value, baseline) where the smoothed ``key`` first stays >= ``threshold`` for
-    ``persistence`` steps; None when it does not or the series is too short."""
+def _onset(probe: Probe, key: str, cfg: AnalysisConfig, cond) -> tuple[int, float, float] | None:
+    """(step, smoothed value, baseline) where ``cond(smoothed, baseline)`` first holds for ``persistence`` steps;
+    None when it does not or the series is too short."""
     steps, raw, smooth, base = _series(probe, key, cfg)
     if not _enough(raw, cfg):
         return None
     with np.errstate(invalid="ignore"):
-        i = first_run(smooth >= threshold, cfg.persistence)
+        i = first_run(cond(smooth, base), cfg.persistence)
     return None if i is None else (_step(steps[i]), float(smooth[i]), float(base))
 
 
 def truncation(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    hit = _at_or_above(probe, "clip_ratio", cfg.truncation_threshold, cfg)
+    hit = _onset(probe, "clip_ratio", cfg, lambda s, b: s >= cfg.truncation_threshold)
     if hit is None:
         return None
     step, value, base = hit
@@ -83,16 +83,12 @@ def truncation(probe: Probe, cfg: AnalysisConfig) -> Event | None:
 
 
 def _surge(probe: Probe, cfg: AnalysisConfig, name: str, key: str, threshold: float, rise: float) -> Event | None:
-    steps, raw, smooth, base = _series(probe, key, cfg)
-    if not _enough(raw, cfg):
+    hit = _onset(probe, key, cfg, lambda s, b: (s >= threshold) & (s >= b + rise))
+    if hit is None:
         return None
-    with np.errstate(invalid="ignore"):
-        cond = (smooth >= threshold) & (smooth >= base + rise)
-    i = first_run(cond, cfg.persistence)
-    if i is None:
-        return None
-    return Event(name, _step(steps[i]), probe.probe_id,
-                 f"{key} {base:.2f} -> {smooth[i]:.2f} (threshold {threshold:.2f}, rise {rise:.2f})")
+    step, value, base = hit
+    return Event(name, step, probe.probe_id,
+                 f"{key} {base:.2f} -> {value:.2f} (threshold {threshold:.2f}, rise {rise:.2f})")
 
 
 def repetition(probe: Probe, cfg: AnalysisConfig) -> Event | None:
@@ -104,20 +100,16 @@ def multi_boxed(probe: Probe, cfg: AnalysisConfig) -> Event | None:
 
 
 def entropy_collapse(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    steps, raw, smooth, base = _series(probe, "entropy", cfg)
-    if not _enough(raw, cfg) or not base > 0:
+    hit = _onset(probe, "entropy", cfg, lambda s, b: (s <= cfg.entropy_ratio * b) & (b > 0))
+    if hit is None:
         return None
-    with np.errstate(invalid="ignore"):
-        cond = smooth <= cfg.entropy_ratio * base
-    i = first_run(cond, cfg.persistence)
-    if i is None:
-        return None
-    return Event("entropy_collapse", _step(steps[i]), probe.probe_id,
-                 f"entropy {base:.3f} -> {smooth[i]:.3f} (x{smooth[i] / base:.2f} <= x{cfg.entropy_ratio:.2f})")
+    step, value, base = hit
+    return Event("entropy_collapse", step, probe.probe_id,
+                 f"entropy {base:.3f} -> {value:.3f} (x{value / base:.2f} <= x{cfg.entropy_ratio:.2f})")
 
 
 def kl_blowup(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    hit = _at_or_above(probe, "kl", cfg.kl_max, cfg)
+    hit = _onset(probe, "kl", cfg, lambda s, b: s >= cfg.kl_max)
     if hit is None:
         return None
     step, value, base = hit
