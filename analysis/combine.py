@@ -96,9 +96,8 @@ def _stats(X: dict[str, np.ndarray], features: tuple[str, ...]) -> tuple[np.ndar
 
 
 def fit(X: dict[str, np.ndarray], y, features: tuple[str, ...], rows=None, step: float = 0.05) -> Combination:
-    """The simplex weights (a grid of ``step``) whose combination correlates best with ``y`` on ``rows``
-    (default all), and the least-squares slope and intercept that read it as an outcome. Ties keep the
-    earlier grid point."""
+    """The simplex weights (a grid of ``step``) whose combination correlates best with ``y`` on ``rows`` (default all),
+    and the least-squares slope and intercept that read it as an outcome. Ties keep the earlier grid point."""
     y = np.asarray(y, dtype=float)
     rows = np.arange(len(y)) if rows is None else np.asarray(rows)
     centers, scales = _stats(X, features)
@@ -149,11 +148,9 @@ def _best(X, y, candidates, rows) -> tuple[tuple[str, ...], dict]:
 
 
 def select(X: dict[str, np.ndarray], y, candidates=CANDIDATES) -> dict:
-    """Choose a predictor set by leave-one-checkpoint-out tau, and judge the choice without peeking.
-
-    ``nested_tau`` remakes the whole choice without each checkpoint: the honest estimate, since the
-    chosen set's own LOCO tau is optimistic by the selection.
-    """
+    """Choose a predictor set by leave-one-checkpoint-out tau, and judge the choice without peeking. ``nested_tau``
+    remakes the whole choice without each checkpoint: the honest estimate, since the chosen set's own LOCO tau is
+    optimistic by the selection."""
     y = np.asarray(y, dtype=float)
     n = len(y)
     if n < 4:

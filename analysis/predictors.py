@@ -44,11 +44,9 @@ PREDICTORS = {
 # --- pass@k, headroom, learnable mass ---------------------------------------------------------------
 
 def pass_at_k(counts, n: int, k: int) -> np.ndarray:
-    """Per problem, the unbiased pass@k from ``n`` samples of which ``counts`` are correct (Chen et al. 2021).
-
-    1 - C(n-c, k) / C(n, k), computed as the product prod_{i=n-c+1}^{n} (1 - k/i) as in the paper's
-    numpy code: the binomials overflow for large n, the product never does. 1 when n - c < k.
-    """
+    """Per problem, the unbiased pass@k from ``n`` samples of which ``counts`` are correct (Chen et al. 2021):
+    1 - C(n-c, k) / C(n, k) as the paper's product prod_{i=n-c+1}^{n} (1 - k/i), since the binomials overflow
+    for large n and the product never does. 1 when n - c < k."""
     c = np.asarray(counts, dtype=int)
     if not 1 <= k <= n:
         raise ValueError(f"pass@k needs 1 <= k <= n (got k={k}, n={n})")
@@ -63,10 +61,8 @@ def pass_at_k(counts, n: int, k: int) -> np.ndarray:
 
 def learnable_mass(counts, n: int) -> np.ndarray:
     """Per prompt, the unbiased estimate c(n-c) / (n(n-1)) of p(1-p) from ``n`` >= 2 samples, ``counts`` correct.
-
-    E[c(n-c)] = n(n-1) p(1-p) for c ~ Binomial(n, p), so the mean over prompts estimates the mean
-    p(1-p) without the downward bias of the plug-in (c/n)(1 - c/n).
-    """
+    E[c(n-c)] = n(n-1) p(1-p) for c ~ Binomial(n, p), so the mean over prompts estimates the mean p(1-p) without the
+    downward bias of the plug-in (c/n)(1 - c/n)."""
     if n < 2:
         raise ValueError(f"learnable mass needs n >= 2 samples per prompt (got {n})")
     c = np.asarray(counts, dtype=float)

@@ -112,12 +112,10 @@ def problems_hash(problems: list[dict]) -> str:
 def start_pass(backend, tokenizer, *, heldout: list[dict], prompts: list[dict], template: str, max_new_tokens: int,
                pool, samples: int, heldout_problems: int, prompt_problems: int, temperature: float = 1.0,
                seed: int = 0) -> list[dict]:
-    """The step-0 sampling pass of a probe: rows for ``start.jsonl`` (docs/run-directory.md).
-
-    ``samples`` completions per problem on deterministic subsets (so every checkpoint's predictors are
-    paired) of ``heldout_problems`` held-out problems (pass@k, headroom: arXiv 2504.13837) and
-    ``prompt_problems`` RL prompts (learnable mass: arXiv 2504.03380); a size of 0 skips that set.
-    """
+    """The step-0 sampling pass of a probe: rows for ``start.jsonl`` (docs/run-directory.md). ``samples`` completions
+    per problem on deterministic subsets (so every checkpoint's predictors are paired) of ``heldout_problems`` held-out
+    problems (pass@k, headroom: arXiv 2504.13837) and ``prompt_problems`` RL prompts (learnable mass: arXiv 2504.03380);
+    a size of 0 skips that set."""
     from octo.analysis.predictors import learnable_mass, pass_at_k
 
     rows = []

@@ -15,10 +15,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent_pid: int | None = None, sig: int = signal.SIGKILL) -> None:
-    """In the child (``preexec_fn`` or a worker's start): get ``sig`` when the parent thread dies.
-
-    With ``parent_pid`` (read before the fork), a parent already gone makes the child exit at once.
-    """
+    """In the child (``preexec_fn`` or a worker's start): get ``sig`` when the parent thread dies. With ``parent_pid``
+    (read before the fork), a parent already gone makes the child exit at once."""
     try:
         import ctypes
 

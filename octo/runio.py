@@ -147,11 +147,9 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class JsonlWriter:
-    """Append rows to a JSONL file, one unbuffered write per row (a kill -9 loses at most one line).
-
-    Unbuffered because a buffered file whose flush failed (disk full) fails again when closed, and
-    that error would replace the first, clear one.
-    """
+    """Append rows to a JSONL file, one unbuffered write per row (a kill -9 loses at most one line). Unbuffered because
+    a buffered file whose flush failed (disk full) fails again when closed, and that error would replace the first,
+    clear one."""
 
     def __init__(self, path: str | os.PathLike, *, mode: str = "a"):
         self.path = Path(path)

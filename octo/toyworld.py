@@ -88,11 +88,9 @@ def make_problem(rng: random.Random, level: int) -> Problem:
 
 
 def column_steps(a: int, b: int) -> list[dict]:
-    """The column procedure for ``a + b`` (equal digit counts), least significant column first.
-
-    Each step: the digits still to add (``rest_a``, ``rest_b``: their last digits are this column's),
-    the carry in, the column sum and the answer digits so far (the last column writes its whole sum).
-    """
+    """The column procedure for ``a + b`` (equal digit counts), least significant column first. Each step: the digits
+    still to add (``rest_a``, ``rest_b``: their last digits are this column's), the carry in, the column sum and the
+    answer digits so far (the last column writes its whole sum)."""
     da, db = str(a), str(b)
     if len(da) != len(db):
         raise ValueError(f"addends must have equal digit counts: {a}, {b}")

@@ -175,11 +175,9 @@ def start_server(model_dir: str | Path, *, python: str | None = None, port: int 
                  dtype: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
                  log_path: str | Path | None = None, startup_timeout_s: float = 600.0,
                  env: dict[str, str] | None = None) -> ServerHandle:
-    """Start ``vllm serve`` for ``model_dir`` with the server venv's Python; return once healthy.
-
-    ``port`` None picks a free port; ``dtype`` None is float32 without a GPU, ``auto`` with one. The
-    server stops with the handle, at exit, and (Linux) when the thread that started it dies.
-    """
+    """Start ``vllm serve`` for ``model_dir`` with the server venv's Python; return once healthy. ``port`` None picks a
+    free port; ``dtype`` None is float32 without a GPU, ``auto`` with one. The server stops with the handle, at exit,
+    and (Linux) when the thread that started it dies."""
     handle = launch_server(model_dir, python=python, port=port, host=host, max_model_len=max_model_len,
                            api_key_env=api_key_env, dtype=dtype, extra_args=extra_args, log_path=log_path, env=env)
     wait_healthy([handle], startup_timeout_s)

@@ -339,11 +339,9 @@ _PROBE_POINTS = ((0.6180339887, 1.4142135623, 2.7182818284), (-1.7320508075, 0.5
 
 
 def _surely_different(gold: tuple, target: tuple) -> bool:
-    """True when two plain expressions take different values, so math-verify's slow ``simplify`` would fail too.
-
-    Only for scalar expressions without decimals, percentages, relations, sets or bare symbols (math-verify's
-    special cases); values that agree or cannot be computed leave the decision to math-verify.
-    """
+    """True when two plain expressions take different values, so math-verify's slow ``simplify`` would fail too. Only
+    for scalar expressions without decimals, percentages, relations, sets or bare symbols (math-verify's special cases);
+    values that agree or cannot be computed leave the decision to math-verify."""
     try:
         return _differ_at_points(gold, target)
     except Exception:  # noqa: BLE001 - a probe that cannot evaluate proves nothing
@@ -442,11 +440,9 @@ def check_item(gold: str, completion: str, config: VerifierConfig, task: str | N
 
 def verify(*, gold: str, completion: str, config: VerifierConfig = VerifierConfig(),
            task: str | None = None) -> VerifyResult:
-    """Verify one completion in this process (off the main thread, math-verify work goes to the shared pool).
-
-    For untrusted model output prefer a :class:`~octo.verifiers.pool.VerifierPool`: only a worker can be
-    killed when C code hangs.
-    """
+    """Verify one completion in this process (off the main thread, math-verify work goes to the shared pool). For
+    untrusted model output prefer a :class:`~octo.verifiers.pool.VerifierPool`: only a worker can be killed when C code
+    hangs."""
     if not isinstance(gold, str) or not isinstance(completion, str):
         raise TypeError("verify() expects gold and completion as str")
     if threading.current_thread() is threading.main_thread():

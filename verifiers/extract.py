@@ -268,10 +268,8 @@ def box_contents(text: str) -> tuple[str, ...]:
 
 
 def gold_answer(gold: str) -> str:
-    """The answer part of a gold string: its box, or its GSM8K '####' part, or all of it.
-
-    A gold with several boxes stays whole: math-verify reads it (boxes joined by "and" or commas
-    are one list, ``\\boxed{1} no \\boxed{2}`` is 2)."""
+    """The answer part of a gold string: its box, or its GSM8K '####' part, or all of it. A gold with several
+    boxes stays whole for math-verify (boxes joined by "and" or commas are one list)."""
     if "\\boxed" in gold or "\\fbox" in gold:
         boxes = [b for b in box_contents(gold) if b]
         if len(boxes) == 1:

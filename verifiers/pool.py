@@ -46,11 +46,9 @@ def for_item(result: VerifyResult, prep: Prepared) -> VerifyResult:
 
 
 class VerdictCache:
-    """math-verify verdicts by :attr:`Prepared.key`, and whether a gold parses.
-
-    Only verdicts math-verify reached (ok, wrong, gold_unparseable) are kept: a timeout may
-    not repeat on a quieter machine. Least recently used entries go first.
-    """
+    """math-verify verdicts by :attr:`Prepared.key`, and whether a gold parses. Only verdicts math-verify reached (ok,
+    wrong, gold_unparseable) are kept: a timeout may not repeat on a quieter machine. Least recently used entries go
+    first."""
 
     def __init__(self, size: int):
         self.size = size

@@ -168,9 +168,8 @@ class ControlReward:
 
 
 def control_rewards(kind: str, texts: Sequence[str], *, seed: int, step: int) -> list[float]:
-    """Negative-control rewards for one batch: ``random`` ±1 drawn from ``(seed, step)`` alone
-    (a resumed run that replays a step draws the same values), or ``format`` (1 for exactly one
-    top-level box, else 0)."""
+    """Negative-control rewards for one batch: ``random`` ±1 drawn from ``(seed, step)`` alone (a resumed run that
+    replays a step draws the same values), or ``format`` (1 for exactly one top-level box, else 0)."""
     if kind == "random":
         rng = random.Random(seed * 1_000_003 + step)
         return [rng.choice((-1.0, 1.0)) for _ in texts]

@@ -56,10 +56,8 @@ def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | N
 
 @contextmanager
 def atomic_dir(final: Path, what: str, note: str):
-    """Build a directory under a temporary name beside ``final`` and rename it when the block completes.
-
-    On failure the temporary directory is removed; a full disk or unwritable path is one OctoError.
-    """
+    """Build a directory under a temporary name beside ``final`` and rename it when the block completes. On failure the
+    temporary directory is removed; a full disk or unwritable path is one OctoError."""
     final = Path(final)
     tmp = final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
     try:

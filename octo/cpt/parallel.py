@@ -110,14 +110,12 @@ def processes(micro_per_step: int) -> LocalProcess | World:
 
 
 class World:
-    """The ranks of a data-parallel stage (``accelerate launch`` / ``torchrun``, W = world size).
-
-    Every rank draws the step's micro-batches from the same packer and trains on rank, rank + W, ...;
-    each loss is divided by the step's global target count and multiplied by W, so the averaged gradient
-    is the single-process one. Rank 0 alone writes. FSDP (``self.fsdp``) reduce-scatters at every
-    micro-batch (holding unsharded gradients would cost the memory FSDP saves); a checkpoint gathers the
-    full state to rank 0, which keeps an unsharded CPU copy (``self.mirror``) to write and gate.
-    """
+    """The ranks of a data-parallel stage (``accelerate launch`` / ``torchrun``, W = world size). Every rank draws the
+    step's micro-batches from the same packer and trains on rank, rank + W, ...; each loss is divided by the step's
+    global target count and multiplied by W, so the averaged gradient is the single-process one. Rank 0 alone writes.
+    FSDP (``self.fsdp``) reduce-scatters at every micro-batch (holding unsharded gradients would cost the memory FSDP
+    saves); a checkpoint gathers the full state to rank 0, which keeps an unsharded CPU copy (``self.mirror``) to write
+    and gate."""
 
     def __init__(self, micro_per_step: int):
         import torch

@@ -121,11 +121,9 @@ def pack_whole_documents(docs: list[list[int]], *, seq_len: int, pad_id: int, ba
 
 
 def packed_logits(model, input_ids, position_ids):
-    """Logits of packed rows with attention isolated per document.
-
-    transformers builds the block-diagonal mask from ``position_ids`` only without an attention mask and
-    KV cache; in eval mode a model would otherwise make a cache and attend across documents.
-    """
+    """Logits of packed rows with attention isolated per document. transformers builds the block-diagonal mask from
+    ``position_ids`` only without an attention mask and KV cache; in eval mode a model would otherwise make a cache and
+    attend across documents."""
     return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
 
 

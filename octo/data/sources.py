@@ -325,10 +325,9 @@ def load_hf_rows(source: str, cfg: SourceConfig, columns: dict[str, str]) -> tup
 
 @dataclass
 class SourceRows:
-    """The checked rows of one source, its bad rows and its data version (seed 003 nu_data).
-
-    For a streamed source, the good rows of its checked first rows, and in ``after`` the stream
-    position just past each of them (:func:`octo.data.stream.check_stream`)."""
+    """The checked rows of one source, its bad rows and its data version (seed 003 nu_data). For a streamed source, the
+    good rows of its checked first rows, and in ``after`` the stream position just past each of them
+    (:func:`octo.data.stream.check_stream`)."""
 
     rows: list[dict]
     bad: BadRows
