@@ -1,8 +1,5 @@
-"""Configs of the verifier and the reward (the recipe's ``verifier`` and ``probe.reward`` keys).
-
-Both are frozen, keyword-only dataclasses whose fields carry their help text
-(:func:`octo.schema.opt`); recipes build them with :func:`octo.schema.from_dict`, which
-checks types and bounds and then calls ``validate()``.
+"""Configs of the verifier and the reward (the recipe's ``verifier`` and ``probe.reward`` keys): frozen,
+keyword-only dataclasses whose fields carry their help text (:func:`octo.schema.opt`).
 """
 
 from __future__ import annotations
