@@ -20,14 +20,13 @@ set, the probe prompts and the training documents share no question. The probe p
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from octo.config import WorldConfig
-from octo.runio import write_json_atomic, write_text_atomic
+from octo.runio import write_json_atomic, write_jsonl
 
 NAMES = ["Ann", "Bob", "Cara", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivy", "Jon"]
 OBJECTS = ["apples", "books", "coins", "cards", "pens", "shells", "stamps", "eggs", "cups", "rocks"]
@@ -236,10 +235,6 @@ def if_doc(rng: random.Random) -> dict:
     return {"query": f"What is {a}+{b}? Reply with just the number.", "content": str(a + b)}
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
 def _problem_row(p: Problem) -> dict:
     return {"question": p.question, "answer": str(p.answer), "level": p.level}
 
@@ -296,11 +291,11 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
                     cot, content = cot_am(p, rng)
                 rows.append({"query": p.question, "cot": cot, "content": content,
                              "answer": str(p.answer), "level": p.level})
-        _write_jsonl(out / f"{name}.jsonl", rows)
+        write_jsonl(out / f"{name}.jsonl", rows)
         counts[name] = len(rows)
 
-    _write_jsonl(out / "heldout.jsonl", [_problem_row(p) for p in heldout])
-    _write_jsonl(out / "prompts.jsonl", [_problem_row(p) for p in prompts])
+    write_jsonl(out / "heldout.jsonl", [_problem_row(p) for p in heldout])
+    write_jsonl(out / "prompts.jsonl", [_problem_row(p) for p in prompts])
     info = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
             "sources": {n: {"template": t, "docs": counts[n]} for n, t in TRAIN_SOURCES.items()},
             "heldout": len(heldout), "prompts": len(prompts), "prompt_template": PROMPT_TEMPLATE}

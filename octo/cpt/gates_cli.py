@@ -38,9 +38,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _locate(target: Path) -> tuple[Path, str | None, Path | None]:
     """(run dir, stage or None, checkpoint or None) of a command-line target."""
-    from octo.runio import RECIPE_FILE
-
-    from octo.runio import checkpoint_location
+    from octo.runio import RECIPE_FILE, checkpoint_location
 
     if not target.exists():
         raise OctoError(f"{target} does not exist; pass a run directory (runs/<name>) or a checkpoint in it")
