@@ -1,29 +1,16 @@
 """Combining predictors into one readiness without peeking: every fitted number is judged on checkpoints
-it was not fitted on.
+it was not fitted on (docs/analysis.md, "Combining predictors without peeking").
 
     from octo.analysis.combine import fit, loco, select
     model = fit(X, y, ("start/pass@k", "sigmoid/predicted"))      # X: {predictor: (n,) values}, y: (n,)
     model.predict(X)                                              # predicted final accuracy after full RL
     report = select(X, y, CANDIDATES)                             # leave-one-checkpoint-out choice, judged nested
 
-A combination is sum_j w_j z_j over a few predictors (scores.json ``predictors``), z_j the predictor
-standardised over the checkpoints, w on the simplex (w_j >= 0, sum 1: each predictor is expected to rise
-with the RL outcome; a name written ``-name`` enters negated). Only the k - 1 free weights rank; they are
-the w that correlates best with the outcome y (what full RL reached: held-out accuracy at the end of the
-full runs, mean over seeds), and a slope and intercept read the combination as a predicted accuracy.
-Why not non-negative least squares on the raw predictors: where a fold zeroes every coefficient, its
-held-out checkpoint gets the mean of the other checkpoints' outcomes, and the held-out predictions of a
-useless predictor then rank the checkpoints backwards (tau -0.13 on noise, 10 checkpoints, 300 worlds)
-instead of at random (0.000 with the simplex).
-
-Three ways to judge a fit on data it has not seen:
-
-- ``loco``: leave one checkpoint out; fit on the rest, predict it; Kendall tau of the n held-out
-  predictions against the truth;
-- ``select``: choose among candidate predictor sets by their LOCO tau, and judge *that choice* by
-  nested LOCO (for each checkpoint, the choice is made again without it), since picking the best of
-  several LOCO scores is itself a fit;
-- ``transfer``: fit on one world seed's checkpoints, judge on another's.
+A combination is sum_j w_j z_j, z_j the predictor standardised over the checkpoints, w on the simplex
+(a name written ``-name`` enters negated), chosen to correlate best with the full-RL outcome. Not
+non-negative least squares: a fold that zeroes every coefficient ranks its held-out checkpoint
+backwards (tau -0.13 on noise, 0.000 with the simplex). Judged by ``loco`` (leave one checkpoint out),
+``select`` (a choice among candidate sets, judged by nested LOCO) and ``transfer`` (another world seed).
 """
 
 from __future__ import annotations
@@ -32,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Candidate predictor sets tried by ``select``: each baseline alone (issue 21's list), then the few
-#: combinations the sources motivate (pass@k as RL's ceiling, arXiv 2504.13837 / 2510.01624; learnable
-#: mass as its speed, arXiv 2504.03380; the ScaleRL extrapolation, arXiv 2510.13786).
+#: Candidate sets for ``select``: each baseline alone, then combinations the sources motivate (pass@k as RL's
+#: ceiling, arXiv 2504.13837 / 2510.01624; learnable mass as its speed, arXiv 2504.03380; ScaleRL, 2510.13786).
 CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("start/pass@1",), ("start/pass@k",), ("start/learnable_mass",), ("final/acc",), ("sigmoid/predicted",),
     ("start/pass@1", "start/headroom"), ("start/pass@k", "start/learnable_mass"),
@@ -110,13 +96,8 @@ def _stats(X: dict[str, np.ndarray], features: tuple[str, ...]) -> tuple[np.ndar
 
 
 def fit(X: dict[str, np.ndarray], y, features: tuple[str, ...], rows=None, step: float = 0.05) -> Combination:
-    """The simplex weights (a grid of ``step``) whose combination correlates best with ``y`` on ``rows``
-    (default all); slope (>= 0) and intercept by least squares, to read the combination as an outcome.
-
-    Maximising the correlation is least squares with a free intercept and slope; the simplex keeps every
-    weight >= 0 (a predictor is expected to rise with the RL outcome; name it ``-name`` to negate it)
-    and the ranking depends only on the k - 1 free weights. Ties keep the earlier grid point.
-    """
+    """The simplex weights (a grid of ``step``) whose combination correlates best with ``y`` on ``rows`` (default all),
+    and the least-squares slope and intercept that read it as an outcome. Ties keep the earlier grid point."""
     y = np.asarray(y, dtype=float)
     rows = np.arange(len(y)) if rows is None else np.asarray(rows)
     centers, scales = _stats(X, features)
@@ -167,14 +148,9 @@ def _best(X, y, candidates, rows) -> tuple[tuple[str, ...], dict]:
 
 
 def select(X: dict[str, np.ndarray], y, candidates=CANDIDATES) -> dict:
-    """Choose a predictor set by leave-one-checkpoint-out tau, and judge the choice without peeking.
-
-    Returns ``candidates`` (each set's LOCO tau and its fit on all checkpoints), ``chosen`` (the set
-    with the best LOCO tau) with ``fit`` (its coefficients on all checkpoints: the defaults to ship),
-    and ``nested_tau``: the tau of predictions where, for each checkpoint, the whole choice (which set,
-    which coefficients) was made without it. ``nested_tau`` is the honest estimate of the chosen
-    combination's tau; ``chosen``'s own LOCO tau is optimistic by the selection.
-    """
+    """Choose a predictor set by leave-one-checkpoint-out tau, and judge the choice without peeking. ``nested_tau``
+    remakes the whole choice without each checkpoint: the honest estimate, since the chosen set's own LOCO tau is
+    optimistic by the selection."""
     y = np.asarray(y, dtype=float)
     n = len(y)
     if n < 4:

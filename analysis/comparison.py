@@ -4,11 +4,9 @@
     octo compare runs/a runs/b --out compare/            # two runs; Markdown, JSON and plots in compare/
     octo compare runs/a/probes/decay-long.step-8 runs/a/probes/decay-short.step-8
 
-Each argument is a run directory (every probed checkpoint becomes an entry) or a probe
-directory (probes of the same checkpoint and run are pooled as seeds). All entries are scored
-together with one config, so entries evaluated on the same held-out set get paired bootstrap
-draws and their differences have tight, honest intervals. Differences are taken against the
-best-ranked entry unless ``--baseline`` names another.
+A run directory gives every probed checkpoint, a probe directory one entry (probes of one checkpoint
+pool as seeds). All entries are scored together, so those on the same held-out set get paired
+bootstrap draws; differences are taken against the best-ranked entry unless ``--baseline`` names one.
 """
 
 from __future__ import annotations
@@ -113,12 +111,8 @@ def md_table(head: list[str], rows: list[list[str]]) -> str:
 
 def compare(paths: list[str | Path], *, out: str | Path | None = None, config: AnalysisConfig | None = None,
             baseline: str | None = None, overrides: list[str] | None = None) -> dict:
-    """Score the entries of ``paths`` together and compare them; with ``out``, write compare.md,
-    compare.json and overlaid PNGs there. Returns the comparison (``table`` holds the terminal text).
-
-    ``config`` defaults to the analysis settings of the first run directory among ``paths`` (or the
-    defaults), with ``overrides`` (``analysis.<key>=<value>``) applied.
-    """
+    """Score the entries of ``paths`` together (settings of the first run directory plus ``overrides``) and
+    compare them; with ``out``, write compare.md, compare.json and PNGs there."""
     groups, first_run = collect(paths)
     cfg = config if config is not None else load_analysis_config(first_run, overrides)
     ranked, excluded, notes = score_groups(groups, cfg)

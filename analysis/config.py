@@ -2,12 +2,10 @@
 
     analysis:
       weights: {start: 1.0, learning: 2.0}     # missing components keep their default weight
-      collapse_drawdown: 0.15
       bootstrap: 2000
 
-``octo score RUN`` reads ``RUN/recipe.resolved.yaml`` and builds this config from its ``analysis``
-key (defaults when the file or the key is absent); ``--set analysis.<key>=<value>`` overrides it.
-docs/analysis.md explains every formula these numbers enter.
+Read from ``RUN/recipe.resolved.yaml``, with ``--set analysis.<key>=<value>`` overrides; docs/analysis.md
+explains every formula these numbers enter.
 """
 
 from __future__ import annotations
@@ -26,9 +24,7 @@ DETECTORS = ("length_explosion", "collapse", "truncation", "repetition", "multi_
 GATE_TERMS = ("domain", "general", "behavior", "safety")
 
 DEFAULT_WEIGHTS = {"start": 1.0, "learning": 1.0, "stability": 1.0, "length": 1.0, "control": 1.0}
-# Penalties fall on what hurts RL. entropy_collapse is information only (0): the entropy drop is what
-# every successful RL run shows (performance is traded from entropy, arXiv 2505.22617), and one such event
-# on one probe seed decided the quickstart's recommendation (issue 21).
+# entropy_collapse is information only (0): every successful RL run trades entropy (arXiv 2505.22617)
 DEFAULT_EVENT_PENALTY = {"length_explosion": 0.1, "collapse": 0.1, "truncation": 0.05, "repetition": 0.05,
                          "multi_boxed": 0.05, "entropy_collapse": 0.0, "kl_blowup": 0.05, "reward_hacking": 0.1}
 DEFAULT_GATE_WEIGHTS = {"domain": 1.0, "general": 1.0, "behavior": 0.5, "safety": 1.0}
@@ -156,9 +152,7 @@ class AnalysisConfig:
 
 
 def load_analysis_config(run_dir=None, overrides: list[str] | None = None) -> AnalysisConfig:
-    """The ``analysis`` section of ``RUN/recipe.resolved.yaml`` (defaults when absent or when
-    ``run_dir`` is None), plus overrides: ``analysis.<key>=<value>`` strings as given to ``--set``.
-    """
+    """The ``analysis`` section of ``RUN/recipe.resolved.yaml`` (or the defaults) plus ``--set`` overrides."""
     from pathlib import Path
 
     from octo.runio import RECIPE_FILE

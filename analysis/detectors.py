@@ -1,36 +1,12 @@
 """Dynamics detectors over one probe's logs: each says whether and at which step a failure began.
 
-Each detector reads the probe vocabulary of docs/run-directory.md and reports at most one event,
-at the *onset* step: the first step of the first run of steps where its condition held long
-enough. Probe logs are short and noisy (10-40 steps, 3-5 evaluations), so
-
-- per-step metrics are smoothed by a centred rolling median (``smooth_window``) and a condition
-  must hold for ``persistence`` consecutive steps; baselines are the median of the first
-  ``baseline_steps`` raw values;
-- held-out conditions must hold for ``eval_persistence`` consecutive evaluations; a collapse
-  that reaches the last evaluation also counts when its drop is significant (``collapse_z``
-  standard errors, paired over problems); evaluations of fewer than ``min_problems`` problems
-  are too small to judge, and the held-out detectors stay silent on them.
-
-The failures are those OctoThinker (seed 004) reports for RL from poorly mid-trained bases:
-
-=================  ==========================================================================
-length_explosion   len/mean >= (1 + length_growth) x baseline while clip_ratio >= clip_threshold
-                   and >= baseline + clip_rise (lengths "run to the limit", Fig. 5, 8, 10)
-collapse           held-out accuracy >= collapse_drawdown below its running peak, a peak being the
-                   level held at two consecutive evaluations or the step-0 accuracy (the long-CoT
-                   branch's drop after ~150-200 steps, Fig. 6, 8; a too-high learning rate)
-truncation         clip_ratio >= truncation_threshold without a length explosion (the limit cuts the
-                   answers from the start: truncated completions lose their reward)
-repetition         repeat_rate >= repeat_threshold and >= baseline + repeat_rise
-multi_boxed        multi_boxed_rate >= multi_boxed_threshold and >= baseline + multi_boxed_rise
-                   ("Solution" repeated after \\boxed{}, FineMath, Fig. 5)
-entropy_collapse   entropy <= entropy_ratio x baseline (information: every successful RL run spends
-                   entropy, arXiv 2505.22617; its default penalty is 0)
-kl_blowup          kl >= kl_max
-reward_hacking     train reward/mean >= baseline + hack_reward_rise while held-out accuracy
-                   gained <= hack_acc_flat since step 0
-=================  ==========================================================================
+Each detector reports at most one event, at the *onset* step: the first step of the first run of
+steps where its condition held long enough (a rolling median over ``smooth_window`` steps, held for
+``persistence`` steps; held-out conditions for ``eval_persistence`` evaluations). The failures are
+those OctoThinker (seed 004) reports for RL from poorly mid-trained bases: length_explosion (Fig. 5,
+8, 10), collapse (Fig. 6, 8), truncation, repetition, multi_boxed (FineMath, Fig. 5),
+entropy_collapse (arXiv 2505.22617), kl_blowup and reward_hacking. Conditions and defaults:
+docs/analysis.md, "Detectors".
 """
 
 from __future__ import annotations
@@ -85,19 +61,19 @@ def length_explosion(probe: Probe, cfg: AnalysisConfig) -> Event | None:
                  f"{clip0:.2f} -> {clip[i]:.2f}")
 
 
-def _at_or_above(probe: Probe, key: str, threshold: float, cfg: AnalysisConfig) -> tuple[int, float, float] | None:
-    """(step, smoothed value, baseline) where the smoothed ``key`` first stays >= ``threshold`` for
-    ``persistence`` steps; None when it does not or the series is too short."""
+def _onset(probe: Probe, key: str, cfg: AnalysisConfig, cond) -> tuple[int, float, float] | None:
+    """(step, smoothed value, baseline) where ``cond(smoothed, baseline)`` first holds for ``persistence`` steps;
+    None when it does not or the series is too short."""
     steps, raw, smooth, base = _series(probe, key, cfg)
     if not _enough(raw, cfg):
         return None
     with np.errstate(invalid="ignore"):
-        i = first_run(smooth >= threshold, cfg.persistence)
+        i = first_run(cond(smooth, base), cfg.persistence)
     return None if i is None else (_step(steps[i]), float(smooth[i]), float(base))
 
 
 def truncation(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    hit = _at_or_above(probe, "clip_ratio", cfg.truncation_threshold, cfg)
+    hit = _onset(probe, "clip_ratio", cfg, lambda s, b: s >= cfg.truncation_threshold)
     if hit is None:
         return None
     step, value, base = hit
@@ -107,16 +83,12 @@ def truncation(probe: Probe, cfg: AnalysisConfig) -> Event | None:
 
 
 def _surge(probe: Probe, cfg: AnalysisConfig, name: str, key: str, threshold: float, rise: float) -> Event | None:
-    steps, raw, smooth, base = _series(probe, key, cfg)
-    if not _enough(raw, cfg):
+    hit = _onset(probe, key, cfg, lambda s, b: (s >= threshold) & (s >= b + rise))
+    if hit is None:
         return None
-    with np.errstate(invalid="ignore"):
-        cond = (smooth >= threshold) & (smooth >= base + rise)
-    i = first_run(cond, cfg.persistence)
-    if i is None:
-        return None
-    return Event(name, _step(steps[i]), probe.probe_id,
-                 f"{key} {base:.2f} -> {smooth[i]:.2f} (threshold {threshold:.2f}, rise {rise:.2f})")
+    step, value, base = hit
+    return Event(name, step, probe.probe_id,
+                 f"{key} {base:.2f} -> {value:.2f} (threshold {threshold:.2f}, rise {rise:.2f})")
 
 
 def repetition(probe: Probe, cfg: AnalysisConfig) -> Event | None:
@@ -128,20 +100,16 @@ def multi_boxed(probe: Probe, cfg: AnalysisConfig) -> Event | None:
 
 
 def entropy_collapse(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    steps, raw, smooth, base = _series(probe, "entropy", cfg)
-    if not _enough(raw, cfg) or not base > 0:
+    hit = _onset(probe, "entropy", cfg, lambda s, b: (s <= cfg.entropy_ratio * b) & (b > 0))
+    if hit is None:
         return None
-    with np.errstate(invalid="ignore"):
-        cond = smooth <= cfg.entropy_ratio * base
-    i = first_run(cond, cfg.persistence)
-    if i is None:
-        return None
-    return Event("entropy_collapse", _step(steps[i]), probe.probe_id,
-                 f"entropy {base:.3f} -> {smooth[i]:.3f} (x{smooth[i] / base:.2f} <= x{cfg.entropy_ratio:.2f})")
+    step, value, base = hit
+    return Event("entropy_collapse", step, probe.probe_id,
+                 f"entropy {base:.3f} -> {value:.3f} (x{value / base:.2f} <= x{cfg.entropy_ratio:.2f})")
 
 
 def kl_blowup(probe: Probe, cfg: AnalysisConfig) -> Event | None:
-    hit = _at_or_above(probe, "kl", cfg.kl_max, cfg)
+    hit = _onset(probe, "kl", cfg, lambda s, b: s >= cfg.kl_max)
     if hit is None:
         return None
     step, value, base = hit
@@ -158,14 +126,12 @@ def collapse(probe: Probe, cfg: AnalysisConfig, ho: HeldOut | None = None) -> Ev
         return None
     acc = ho.combined
     E = len(acc)
-    # The peak must be held at two consecutive evaluations (the lower of the pair counts), so that
-    # one lucky evaluation does not set a peak that every later point "collapses" from.
+    # a peak is held at two consecutive evaluations, so one lucky evaluation sets none
     held = np.minimum(acc[:-1], acc[1:])
     cond = np.zeros(E, dtype=bool)
     z_known = np.zeros(E, dtype=bool)
     info = {}
-    # The step-0 evaluation is the checkpoint's own accuracy, not a point of a noisy learning curve:
-    # it is a level on its own, so a probe that falls from its very first steps collapses too.
+    # step 0 is the checkpoint's own level: a probe that falls from its first steps collapses too
     start = bool(ho.steps[0] == 0)
     for e in range(1, E):
         top = int(np.argmax(held[:e]))         # best pair (top, top + 1) with top + 1 <= e

@@ -1,21 +1,16 @@
 """CPT gates beside readiness: stability gap, J(t), stop-rule verdict and the Pareto set (seed 001).
 
-Every row of ``cpt/<stage>/gates.jsonl`` becomes one table row. Against the *reference* M(0) (the
-base model: the final checkpoint of the root stage, or ``analysis.reference``):
+Every row of ``cpt/<stage>/gates.jsonl`` becomes one table row, against the *reference* M(0) (the
+final checkpoint of the root stage, or ``analysis.reference``):
 
-- stability gap (seed 001, 5.1): ``stab_gap/<metric> = M(t) - M(0)`` for ``ppl/general``, the domain
-  accuracy and ``format_rate``, each in its own units (a positive perplexity gap is a regression);
-- stage gap: ``stage_gap/<metric>``, the same difference against the *stage's* start (its step-0
-  gates, else the final gates of the stage it starts from): seed 001's Delta_stab(t) within one stage;
-- gate score (seed 001, 4.3), with normalised terms in accuracy-like units:
-  ``J = w_domain * (acc - acc_0) - w_general * max(0, ln(ppl/ppl_0)) - w_behavior * max(0, fmt_0 - fmt)
-  - w_safety * max(0, refusal_0 - refusal)`` (the safety term only when both have ``refusal_rate``);
-- stop rule (seed 001, 4.1/4.4): ``stop: general regression`` when ln(ppl/ppl_0) > tau_g,
-  ``stop: safety regression`` when refusal_0 - refusal > tau_s, ``stop: behavior regression`` when
-  fmt_0 - fmt > tau_b, ``stop: no domain gain`` when acc - acc_0 < eps_d for ``stop_patience``
-  consecutive evaluations of a stage; ``pass`` otherwise;
-- Pareto set (seed 001, 4.2): rows not dominated on (domain accuracy up, ppl/general down,
-  format_rate up, refusal_rate up when every row has it).
+- stability gap (seed 001, 5.1): ``stab_gap/<metric> = M(t) - M(0)``; ``stage_gap/<metric>`` the same
+  against the stage's own start (Delta_stab(t) within one stage);
+- gate score (seed 001, 4.3): ``J = w_domain * (acc - acc_0) - w_general * max(0, ln(ppl/ppl_0))
+  - w_behavior * max(0, fmt_0 - fmt) - w_safety * max(0, refusal_0 - refusal)``;
+- stop rule (seed 001, 4.1/4.4): general, safety or behavior regression beyond tau_g / tau_s / tau_b,
+  or a domain gain below eps_d for ``stop_patience`` evaluations; ``pass`` otherwise;
+- Pareto set (seed 001, 4.2): rows not dominated on domain accuracy, ppl/general, format_rate and
+  refusal_rate.
 
 Values the engine already wrote (``stab_gap/*``, ``J``, ``verdict``, ``pareto``) are kept as written.
 """
@@ -110,11 +105,7 @@ DERIVED = ("J", "verdict", "pareto")
 
 
 def gate_table(run: Run, cfg: AnalysisConfig, *, recompute: bool = False) -> dict:
-    """``{"rows": [...], "reference": id | None, "domain_metric": key | None}``; rows in stage/step order.
-
-    ``recompute`` ignores the derived values the engine wrote (J, verdict, pareto, stab_gap/*), e.g.
-    when the settings differ from those the stage was trained with.
-    """
+    """``{"rows", "reference", "domain_metric"}``; ``recompute`` ignores the derived values the engine wrote."""
     rows = _all_rows(run)
     if recompute:
         rows = [{k: v for k, v in r.items() if k not in DERIVED and not k.startswith(("stab_gap/", "stage_gap/"))}

@@ -1,8 +1,7 @@
 """The held-out accuracy curves of one probe (evals.jsonl), with per-problem vectors for bootstraps.
 
-Greedy accuracy (``acc``) is always there; sampled accuracy (``acc/sampled``) when the probe drew
-k > 0 samples per problem. The *combined* curve is the mean of the two, which halves the noise
-of greedy 0/1 answers and is what the collapse and reward-hacking detectors read.
+Greedy ``acc`` always; ``acc/sampled`` when the probe drew k > 0 samples. The *combined* curve, their
+mean, halves the noise of greedy 0/1 answers; the collapse and reward-hacking detectors read it.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ number belongs) read as missing; a damaged file or one that cannot be read raise
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,19 @@ def num(value: Any) -> float | None:
     return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
-def _rows(path: Path) -> list[dict]:
+@contextmanager
+def _reading(path: Path):
     try:
-        rows = read_jsonl(path)
+        yield
     except OSError as err:
         raise OctoError(f"cannot read {path} ({err.strerror}); fix its permissions and rerun") from None
     except UnicodeDecodeError:
         raise OctoError(f"{path} is not UTF-8 text; the file is damaged, rerun the stage that wrote it") from None
+
+
+def _rows(path: Path) -> list[dict]:
+    with _reading(path):
+        rows = read_jsonl(path)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise OctoError(f"{path} row {i + 1} is not a JSON object; the file is damaged, rerun the stage "
@@ -80,12 +87,8 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _json(path: Path) -> Any:
-    try:
+    with _reading(path):
         return read_json(path)
-    except OSError as err:
-        raise OctoError(f"cannot read {path} ({err.strerror}); fix its permissions and rerun") from None
-    except UnicodeDecodeError:
-        raise OctoError(f"{path} is not UTF-8 text; the file is damaged, rerun the stage that wrote it") from None
 
 
 def _by_step(rows: list[dict]) -> list[dict]:
@@ -166,11 +169,7 @@ def load_stages(path: Path, recipe: dict | None = None) -> dict[str, Stage]:
 
 
 def load_run(run_dir: str | Path, *, require_probes: bool = True) -> Run:
-    """Everything octo.analysis reads from a run directory.
-
-    Raises OctoError when the directory does not exist, or (``require_probes``) when it has no
-    probe with at least one held-out evaluation.
-    """
+    """Everything octo.analysis reads from a run directory (``require_probes``: at least one evaluated probe)."""
     path = Path(run_dir)
     if not path.exists():
         raise OctoError(f"run directory {path} does not exist; pass the directory `octo run` wrote "

@@ -3,24 +3,16 @@
     from octo.analysis.predictors import pass_at_k, learnable_mass, fit_sigmoid, entropy_law
     pass_at_k([3, 0, 16], 16, 8)                 # per problem: 1 - C(n-c, k) / C(n, k)
 
-Each predictor is a function of run-directory data (docs/run-directory.md) with the paper it comes
-from; docs/analysis.md ("Predictors") has the formulas and how each interval is drawn.
+Formulas and intervals: docs/analysis.md, "Predictors".
 
-- **pass@k** (Chen et al. 2021, arXiv 2107.03374): the unbiased estimator 1 - C(n-c, k) / C(n, k)
-  from n >= k samples of which c are correct. RL mostly moves pass@1 toward the checkpoint's own
-  pass@k (Yue et al. 2025, arXiv 2504.13837), and pass@large-k predicts the post-RL score better
-  than pass@1 (arXiv 2510.01624); **headroom** = pass@k - pass@1.
-- **learnable mass**: the mean over prompts of p(1-p), estimated without bias by c(n-c) / (n(n-1)).
-  GRPO learns only from prompts with mixed outcomes, and the expected improvement is bounded below by
-  the variance of per-prompt success (arXiv 2504.03380; a flat landscape when reward variance is low,
-  arXiv 2503.15477). At step 0 on the RL prompts, and its trend over the probe from the training
-  groups' success counts (``per_group/correct`` of metrics.jsonl).
-- **curve extrapolation** (ScaleRL, arXiv 2510.13786): R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B)
-  on held-out accuracy against RL compute C (rollout tokens). R0 is fixed at step 0, A is capped by
-  pass@k, A is solved in closed form for each (B, C_mid) on a grid, B is shared by every checkpoint,
-  and the prediction is R(C_full) at the full run's compute, not A.
-- **entropy law** (arXiv 2505.22617): R = -a exp(H) + b over the probe's (entropy, accuracy) pairs;
-  its ceiling R(H = 0) = b - a is a cross-check on the extrapolated A.
+- **pass@k** (Chen et al. 2021, arXiv 2107.03374): RL mostly moves pass@1 toward pass@k (arXiv
+  2504.13837), and pass@large-k predicts the post-RL score better than pass@1 (arXiv 2510.01624);
+  **headroom** = pass@k - pass@1.
+- **learnable mass**: mean p(1-p) over prompts; GRPO learns only from mixed outcomes (arXiv 2504.03380,
+  2503.15477). At step 0 and as a trend over the probe's training groups.
+- **curve extrapolation** (ScaleRL, arXiv 2510.13786): R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) on
+  held-out accuracy against rollout tokens C; the prediction is R(C_full).
+- **entropy law** (arXiv 2505.22617): R = -a exp(H) + b; its ceiling b - a cross-checks A.
 """
 
 from __future__ import annotations
@@ -52,11 +44,9 @@ PREDICTORS = {
 # --- pass@k, headroom, learnable mass ---------------------------------------------------------------
 
 def pass_at_k(counts, n: int, k: int) -> np.ndarray:
-    """Per problem, the unbiased pass@k from ``n`` samples of which ``counts`` are correct (Chen et al. 2021).
-
-    1 - C(n-c, k) / C(n, k), computed as the product prod_{i=n-c+1}^{n} (1 - k/i) as in the paper's
-    numpy code: the binomials overflow for large n, the product never does. 1 when n - c < k.
-    """
+    """Per problem, the unbiased pass@k from ``n`` samples of which ``counts`` are correct (Chen et al. 2021):
+    1 - C(n-c, k) / C(n, k) as the paper's product prod_{i=n-c+1}^{n} (1 - k/i), since the binomials overflow
+    for large n and the product never does. 1 when n - c < k."""
     c = np.asarray(counts, dtype=int)
     if not 1 <= k <= n:
         raise ValueError(f"pass@k needs 1 <= k <= n (got k={k}, n={n})")
@@ -71,10 +61,8 @@ def pass_at_k(counts, n: int, k: int) -> np.ndarray:
 
 def learnable_mass(counts, n: int) -> np.ndarray:
     """Per prompt, the unbiased estimate c(n-c) / (n(n-1)) of p(1-p) from ``n`` >= 2 samples, ``counts`` correct.
-
-    E[c(n-c)] = n(n-1) p(1-p) for c ~ Binomial(n, p), so the mean over prompts estimates the mean
-    p(1-p) without the downward bias of the plug-in (c/n)(1 - c/n).
-    """
+    E[c(n-c)] = n(n-1) p(1-p) for c ~ Binomial(n, p), so the mean over prompts estimates the mean p(1-p) without the
+    downward bias of the plug-in (c/n)(1 - c/n)."""
     if n < 2:
         raise ValueError(f"learnable mass needs n >= 2 samples per prompt (got {n})")
     c = np.asarray(counts, dtype=float)
@@ -99,13 +87,8 @@ def start_rows(rows: list[dict]) -> dict[str, dict]:
 
 
 def start_predictors(rows: list[dict], weights_for) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Step-0 predictors of one probe's start.jsonl rows, point estimates and bootstrap draws.
-
-    ``weights_for(n, key)`` gives the bootstrap's problem weights ``(B, n)`` for a problem set; every
-    probe answering the same set gets the same weights (``problems_hash``), so differences between
-    checkpoints are paired. Keys: ``start/pass@1``, ``start/pass@k`` (k = the samples drawn),
-    ``start/headroom`` (held-out set) and ``start/learnable_mass`` (RL prompts).
-    """
+    """Step-0 predictors of one probe's start.jsonl rows, point estimates and draws under ``weights_for(n, key)``
+    (the same problem weights for every probe of a problem set, so differences are paired)."""
     sets = start_rows(rows)
     point: dict[str, float] = {}
     draws: dict[str, np.ndarray] = {}
@@ -131,9 +114,7 @@ def start_predictors(rows: list[dict], weights_for) -> tuple[dict[str, float], d
 
 
 def group_learnable_mass(metrics: list[dict], group: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, learnable mass per step) of the training rollouts: the mean over the step's prompt groups
-    of c(G-c) / (G(G-1)), c = correct completions of a group of G (``per_group/correct`` of metrics.jsonl).
-    Steps without the counts are left out; G comes from ``group`` (probe.json ``num_generations``)."""
+    """(steps, learnable mass per step): mean over the step's groups of c(G-c) / (G(G-1)) (``per_group/correct``)."""
     steps, values = [], []
     if group is None or group < 2:
         return np.zeros(0), np.zeros(0)
@@ -151,10 +132,8 @@ def group_learnable_mass(metrics: list[dict], group: int | None) -> tuple[np.nda
 
 def learnable_mass_trend(steps: np.ndarray, values: np.ndarray, draws: int, rng: np.random.Generator
                          ) -> tuple[dict[str, float], dict[str, np.ndarray]] | None:
-    """Level and trend of the per-step learnable mass: ``probe/learnable_mass`` (mean over steps) and
-    ``probe/learnable_mass_trend`` (least-squares slope x the span of the steps: the change over the probe,
-    negative when the prompts with mixed outcomes run out). Draws resample the steps (pairs bootstrap).
-    None with fewer than 3 steps."""
+    """``probe/learnable_mass`` (mean over steps) and ``probe/learnable_mass_trend`` (least-squares slope x
+    span); draws resample the steps. None with fewer than 3 steps."""
     if len(steps) < 3 or steps[-1] <= steps[0]:
         return None
     from octo.analysis.series import slope
@@ -174,10 +153,8 @@ def learnable_mass_trend(steps: np.ndarray, values: np.ndarray, draws: int, rng:
 # --- RL compute ---------------------------------------------------------------------------------------
 
 def compute_through(metrics: list[dict], meta: dict, steps) -> np.ndarray:
-    """Rollout tokens generated by the probe's training up to each of ``steps`` (inclusive): the sum of
-    ``len/mean`` x prompts_per_step x num_generations over the logged steps (what probe.json's
-    ``rollout_tokens`` holds at the end). Without those two sizes in probe.json the unit is tokens per
-    completion (a constant factor, which the fit's shape does not depend on)."""
+    """Rollout tokens up to each of ``steps``: sum of ``len/mean`` x prompts_per_step x num_generations (without
+    those sizes, tokens per completion: a constant factor the fit's shape does not depend on)."""
     per_step = (num(meta.get("prompts_per_step")) or 1.0) * (num(meta.get("num_generations")) or 1.0)
     rows = [(num(r.get("step")), num(r.get("len/mean"))) for r in metrics]
     rows = [(s, length) for s, length in rows if s is not None and length is not None]
@@ -238,17 +215,11 @@ def fit_sigmoid(curves: list[Curve], *, draws: int = 0, seed: int = 0, shared_mi
                 level: float = 0.95) -> tuple[dict[str, dict], dict[str, np.ndarray]]:
     """ScaleRL's sigmoid R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) fitted to every curve at once.
 
-    R0 is each curve's step-0 accuracy; A is capped by the curve's ``cap`` (pass@k: RL mostly moves
-    pass@1 toward it, arXiv 2504.13837) and solved in closed form on a grid of (B, C_mid); C_mid is each
-    curve's own (``shared_mid``: one value for all, in multiples of each curve's last compute), B is
-    shared: the B minimising the summed squared error. The prediction is R(C_full) at the full run's
-    compute. A probe of 5-10% of a run rarely identifies A (ScaleRL fits after ~1.5k GPU-hours), so the
-    result says when C_full lies beyond C_mid (``extrapolated``: the prediction rests on A more than on
-    the observed rise) and whether C_mid lies within the probe's compute (``mid_observed``).
-
-    ``draws`` > 0 adds a parametric bootstrap: every evaluation (and R0) is redrawn as
-    Binomial(n, fitted value) / n, the whole joint fit (B included) is redone per draw, and each curve's
-    prediction gets the percentile interval at ``level``. Returns (results by label, prediction draws).
+    R0 is the step-0 accuracy; A is capped by ``cap`` (pass@k, arXiv 2504.13837) and solved in closed form
+    on a grid of (B, C_mid); B is shared by every curve. The prediction is R(C_full). A probe of 5-10% of
+    a run rarely identifies A (ScaleRL fits after ~1.5k GPU-hours), so ``extrapolated`` says when C_full
+    lies beyond C_mid and ``mid_observed`` whether C_mid lies within the probe. ``draws`` > 0 redraws every
+    evaluation as Binomial(n, fitted) / n and refits (parametric bootstrap). Returns (results, draws).
     """
     if not curves:
         return {}, {}
@@ -310,9 +281,7 @@ def fit_sigmoid(curves: list[Curve], *, draws: int = 0, seed: int = 0, shared_mi
 # --- entropy-performance law ------------------------------------------------------------------------
 
 def entropy_at_evals(metrics: list[dict], eval_steps: np.ndarray, window: int = 3) -> np.ndarray:
-    """Policy entropy of the model evaluated at each step: the ``entropy`` TRL logs at step t + 1 is
-    measured on the rollouts of the policy after t updates, the one the step-t evaluation saw; the last
-    evaluation takes its own step's. Values are rolling medians over ``window`` steps (NaN if none)."""
+    """Entropy of the policy each evaluation saw: TRL's step t + 1 ``entropy`` (rolling median over ``window``)."""
     from octo.analysis.series import column, rolling_median
 
     steps, raw = column(metrics, "entropy")
@@ -330,10 +299,8 @@ def entropy_at_evals(metrics: list[dict], eval_steps: np.ndarray, window: int = 
 
 
 def entropy_law(entropy: np.ndarray, acc: np.ndarray) -> dict | None:
-    """R = -a exp(H) + b by least squares on (exp(H), R) (arXiv 2505.22617): a, b, R^2 and the ceiling
-    R(H = 0) = b - a, the accuracy the law predicts once the entropy is spent. ``acc`` may be draws
-    ``(D, E)``; then a, b and the ceiling are arrays over draws. None with fewer than 3 finite pairs or
-    no spread in entropy."""
+    """R = -a exp(H) + b by least squares (arXiv 2505.22617): a, b, R^2 and the ceiling R(H = 0) = b - a
+    (arrays when ``acc`` is draws ``(D, E)``). None with fewer than 3 finite pairs or no entropy spread."""
     h = np.asarray(entropy, dtype=float)
     y = np.atleast_2d(np.asarray(acc, dtype=float))
     ok = ~np.isnan(h) & ~np.isnan(y).any(axis=0)

@@ -3,40 +3,21 @@
     scores = score_run("runs/quickstart")          # writes runs/quickstart/scores.json
     print(scores["recommended"], scores["reason"])
 
-Why these components: OctoThinker (seed 004) tells RL-ready bases from the others by their RL
-dynamics, not their base scores: the good ones gain steadily (Fig. 5, 7, 11), the long-CoT ones
-gain fast and then collapse after ~150-200 steps while lengths run to the limit (Fig. 6, 8, 10),
-and a base score alone can miss what RL will unlock (Fig. 11). So the score rewards the start
-level, the gain over the probe and the gain the reward itself caused, and penalises drawdowns,
-detector events, clipping and unproductive length growth.
+OctoThinker (seed 004) tells RL-ready bases by their RL dynamics: steady gains (Fig. 5, 7, 11), or
+fast gains then collapse with lengths at the limit (Fig. 6, 8, 10). Components (accuracy-like units;
+derivations in docs/analysis.md):
 
-Components (each in accuracy-like units; docs/analysis.md has the derivations):
+- ``start``     = (1 - f) * acc(0) + f * format_rate(0), acc = mean of greedy and sampled accuracy;
+- ``learning``  = 1/2 * AUC gain + 1/2 * slope gain, averaged over the greedy and sampled curves;
+- ``stability`` = -(peak - final accuracy) - ``event_penalty`` of each detector that fired;
+- ``length``    = -(mean clip_ratio over the second half + ``length_gap_weight`` *
+  clip(ln(len/incorrect growth) - ln(len/correct growth), 0, 1));
+- ``control``   = learning - learning of the negative-control probe(s), when every checkpoint has one.
 
-- ``start``     = (1 - f) * acc(0) + f * format_rate(0), acc = mean of greedy and sampled held-out
-  accuracy, f = ``start_format_weight``;
-- ``learning``  = mean over the greedy and sampled curves of 1/2 * AUC gain + 1/2 * slope gain, where
-  AUC gain = integral of (acc(t) - acc(0)) dt / T and slope gain = least-squares slope x T, T the
-  span of the evaluation steps (a straight rise by g scores 3/4 g);
-- ``stability`` = -(peak - final held-out accuracy) - sum of ``event_penalty`` of the detectors that
-  fired (octo.analysis.detectors);
-- ``length``    = -(mean clip_ratio over the second half of training steps
-  + ``length_gap_weight`` * clip(ln(len/incorrect growth) - ln(len/correct growth), 0, 1)), growth
-  = mean of the last third of steps over the first third;
-- ``control``   = learning - learning of the negative-control probe(s) of the same checkpoint, used
-  only when every scored checkpoint has a control probe.
-
-score = sum of ``weights[c] * c``. Several probes of one checkpoint (seeds) are averaged.
-
-Beside the score, every predictor of octo.analysis.predictors (step-0 pass@k, headroom, learnable mass,
-its trend over the probe, the ScaleRL sigmoid's prediction, the entropy law's ceiling, a combination
-fitted without peeking) is listed per checkpoint with its interval (``predictors`` of scores.json).
-
-Confidence intervals are percentile bootstraps (``bootstrap`` resamples, ``ci_level``): problems
-are resampled jointly across all evaluations of a probe (per-problem vectors of evals.jsonl, so a
-curve stays one curve), and, when a checkpoint has several seeds, seeds are resampled too. Every
-probe evaluated on the same held-out set shares the same problem resamples, so differences
-between checkpoints are paired. Without per-problem vectors, evaluations are resampled
-parametrically (binomial with n problems). Two checkpoints *tie* when their intervals overlap.
+score = sum of ``weights[c] * c``; seeds are averaged. The predictors of octo.analysis.predictors are
+listed beside it. Intervals are percentile bootstraps: problems resampled jointly across a probe's
+evaluations, paired across checkpoints on the same held-out set, seeds resampled too; without
+per-problem vectors, binomial. Two checkpoints *tie* when their intervals overlap.
 """
 
 from __future__ import annotations
@@ -247,11 +228,7 @@ def _aggregate(label: str, probes: list[ProbeScore], cfg: AnalysisConfig) -> tup
 
 def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
                  resampler: Resampler | None = None) -> tuple[list[CheckpointScore], list[dict], list[str]]:
-    """Score labelled groups of probes; returns (scores ranked best first, excluded probes, notes).
-
-    A group's probes with ``control`` set are its negative controls; a group with no other probe
-    with two or more evaluations is excluded.
-    """
+    """Score labelled groups of probes (``control`` probes are negative controls): (ranked, excluded, notes)."""
     resampler = resampler or Resampler(cfg)
     excluded: list[dict] = []
     results: list[CheckpointScore] = []
@@ -461,11 +438,7 @@ def build_scores(run: Run, cfg: AnalysisConfig) -> tuple[dict, list[CheckpointSc
 
 
 def score_run(run_dir: str | Path, config: AnalysisConfig | None = None, *, write: bool = True) -> dict:
-    """Readiness scores of every probed checkpoint of a run; writes ``scores.json`` (unless ``write=False``).
-
-    ``config`` defaults to the ``analysis`` section of ``RUN/recipe.resolved.yaml`` (or the defaults).
-    Raises OctoError when the directory is missing or has no scorable probe.
-    """
+    """Readiness scores of every probed checkpoint of a run; writes ``scores.json`` (unless ``write=False``)."""
     run = load_run(run_dir)
     cfg = config if config is not None else load_analysis_config(run.path)
     scores, _ = build_scores(run, cfg)

@@ -23,10 +23,7 @@ def has(rows: list[dict], key: str) -> bool:
 
 
 def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred rolling median ignoring NaN; the window shrinks at the ends. Window 1 is the identity.
-
-    A median (not a mean) so that one outlier in a window of three leaves no trace.
-    """
+    """Centred rolling median ignoring NaN (one outlier in a window of three leaves no trace)."""
     import warnings
 
     values = np.asarray(values, dtype=float)
@@ -47,11 +44,7 @@ def baseline(values: np.ndarray, n: int) -> float:
 
 
 def first_run(cond: np.ndarray, length: int, *, tail_ok: np.ndarray | None = None) -> int | None:
-    """Index where the first run of ``length`` consecutive True values starts.
-
-    With ``tail_ok``, a shorter run that reaches the end of the series also counts when
-    ``tail_ok`` is True at every index of that run.
-    """
+    """Index where the first run of ``length`` True values starts (or a shorter one at the end, ``tail_ok``)."""
     cond = np.asarray(cond, dtype=bool)
     n = len(cond)
     i = 0

@@ -1,12 +1,9 @@
 """Shared statistics of octo.analysis: one percentile interval, one Kendall tau-b, rankings.
 
-- :func:`percentile_ci`: the percentile interval of bootstrap draws (Efron & Tibshirani 1993, ch. 13);
-  :func:`mean_ci` bootstraps the mean of a sample and takes it.
-- :func:`kendall_tau_rows`: Kendall's tau-b, tau_b = (C - D) / sqrt((n0 - n_x)(n0 - n_y)) (Kendall 1945),
-  of every row of two ``(B, n)`` arrays at once. ``scipy.stats.kendalltau`` computes one pair of
-  sequences per call; the validation bootstraps thousands of draws of a handful of checkpoints, where
-  one vectorised pass over the n(n-1)/2 pairs is far faster (tests/analysis/test_stats.py checks it
-  against scipy on random data with ties).
+- :func:`percentile_ci`: the percentile interval of bootstrap draws (Efron & Tibshirani 1993, ch. 13).
+- :func:`kendall_tau_rows`: tau_b = (C - D) / sqrt((n0 - n_x)(n0 - n_y)) (Kendall 1945) of every row
+  of two ``(B, n)`` arrays at once: ``scipy.stats.kendalltau`` takes one pair per call, and the
+  validation bootstraps thousands of draws (tests/analysis/test_stats.py checks it against scipy).
 """
 
 from __future__ import annotations
@@ -67,9 +64,7 @@ def tau_ci(draws_x: np.ndarray, draws_y: np.ndarray, level: float) -> tuple[list
 
 def tau_gain_ci(draws_a: np.ndarray, draws_b: np.ndarray, truth_draws: np.ndarray,
                 level: float) -> tuple[list[float] | None, float | None]:
-    """How much better predictor ``a`` ranks than ``b``: the percentile CI of tau(a) - tau(b) over the same
-    bootstrap draws ``(B, n)`` (paired: in each draw both are computed from the same resampled problems and
-    seeds, so the noise they share cancels), and the share of draws where a's tau is higher (ties count half);
+    """Paired CI of tau(a) - tau(b) over the same draws ``(B, n)`` and the share of draws a wins (ties half);
     (None, None) when fewer than half the draws define both."""
     ta, tb = kendall_tau_rows(draws_a, truth_draws), kendall_tau_rows(draws_b, truth_draws)
     ok = np.isfinite(ta) & np.isfinite(tb)

@@ -2,28 +2,19 @@
 
     result = write_validation("runs/validation", doc="docs/validation.md")   # after `octo validate` ran
 
-``octo validate`` (octo/validate.py) trains the stages, runs a short probe and a full RL run from
-every validated checkpoint and writes ``RUN/validation/plan.json`` (which directories belong to which
-checkpoint, and the settings below). This module reads that plan and the directories it names, and
-nothing else; like the rest of octo.analysis it never imports the engine.
+Reads ``RUN/validation/plan.json`` (written by ``octo validate``) and the directories it names; never
+imports the engine.
 
-- **Rankings.** Truth: held-out accuracy at the last evaluation of the full RL runs (mean of greedy and
-  sampled, ``final/acc`` of octo.analysis.score), mean over seeds. Predictors, from the probes: the
-  readiness score (``score_groups``, the same score as ``octo score``), step-0 accuracy alone, the probe's
-  own final accuracy, and each ``ppl_metrics`` perplexity of the checkpoint's gates (lower predicts better).
-- **Kendall tau-b** between a predictor and the truth over the checkpoints (ties count half in neither
-  direction: tau-b = (C - D) / sqrt((n0 - n_x)(n0 - n_y)), Kendall 1945).
-- **Bootstrap CI** of tau: the draws of score.py's bootstrap, i.e. held-out problems resampled (the same
-  multinomial weights for every probe and full run, since all are evaluated on the same problems) and, with
-  several seeds, seeds resampled as units (the i-th probe and the i-th full run together). Checkpoints are
-  not resampled: they are the fixed design of the experiment, and resampling 6-7 items with replacement
-  mostly manufactures ties. tau is computed in every draw; the CI is the percentile interval.
-- **The value of the dynamics**: readiness tau minus each simpler predictor's tau, with the percentile CI of
-  that difference over the same draws (paired: both taus of a draw see the same resampled problems and seeds,
-  so the truth's noise they share cancels), and the share of draws in which readiness ranks better.
-- **Separated pairs**: the pairs of checkpoints whose full-RL difference is beyond noise (its CI excludes 0). Tau
-  also scores pairs that end within noise of each other, which no predictor can order but by chance; on the
-  separated pairs each predictor is counted right, wrong or tied.
+- **Rankings.** Truth: final held-out accuracy of the full RL runs, mean over seeds. Predictors: the
+  readiness score, step-0 accuracy, the probe's final accuracy and each ``ppl_metrics`` perplexity.
+- **Kendall tau-b** = (C - D) / sqrt((n0 - n_x)(n0 - n_y)) (Kendall 1945).
+- **Bootstrap CI** of tau over score.py's draws (problems resampled with the same weights for every
+  run, seeds as units). Checkpoints are not resampled: they are the fixed design, and resampling 6-7
+  items mostly manufactures ties.
+- **The value of the dynamics**: readiness tau minus each simpler predictor's tau, paired over the same
+  draws, and the share of draws in which readiness ranks better.
+- **Separated pairs**: pairs whose full-RL difference CI excludes 0, each predictor counted right,
+  wrong or tied on them.
 - **Findings** (seed 004): yes/no with the figure, from the full RL runs; see ``findings``.
 """
 
@@ -51,9 +42,7 @@ FIXED_DIR = f"{VALIDATION_DIR}/fixed"
 
 
 def separated_pairs(stages: list[str], truth: np.ndarray, truth_draws: np.ndarray, level: float) -> list[dict]:
-    """The pairs of checkpoints whose full-RL outcomes differ beyond noise (the CI of their difference over the
-    bootstrap draws excludes 0), the better one first. The other pairs end within noise of each other: the
-    experiment knows no true order for them, so ordering them is no test of a predictor."""
+    """The pairs of checkpoints whose full-RL difference CI excludes 0, the better one first."""
     out = []
     for i, j in itertools.combinations(range(len(stages)), 2):
         if truth[j] > truth[i]:
@@ -65,9 +54,8 @@ def separated_pairs(stages: list[str], truth: np.ndarray, truth_draws: np.ndarra
 
 
 def separated_agreement(pairs: list[dict], x: np.ndarray, draws: np.ndarray, level: float) -> dict:
-    """How a predictor (higher = better; point ``x`` (n,), bootstrap draws ``(B, n)``) orders the pairs full RL
-    separates: counts right, wrong and tied at the point estimate, the pairs it orders wrong (better one first), and
-    the percentile CI of the share it orders right (ties half) over the draws."""
+    """How a predictor (higher = better; ``x`` (n,), draws ``(B, n)``) orders the separated pairs: right, wrong,
+    tied, the wrong pairs, and the CI of the share right (ties half)."""
     if not pairs:
         return {"right": 0, "wrong": 0, "tied": 0, "n": 0, "share": None, "ci": None, "wrong_pairs": []}
     hi, lo = (np.array([p["idx"][k] for p in pairs]) for k in (0, 1))
@@ -81,10 +69,8 @@ def separated_agreement(pairs: list[dict], x: np.ndarray, draws: np.ndarray, lev
 
 def settle_swaps(stages: list[str], prev: np.ndarray, last: np.ndarray, last_draws: np.ndarray,
                  level: float) -> list[dict]:
-    """The pairs of checkpoints whose order (or tie) at the last evaluation differs from the one before, each with
-    its difference at the last evaluation (first minus second, the first being ahead there) and that difference's
-    percentile CI over the bootstrap draws ``(B, n)``: a swap whose CI includes 0 is noise, not a ranking still
-    moving."""
+    """The pairs whose order changed at the last evaluation, with their last difference and its CI (a swap whose
+    CI includes 0 is noise, not a ranking still moving)."""
     out = []
     for i, j in itertools.combinations(range(len(stages)), 2):
         if np.sign(prev[i] - prev[j]) == np.sign(last[i] - last[j]):
@@ -178,8 +164,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
     # truth: (point per stage, draws (B, n)); higher = better for every predictor
     truth = np.array([full_scores[s].metrics["final/acc"] for s in stages])
     truth_draws = np.stack([full_scores[s].draws["final/acc"] for s in stages], axis=1)
-    # the part of the truth this experiment knows: the pairs full RL separates beyond noise (each predictor is also
-    # counted on those alone)
+    # the order this experiment knows: pairs full RL separates beyond noise
     separated = separated_pairs(stages, truth, truth_draws, cfg.ci_level)
     taus = _taus(_predictors(plan, stages, probe_scores, gates, cfg.bootstrap), stages, truth, truth_draws,
                  separated, cfg.ci_level)
@@ -308,11 +293,8 @@ def rollout_tokens_through(p: Probe, step: float) -> float:
 def probe_compute_curve(stages: list[str], probe_scores: dict[str, CheckpointScore], full_tokens: dict[str, float],
                         truth: np.ndarray, truth_draws: np.ndarray, resampler: Resampler,
                         level: float) -> list[dict]:
-    """How much probe the prediction needs: at each held-out evaluation step every probe shares, the probes'
-    held-out accuracy there as the predictor (Kendall tau against the full-RL truth, problems resampled with
-    the truth's weights) beside the rollout tokens spent up to that step over a full run's (per checkpoint:
-    mean over seeds; ``ratio`` = mean over checkpoints of probe tokens / mean of full tokens, as the budget).
-    ``probe_scores``: the probes as scored (their held-out curves already read, controls apart)."""
+    """How much probe the prediction needs: at each shared evaluation step, the tau of the probes' held-out
+    accuracy against the truth beside ``ratio``, the probe's rollout tokens so far over a full run's."""
     runs = {s: probe_scores[s].probes for s in stages}
     common = set.intersection(*(set(ps.ho.steps.tolist()) for s in stages for ps in runs[s]))
     out = []

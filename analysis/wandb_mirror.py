@@ -3,18 +3,10 @@
     mirror_to_wandb("runs/quickstart")                                # offline, into runs/quickstart/wandb/
     mirror_to_wandb("runs/quickstart", project="octo", mode="online")
 
-One wandb run per CPT stage and per probe, grouped under the run's name, plus one ``scores`` run:
-
-- metrics.jsonl rows are logged under their own names (``loss``, ``len/mean``, ``clip_ratio``, ...)
-  at their ``step``;
-- rows of the other file of the same directory share the step axis under the file's name as a
-  prefix, since a wandb run has one namespace: ``eval/acc``, ``eval/pass@k`` (evals.jsonl) and
-  ``gates/ppl/general`` (gates.jsonl);
-- per-problem vectors and other lists are not logged (they stay in the run directory);
-- the scores run logs ``readiness/<checkpoint>``, ``readiness/<checkpoint>/ci_lo|ci_hi`` and each
-  component as ``<component>/<checkpoint>``, and a ``readiness`` table.
-
-wandb is an optional extra: ``pip install 'octo-midtrain[wandb]'``.
+One wandb run per CPT stage and per probe, grouped under the run's name, plus one ``scores`` run.
+metrics.jsonl rows keep their names; the other file of a directory is prefixed by its name (``eval/acc``,
+``gates/ppl/general``), since a wandb run has one namespace; lists stay in the run directory. wandb is
+an optional extra: ``pip install 'octo-midtrain[wandb]'``.
 """
 
 from __future__ import annotations
@@ -56,11 +48,7 @@ def _merge(*streams: tuple[list[dict], str]) -> list[tuple[int, dict]]:
 
 def mirror_to_wandb(run_dir: str | Path, project: str = "octo", mode: str = "offline", *,
                     entity: str | None = None, scores: dict | None = None) -> list[str]:
-    """Log every stage, probe and the scores of a run to wandb; returns the names of the wandb runs.
-
-    ``mode`` is wandb's: ``offline`` (default; files under RUN/wandb, sync later with ``wandb sync``),
-    ``online`` or ``disabled``.
-    """
+    """Log every stage, probe and the scores of a run to wandb (``mode``: offline, online, disabled); run names."""
     if mode not in ("offline", "online", "disabled"):
         raise OctoError(f"wandb mode must be offline, online or disabled (got {mode!r})")
     if not is_wandb_available():

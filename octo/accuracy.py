@@ -1,15 +1,10 @@
 """Held-out accuracy of a model on problems, shared by the CPT gates and the probes' evaluations.
 
-Greedy accuracy (temperature 0, one completion per problem) and, when ``k > 0``, sampled
-accuracy and pass@k from ``k`` samples per problem at the probe temperature. Generation
-goes through an octo rollout backend (the embedded ``hf`` one by default); answers are
-checked by ``octo.verifiers``. Per-problem vectors are kept so that analysis can bootstrap
-confidence intervals over problems; the per-problem success *counts* (not only their share)
-are kept too, so that pass@j for any j <= k is estimable without bias (Chen et al. 2021).
-
-``start_pass`` is the step-0 sampling pass of a probe: ``n`` samples per problem on a subset of
-the held-out problems and on a subset of the RL prompts, whose success counts give the step-0
-predictors of octo.analysis.predictors (pass@k, headroom, learnable mass).
+Greedy accuracy and, when ``k > 0``, sampled accuracy and pass@k from ``k`` samples per problem,
+generated through an octo rollout backend and checked by ``octo.verifiers``. Per-problem vectors and
+success counts are kept, so that analysis can bootstrap over problems and estimate pass@j for any
+j <= k without bias (Chen et al. 2021). ``start_pass`` is a probe's step-0 sampling pass, which feeds
+the predictors of octo.analysis.predictors.
 """
 
 from __future__ import annotations
@@ -83,12 +78,7 @@ def evaluate_problems(backend, tokenizer, problems: list[dict], *, template: str
 
 def success_counts(backend, tokenizer, problems: list[dict], *, template: str, max_new_tokens: int, pool,
                    samples: int, temperature: float = 1.0, seed: int = 0) -> dict:
-    """``samples`` completions per problem at ``temperature``; how many of each problem's are correct.
-
-    Returns ``{"n", "samples", "per_problem/correct", "per_problem/level", "len/mean", "clip_ratio"}``
-    (counts in problem order). Counts, not shares: pass@k for every k <= samples and the unbiased
-    p(1-p) need them (octo.analysis.predictors).
-    """
+    """``samples`` completions per problem; how many of each are correct (counts: pass@k and p(1-p) need them)."""
     prompts = _prompt_ids(tokenizer, problems, template)
     groups = backend.generate(prompts, n=samples, max_tokens=max_new_tokens, temperature=temperature, seed=seed)
     flat = [c for group in groups for c in group]
@@ -105,9 +95,7 @@ def success_counts(backend, tokenizer, problems: list[dict], *, template: str, m
 
 
 def group_success_counts(correct: list[int], group: int) -> list[int]:
-    """Correct completions per prompt group of a GRPO step (``group`` consecutive completions each, TRL's
-    order): the ``per_group/correct`` of a probe's metrics row, from which octo.analysis.predictors
-    draws the learnable mass of the training prompts and its trend over the probe."""
+    """Correct completions per prompt group of a GRPO step (TRL's order): a metrics row's ``per_group/correct``."""
     if group < 1 or len(correct) % group:
         raise ValueError(f"{len(correct)} completions do not split into groups of {group}")
     return [int(sum(correct[i:i + group])) for i in range(0, len(correct), group)]
@@ -124,17 +112,10 @@ def problems_hash(problems: list[dict]) -> str:
 def start_pass(backend, tokenizer, *, heldout: list[dict], prompts: list[dict], template: str, max_new_tokens: int,
                pool, samples: int, heldout_problems: int, prompt_problems: int, temperature: float = 1.0,
                seed: int = 0) -> list[dict]:
-    """The step-0 sampling pass of a probe: rows for ``start.jsonl`` (docs/run-directory.md).
-
-    ``samples`` completions per problem on a level-balanced subset of ``heldout_problems`` held-out
-    problems (``set: "heldout"``: pass@k and headroom, Yue et al. 2025, arXiv 2504.13837) and on a
-    subset of ``prompt_problems`` RL prompts (``set: "prompts"``: learnable mass, the mean p(1-p)
-    that bounds GRPO's expected improvement, arXiv 2504.03380). The subsets are deterministic, so
-    every checkpoint of a run answers the same problems and their predictors are paired. A subset
-    size of 0 skips that set. Each row: ``step`` (0), ``set``, ``n``, ``samples``, ``temperature``,
-    ``max_len``, ``problems_hash``, ``per_problem/correct``, ``per_problem/level``, ``len/mean``,
-    ``clip_ratio``, and the point estimates ``pass@1``, ``pass@<samples>`` and ``learnable_mass``.
-    """
+    """The step-0 sampling pass of a probe: rows for ``start.jsonl`` (docs/run-directory.md). ``samples`` completions
+    per problem on deterministic subsets (so every checkpoint's predictors are paired) of ``heldout_problems`` held-out
+    problems (pass@k, headroom: arXiv 2504.13837) and ``prompt_problems`` RL prompts (learnable mass: arXiv 2504.03380);
+    a size of 0 skips that set."""
     from octo.analysis.predictors import learnable_mass, pass_at_k
 
     rows = []

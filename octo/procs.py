@@ -15,12 +15,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent_pid: int | None = None, sig: int = signal.SIGKILL) -> None:
-    """Ask the kernel to send ``sig`` to this process when its parent thread dies.
-
-    Call it in the child: as ``preexec_fn`` (between fork and exec; the setting survives exec) or
-    first thing in a worker. With ``parent_pid`` (the parent's pid, read before the fork), a parent
-    that died before the request took effect is noticed and the child exits at once.
-    """
+    """In the child (``preexec_fn`` or a worker's start): get ``sig`` when the parent thread dies. With ``parent_pid``
+    (read before the fork), a parent already gone makes the child exit at once."""
     try:
         import ctypes
 

@@ -1,14 +1,7 @@
-"""Plain-file I/O for the run directory (shared/DESIGN.md, "The run directory").
+"""Plain-file I/O for the run directory (shared/DESIGN.md, "The run directory"); a stdlib-only leaf.
 
-Every stage reads and writes plain files so that any stage can be rerun, resumed or
-analysed elsewhere. This module is a leaf (stdlib only): the engine, ``octo.analysis``
-and the tests all use it.
-
-- JSONL files hold one JSON object per line. A process killed mid-write can leave a
-  truncated last line; readers skip it, and :func:`truncate_jsonl` (called on resume)
-  removes it together with the rows after the resumed step.
-- :func:`write_json_atomic` writes a temp file, fsyncs and renames, so a reader never
-  sees half a file.
+A killed writer can leave a truncated last JSONL line: readers skip it and :func:`truncate_jsonl`
+(on resume) removes it. Whole files are written to a temp file, fsynced and renamed.
 """
 
 from __future__ import annotations
@@ -108,12 +101,7 @@ _LOW_SPACE = 64 << 20
 
 
 def write_errno(err: BaseException) -> int | None:
-    """The errno behind a failed write, found in the exception or what it was raised from.
-
-    Libraries do not always raise OSError: ``torch.save`` into a full disk raises a RuntimeError
-    ("unexpected pos ...") whose context is the OSError of the file object it wrote to, and
-    safetensors a SafetensorError that quotes "(os error 28)".
-    """
+    """The errno behind a failed write, in the exception, its text ("os error 28") or its causes."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
@@ -128,9 +116,7 @@ def write_errno(err: BaseException) -> int | None:
 
 def write_error(err: BaseException, path: str | os.PathLike, what: str = "write",
                 note: str = "") -> OctoError | None:
-    """An OctoError that says what failed, on which path, and how to go on, for a write that failed
-    because the disk is full or the path is not writable; None for any other failure (re-raise it).
-    ``note`` is put before the advice (e.g. "earlier checkpoints are intact")."""
+    """One OctoError for a write that failed on a full disk or an unwritable path; None otherwise (re-raise)."""
     code = write_errno(err)
     if code is None and _TORCH_SHORT_WRITE.search(str(err)) and _free_bytes(path) < _LOW_SPACE:
         code = errno.ENOSPC  # a short write of torch.save on a disk that is (nearly) full
@@ -161,13 +147,9 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class JsonlWriter:
-    """Append rows to a JSONL file, one unbuffered write per row (a kill -9 loses at most one line).
-
-    Unbuffered on purpose: a buffered file whose flush failed (disk full) keeps the row and fails
-    again when closed, so the error of a ``finally: close()`` would replace the first, clear one.
-    A failed write raises OctoError naming the file; the partial row it may leave is dropped on
-    resume (see :func:`truncate_jsonl`).
-    """
+    """Append rows to a JSONL file, one unbuffered write per row (a kill -9 loses at most one line). Unbuffered because
+    a buffered file whose flush failed (disk full) fails again when closed, and that error would replace the first,
+    clear one."""
 
     def __init__(self, path: str | os.PathLike, *, mode: str = "a"):
         self.path = Path(path)
@@ -216,11 +198,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
 
 
 def user_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) of every non-blank line of a user's JSONL file.
-
-    Unlike :func:`iter_jsonl` (octo's own files, whose last line a kill may cut), any invalid line is
-    an OctoError naming the file and line.
-    """
+    """(line number, parsed value) of every non-blank line of a user's JSONL file; any invalid line is an error."""
     with open(path, encoding="utf-8") as fh:
         for i, line in enumerate(fh, 1):
             if not line.strip():
@@ -236,17 +214,11 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 
 def truncate_jsonl(path: str | os.PathLike, *, keep_step_le: int | None, key: str = "step") -> int:
-    """Keep rows whose ``key`` <= ``keep_step_le`` (all rows if None); drop a partial tail.
-
-    Used on resume: rows written after the checkpoint we resume from are rewritten by the
-    resumed run, so the final file equals an uninterrupted run's. Returns rows kept.
-    """
-    path = Path(path)
-    if not path.exists():
+    """On resume: keep rows whose ``key`` <= ``keep_step_le`` (all if None), drop a partial tail; rows kept."""
+    if not Path(path).exists():
         return 0
-    rows = [r for r in iter_jsonl(path)
-            if keep_step_le is None or r.get(key) is None or r[key] <= keep_step_le]
-    write_text_atomic(path, "".join(dumps(r) + "\n" for r in rows))
+    rows = [r for r in iter_jsonl(path) if keep_step_le is None or r.get(key) is None or r[key] <= keep_step_le]
+    write_jsonl(path, rows)
     return len(rows)
 
 

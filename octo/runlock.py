@@ -1,33 +1,18 @@
 """One writer per run directory: ``<run_dir>/.lock``.
 
-Two processes writing the same run directory (two ``octo run`` / ``octo cpt`` / ``octo probe``
-on one recipe) would interleave metrics rows, race on checkpoints and truncate each other's
-JSONL files on resume. :class:`RunLock` makes the second one stop at once with one line naming
-the holder (pid, host, command, since when); :class:`~octo.context.RunContext` takes it in
-``prepare()``, before it writes anything. Commands that only read a run directory (``octo
-score``, ``report``, ``compare``) never take it.
+A second process writing the same run directory would interleave rows and race on checkpoints, so
+:class:`RunLock` stops it at once with one line naming the holder; :class:`~octo.context.RunContext`
+takes it in ``prepare()``. Commands that only read a run directory never take it.
 
-How it works:
-
-- The lock is an ``flock(LOCK_EX | LOCK_NB)`` on ``<run_dir>/.lock``, on a descriptor kept
-  open for the life of the process (or until :meth:`RunLock.release`). The kernel drops an
-  flock when its process dies, even by SIGKILL, so a lock file left by a dead process is
-  simply taken over; the file's JSON (``pid, host, started, command, proc_start``) only
-  feeds the messages. A takeover says so on stderr.
-- Within one process the lock is re-entrant: the pipeline builds several ``RunContext``
-  objects for one directory. A module-level registry keyed by the resolved path counts them;
-  the lock is released (and the file removed) when the last holder releases, when the
-  ``octo.cli.main`` call whose command took it returns, or when the process exits.
-- A release unlinks the file while still holding the flock. Another process may have opened
-  the old file just before, and would then lock an unlinked inode; so after locking, a taker
-  checks that the path still names the inode it locked, and retries if not.
-- Network filesystems without flock (probed on the run directory itself: ``flock`` fails with
-  ENOLCK / EOPNOTSUPP / EINVAL): the fallback is an ``O_CREAT | O_EXCL`` create of the same
-  file. A lock file found there is stale only when it comes from this host and its pid is not
-  running (or is running but started at another time than recorded: the pid was reused,
-  detected from ``/proc/<pid>/stat`` field 22). A lock from another host cannot be checked and
-  is refused; the message says to delete the file once that process is gone. This fallback is
-  best effort: two processes taking over the same stale file at the same instant may both win.
+- An ``flock(LOCK_EX | LOCK_NB)`` on a descriptor kept open for the process's life: the kernel drops
+  it when the process dies, even by SIGKILL, so a stale file is taken over (and stderr says so).
+- Re-entrant within one process (the pipeline builds several ``RunContext`` for one directory): a
+  registry counts holders; the last release, the end of the ``octo.cli.main`` call, or exit frees it.
+- A release unlinks the file while still holding the flock, so a taker checks after locking that the
+  path still names the inode it locked, and retries if not.
+- Without flock (network filesystems: ENOLCK / EOPNOTSUPP / EINVAL), an ``O_CREAT | O_EXCL`` create;
+  a lock from this host whose pid is gone or reused (``/proc/<pid>/stat`` field 22) is stale, one from
+  another host is refused. Best effort: two simultaneous takeovers of one stale file may both win.
 """
 
 from __future__ import annotations
@@ -55,10 +40,7 @@ _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTS
 
 
 def proc_start(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22), None if unknown.
-
-    Recorded with the pid so that a pid reused by an unrelated process is not taken for the holder.
-    """
+    """Start time of ``pid`` (``/proc/<pid>/stat`` field 22), so a reused pid is not taken for the holder."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -291,11 +273,7 @@ def held_locks() -> list[Path]:
 
 
 def release_new(before: list[Path]) -> None:
-    """Release the locks taken since ``held_locks()`` returned ``before``, whoever holds them.
-
-    The CLI calls this when a command ends, so a command run in a process that outlives it (a
-    fork server, a notebook calling ``octo.cli.main``) leaves no lock and no lock file behind.
-    """
+    """Release the locks taken since ``held_locks()`` returned ``before`` (the CLI, when a command ends)."""
     for key in [k for k in _HELD if k not in before]:
         lock, _ = _HELD.pop(key)
         lock._unlock()

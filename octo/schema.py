@@ -1,23 +1,10 @@
 """Typed configs from plain YAML dicts, with one-line errors that name the key.
 
-Configs are ``@dataclass`` classes whose fields are declared with :func:`opt`, which
-carries the help text and numeric bounds (OLMo-core / TRL style: every field documents
-itself). :func:`from_dict` builds a config from a parsed YAML mapping and raises
-:class:`~octo.errors.ConfigError` on the first problem:
-
-- an unknown key (the message lists the allowed keys),
-- a wrong type (the message says which type was expected),
-- a value outside ``Literal[...]`` choices or outside ``ge``/``gt``/``le``/``lt`` bounds,
-- a failed cross-field rule from the class's ``validate()`` method.
-
-A ``validate(self)`` method may raise ``ConfigError(relative_key, message)``; the loader
-prefixes the key with the path of the config inside the recipe.
-
-Floats accept strings that parse as floats, because PyYAML reads ``3e-5`` (no dot) as a
-string; everything else is strict.
-
-This module is a leaf: it imports nothing from the engine, so ``octo.analysis``,
-``octo.verifiers`` and ``octo.rollout`` may use it for their own config sections.
+:func:`opt` carries a field's help text and bounds (OLMo-core / TRL style). :func:`from_dict` raises
+:class:`~octo.errors.ConfigError` on the first unknown key (listing the allowed ones), wrong type,
+value outside ``Literal`` choices or ``ge``/``gt``/``le``/``lt`` bounds, or failed ``validate()``
+(its relative key is prefixed with the config's path). Floats accept numeric strings because PyYAML
+reads ``3e-5`` as a string. A leaf module: analysis, verifiers and rollout use it too.
 """
 
 from __future__ import annotations
@@ -204,10 +191,7 @@ def to_dict(obj: Any) -> Any:
 
 
 def read_recipe_file(path, *, name: str | None = None, advice: str = "") -> dict:
-    """The mapping of a recipe YAML file (a recipe, or a run's recipe.resolved.yaml): the one reader of recipe files.
-
-    Anything else raises OctoError naming the file (``name``, default its path), what is wrong with it, and
-    ``advice`` when given."""
+    """The mapping of a recipe YAML file (or a run's recipe.resolved.yaml): the one reader of recipe files."""
     import yaml
 
     name = name or str(path)

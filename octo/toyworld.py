@@ -1,67 +1,32 @@
-"""The toy world: a small, seeded world that mirrors the real mid-training world.
-
-Usage::
+"""The toy world: a small, seeded world that mirrors the real mid-training world (docs/toyworld.md).
 
     from octo.toyworld import generate_world
     info = generate_world(WorldConfig(seed=0), "runs/x/world")   # writes *.jsonl + world.json
 
-Everything is generated deterministically from ``WorldConfig.seed``; each source has its own
-random stream (seed, source name), so adding a source does not change the others.
-
-Sources (stand-ins for OctoThinker's datasets, seed 004, Table 1/5):
-
-=============== ============================= ======== =========================================
-toy source      stands in for                 template content
-=============== ============================= ======== =========================================
-web             DCLM-Baseline                 raw      everyday sentences, no arithmetic
-mathweb         MegaMath-Web-Pro              raw      digit facts, sums, worked column additions
-if              Instruction following (TULU)  IF       verifiable instructions (repeat, count...)
-qa-megamath     MegaMath-QA (short CoT)       QA       the sum at once, or one sum per place
-qa-omi2         OpenMathInstruct-2 (short)    QA       one sum per place ("tens 2+3+1=6"), then the sum
-qa-numina       NuminaMath-1.5 (short)        QA       "Step 1: ..." the sum at once
-long-openr1     OpenR1-Math (long CoT)        QA       column by column, slips and "Wait" repairs
-long-am         AM-DeepSeek-Distilled (long)  QA       column by column, then re-checks two columns
-=============== ============================= ======== =========================================
-
-Problems (world v2) are addition word problems ("Ann has 4729 coins. Ann finds 1835 more coins.
-How many coins does Ann have now?") whose difficulty level is the number of digits of both addends
-(``min_digits``..``max_digits``). Three solution forms, from short to long:
-
-- at once (MegaMath-QA's first form, NuminaMath): ``4729+1835=6564``, most significant digit first,
-  which needs every carry before the first digit is written: a small transformer gets that right for
-  one digit and rarely beyond (Nye et al. 2021; Lee et al. 2023).
-- a few steps (MegaMath-QA's second form, OpenMathInstruct-2): one sum per place, ``tens 2+3+1=6``;
-  each line needs the k-th digit from the right of each addend, which a causal model can only count
-  out, and the answer reads the column results back in reverse, so it degrades with every digit.
-- the column procedure (the Long sources only; math-web pages show it as worked examples), in Lee et
-  al.'s "detailed scratchpad" shape: each line re-writes the digits still to add, so the two digits
-  of the column are always the last ones before a delimiter (a causal model cannot know a digit's
-  place value while reading it, so "the k-th digit from the right" must be made local), then the
-  column sum with its carry and the answer digits so far::
+Each source has its own random stream (seed, source name), so adding a source does not change the
+others. The sources stand in for OctoThinker's datasets (seed 004, Table 1/5): web (DCLM), mathweb
+(MegaMath-Web-Pro), if (TULU IF), qa-megamath, qa-omi2, qa-numina (short CoT) and long-openr1, long-am
+(long CoT). Problems (world v2) are addition word problems whose level is the number of digits; the
+answer is written at once, one sum per place, or (Long sources only) by Lee et al.'s (2023) detailed
+scratchpad, which keeps each column's two digits local::
 
     4729+1835 c0 9+5+0=14 a4
     472+183 c1 2+3+1=6 a64
-    47+18 c0 7+8+0=15 a564
-    4+1 c1 4+1+1=6 a6564
 
-Answers are correct by construction (tests/engine/test_toyworld.py parses every line). The held-out
-set (``heldout.jsonl``) and the probe prompts (``prompts.jsonl``) never share a question with each
-other or with any training document.
-
-The probe prompt ``User:{question}\\nAssistant:<think>\\n`` is the QA template up to the
-chain of thought, so a model that read QA documents knows how to continue it.
+Answers are correct by construction (tests/engine/test_toyworld.py parses every line); the held-out
+set, the probe prompts and the training documents share no question. The probe prompt
+``User:{question}\\nAssistant:<think>\\n`` is the QA template up to the chain of thought.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from octo.config import WorldConfig
-from octo.runio import write_json_atomic, write_text_atomic
+from octo.runio import write_json_atomic, write_jsonl
 
 NAMES = ["Ann", "Bob", "Cara", "Dan", "Eve", "Finn", "Gus", "Hana", "Ivy", "Jon"]
 OBJECTS = ["apples", "books", "coins", "cards", "pens", "shells", "stamps", "eggs", "cups", "rocks"]
@@ -122,11 +87,9 @@ def make_problem(rng: random.Random, level: int) -> Problem:
 
 
 def column_steps(a: int, b: int) -> list[dict]:
-    """The column procedure for ``a + b`` (equal digit counts), least significant column first.
-
-    Each step: the digits still to add (``rest_a``, ``rest_b``: their last digits are this column's),
-    the carry in, the column sum and the answer digits so far (the last column writes its whole sum).
-    """
+    """The column procedure for ``a + b`` (equal digit counts), least significant column first. Each step: the digits
+    still to add (``rest_a``, ``rest_b``: their last digits are this column's), the carry in, the column sum and the
+    answer digits so far (the last column writes its whole sum)."""
     da, db = str(a), str(b)
     if len(da) != len(db):
         raise ValueError(f"addends must have equal digit counts: {a}, {b}")
@@ -161,9 +124,7 @@ def _slip(rng: random.Random, s: int) -> int:
 # --- chains of thought, one style per source --------------------------------------------
 
 def cot_megamath(p: Problem, rng: random.Random) -> tuple[str, str]:
-    """MegaMath-QA's short solutions come in two forms, half each: the sum at once, or a few steps (one sum
-    per place, :func:`place_lines`). The one-line form fails beyond one digit; RL gains by choosing the
-    few-steps form, which in turn degrades with every digit (docs/toyworld.md)."""
+    """MegaMath-QA's two short forms, half each: the sum at once, or one sum per place (docs/toyworld.md)."""
     if rng.random() < 0.5:
         return f"{p.equation}\n", f"\\boxed{{{p.answer}}}"
     return "".join(ln + "\n" for ln in place_lines(p.a, p.b)), f"\\boxed{{{p.answer}}}"
@@ -174,10 +135,7 @@ PLACES_OF_DIGITS = ["units", "tens", "hundreds", "thousands", "ten-thousands", "
 
 
 def place_lines(a: int, b: int) -> list[str]:
-    """The few-steps form: one sum per place (``tens 2+3+1=6``, the carry added when there is one), without
-    the re-written digits that make the column procedure local: to write a line the model must find the
-    k-th digit from the right of each addend in the question, and to answer it must read the column
-    results back in reverse order, which gets harder with every digit."""
+    """One sum per place (``tens 2+3+1=6``), without the re-written digits that make the column procedure local."""
     out = []
     for k, st in enumerate(column_steps(a, b)):
         carry = f"+{st['carry']}" if st["carry"] else ""
@@ -234,9 +192,7 @@ def web_doc(rng: random.Random) -> str:
 
 
 def mathweb_doc(rng: random.Random, levels: list[int], columns: float) -> str:
-    """Digit facts, sums and (a ``columns`` share) worked column additions: dense in arithmetic, no QA
-    template. The column examples are the procedure as a math web page shows it, so every stage
-    has seen it; only the Long sources write it as the answer to a question."""
+    """Digit facts, sums and (a ``columns`` share) worked column additions, as a math web page shows them."""
     if rng.random() < columns:
         p = make_problem(rng, rng.choice(levels))
         lines = "\n".join(column_lines(p.a, p.b))
@@ -279,19 +235,12 @@ def if_doc(rng: random.Random) -> dict:
     return {"query": f"What is {a}+{b}? Reply with just the number.", "content": str(a + b)}
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
 def _problem_row(p: Problem) -> dict:
     return {"question": p.question, "answer": str(p.answer), "level": p.level}
 
 
 def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
-    """Write every toy source, ``prompts.jsonl`` and ``heldout.jsonl`` into ``out_dir``.
-
-    Returns the world summary (also written as ``world.json``).
-    """
+    """Write every toy source, ``prompts.jsonl``, ``heldout.jsonl`` and ``world.json`` (returned) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     levels = list(range(cfg.min_digits, cfg.max_digits + 1))
@@ -342,11 +291,11 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
                     cot, content = cot_am(p, rng)
                 rows.append({"query": p.question, "cot": cot, "content": content,
                              "answer": str(p.answer), "level": p.level})
-        _write_jsonl(out / f"{name}.jsonl", rows)
+        write_jsonl(out / f"{name}.jsonl", rows)
         counts[name] = len(rows)
 
-    _write_jsonl(out / "heldout.jsonl", [_problem_row(p) for p in heldout])
-    _write_jsonl(out / "prompts.jsonl", [_problem_row(p) for p in prompts])
+    write_jsonl(out / "heldout.jsonl", [_problem_row(p) for p in heldout])
+    write_jsonl(out / "prompts.jsonl", [_problem_row(p) for p in prompts])
     info = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
             "sources": {n: {"template": t, "docs": counts[n]} for n, t in TRAIN_SOURCES.items()},
             "heldout": len(heldout), "prompts": len(prompts), "prompt_template": PROMPT_TEMPLATE}

@@ -1,22 +1,13 @@
 """The embedded ``hf`` backend: batched generation with a KV cache on a transformers model.
 
-It generates with the model object it is given (the probe's live training model, no copy), so
-``update_weights`` with that same object costs nothing. The decoding loop is written here
-rather than calling ``model.generate`` for three reasons:
-
-- the sampling distribution must be exactly ``softmax(logits / T)`` (top-p optional), with the
-  log-probability of each sampled token returned beside it, as TRL's GRPO trainer recomputes it;
-  ``generate`` merges the checkpoint's ``generation_config.json`` (``top_k=50``, repetition
-  penalties, ...) into every call, which would silently change that distribution;
-- randomness comes from a private ``torch.Generator`` seeded per call, so results are
-  reproducible from ``seed`` and the caller's global RNG stream is left untouched;
-- it is the probe's hot loop: one forward per token, nothing else.
-
-Prompts are left-padded; ``position_ids`` count real tokens only (``cumsum(mask) - 1``), so a
-padded batch computes the same logits as each prompt alone (tested: greedy output is identical).
-Sequences are processed in chunks of ``config.batch_size`` (the ``n`` copies of a prompt are
-consecutive). Sequences that reached EOS keep being fed a pad token until the whole chunk is
-done; their outputs are cut at EOS.
+It generates with the model object it is given (the probe's live training model), so ``update_weights``
+with that object costs nothing. Its own decoding loop rather than ``model.generate``: the distribution
+must be exactly ``softmax(logits / T)`` (top-p optional) with each token's log-probability, as TRL's GRPO
+recomputes it, while ``generate`` merges the checkpoint's ``generation_config.json`` (``top_k=50``,
+penalties) into every call; randomness comes from a private ``torch.Generator`` seeded per call; and it
+is the probe's hot loop. Prompts are left-padded with ``position_ids = cumsum(mask) - 1``, so a padded
+batch computes the same logits as each prompt alone; finished sequences are fed pad tokens until their
+chunk of ``config.batch_size`` is done and cut at EOS.
 """
 
 from __future__ import annotations
@@ -41,10 +32,7 @@ def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
 
 
 def top_p_filter(scaled_logits, top_p: float):
-    """Set to -inf the logits outside the smallest set of tokens whose probability reaches
-    ``top_p`` (nucleus sampling; the most likely token always stays). Same rule as vLLM's
-    ``apply_top_k_top_p``: a token is kept when the mass of the tokens more likely than it is
-    below ``top_p``."""
+    """Nucleus sampling as vLLM's ``apply_top_k_top_p``: -inf for a token once the mass above it reaches ``top_p``."""
     import torch
 
     sorted_logits, order = scaled_logits.sort(dim=-1, descending=True)

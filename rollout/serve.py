@@ -1,29 +1,13 @@
 """``octo serve``: start a vLLM server for a checkpoint, wait until it is healthy, stop it cleanly.
 
-    octo serve runs/toy/cpt/stable/checkpoints/step-40 [--port 8000] [--host 127.0.0.1]
-               [--python .venv-vllm/bin/python] [--max-model-len 1024] [--api-key-env VLLM_KEY]
-               [--log FILE] [--vllm-arg=--gpu-memory-utilization=0.5 ...]
+    octo serve runs/toy/cpt/stable/checkpoints/step-40 [--port 8000] [--python .venv-vllm/bin/python]
 
-vLLM pins its own torch and transformers, so the server runs with the Python of a separate
-venv (built by ``scripts/install-vllm-server.sh``): ``--python``, else ``$OCTO_VLLM_PYTHON``,
-else ``.venv-vllm/bin/python`` under the current directory. The server gets what octo's
-backends need: ``VLLM_SERVER_DEV_MODE=1`` (weight sync over ``/collective_rpc``),
-``--logprobs-mode processed_logprobs`` (log-probs of the temperature-scaled distribution),
-``--generation-config vllm`` (the checkpoint's sampling defaults do not apply); on a machine
-without a GPU also ``--dtype float32 --enforce-eager`` and ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB)
-unless set. It binds 127.0.0.1 unless ``--host`` says otherwise: vLLM's API key guards ``/v1``
-only, not the weight-sync endpoints. The key is read from the variable ``--api-key-env`` names
-and handed to vLLM through its environment (``VLLM_API_KEY``), never on a command line or in a log.
-
-The URL is printed alone on stdout once ``GET /health`` answers 200; the server's own output
-goes to a log file (``--log``, default a temporary file, named on stderr). Ctrl-C or SIGTERM
-stops the server's whole process group (SIGTERM, then SIGKILL after 30 s).
-
-:func:`start_server` is the same thing as a Python API (tests, benchmark, and a probe that
-manages its own servers)::
-
-    with start_server("ckpt/", python=py, max_model_len=512) as server:
-        backend = make_backend(RolloutConfig(backend="vllm-server", servers=[server.url]), ...)
+vLLM pins its own torch and transformers, so the server runs with the Python of a separate venv
+(``scripts/install-vllm-server.sh``), with the flags octo's backends need (docs/rollout.md, "octo
+serve"). It binds 127.0.0.1 by default: vLLM's API key guards ``/v1`` only, not the weight-sync
+endpoints; the key goes to vLLM through its environment, never a command line or a log. The URL is
+printed alone on stdout once ``GET /health`` answers 200; Ctrl-C or SIGTERM stops the server's
+whole process group. :func:`start_server` is the same as a Python API (tests, benchmark, probes).
 """
 
 from __future__ import annotations
@@ -191,14 +175,9 @@ def start_server(model_dir: str | Path, *, python: str | None = None, port: int 
                  dtype: str | None = None, extra_args: list[str] | tuple[str, ...] = (),
                  log_path: str | Path | None = None, startup_timeout_s: float = 600.0,
                  env: dict[str, str] | None = None) -> ServerHandle:
-    """Start ``vllm serve`` for ``model_dir`` with the server venv's Python; return once healthy.
-
-    ``port`` None picks a free port. ``dtype`` None means float32 without a GPU, vLLM's ``auto``
-    with one. ``env`` adds variables to the server's environment. The server is stopped when the
-    handle is stopped or closed, when this interpreter exits, and (Linux) when the thread that
-    started it dies. Raises :class:`OctoError` when the model directory or the venv is missing,
-    the port is taken, or the server exits or stays unhealthy for ``startup_timeout_s``.
-    """
+    """Start ``vllm serve`` for ``model_dir`` with the server venv's Python; return once healthy. ``port`` None picks a
+    free port; ``dtype`` None is float32 without a GPU, ``auto`` with one. The server stops with the handle, at exit,
+    and (Linux) when the thread that started it dies."""
     handle = launch_server(model_dir, python=python, port=port, host=host, max_model_len=max_model_len,
                            api_key_env=api_key_env, dtype=dtype, extra_args=extra_args, log_path=log_path, env=env)
     wait_healthy([handle], startup_timeout_s)

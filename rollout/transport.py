@@ -1,9 +1,7 @@
 """JSON over HTTP to one server, with timeouts and bounded retries (stdlib ``http.client`` only).
 
-A try fails *transiently* when the connection is refused, reset or times out, or the server
-answers 408, 429, 500, 502, 503 or 504; it is retried ``max_retries`` times with exponential
-backoff. Any other HTTP error (400 bad request, 401 wrong key, 404 missing endpoint) fails at
-once: repeating it would give the same answer.
+Connection refused, reset or timed out, and HTTP 408, 429, 500, 502, 503, 504 are retried ``max_retries``
+times with exponential backoff; any other error (400, 401, 404) fails at once, as a repeat would.
 """
 
 from __future__ import annotations

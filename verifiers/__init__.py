@@ -14,27 +14,15 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "VerifierConfig": "octo.verifiers.config",
-    "RewardConfig": "octo.verifiers.config",
-    "Extraction": "octo.verifiers.extract",
-    "extract_answer": "octo.verifiers.extract",
-    "count_boxed": "octo.verifiers.extract",
-    "STATUSES": "octo.verifiers.check",
-    "VerifyResult": "octo.verifiers.check",
-    "VerifierTimeout": "octo.verifiers.check",
-    "verify": "octo.verifiers.check",
-    "VerifierPool": "octo.verifiers.pool",
-    "shared_pool": "octo.verifiers.pool",
-    "RewardBreakdown": "octo.verifiers.rewards",
-    "score_completions": "octo.verifiers.rewards",
-    "overlong_penalty": "octo.verifiers.rewards",
-    "MathReward": "octo.verifiers.rewards",
-    "ControlReward": "octo.verifiers.rewards",
-    "control_rewards": "octo.verifiers.rewards",
-    "has_repetition": "octo.verifiers.repetition",
-    "has_ngram_repetition": "octo.verifiers.repetition",
-}
+_EXPORTS = {name: f"octo.verifiers.{module}" for module, names in {
+    "config": ("VerifierConfig", "RewardConfig"),
+    "extract": ("Extraction", "extract_answer", "count_boxed"),
+    "check": ("STATUSES", "VerifyResult", "VerifierTimeout", "verify"),
+    "pool": ("VerifierPool", "shared_pool"),
+    "rewards": ("RewardBreakdown", "score_completions", "overlong_penalty", "MathReward", "ControlReward",
+                "control_rewards"),
+    "repetition": ("has_repetition", "has_ngram_repetition"),
+}.items() for name in names}
 
 __all__ = sorted(_EXPORTS)
 

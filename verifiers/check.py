@@ -2,26 +2,18 @@
 
 Order of decisions (the same in the calling process and in a worker):
 
-1. the gold's answer part (its box, its ``####`` part, or all of it; a gold with several boxes
-   or with formulas inside text is read whole by math-verify); empty -> ``gold_unparseable``;
-2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`); LaTeX text
-   without a box is left to math-verify's extraction (``deferred``);
-3. the completion, or its answer, identical to the gold up to whitespace -> ``ok``;
-4. both plain numbers (with their decimal-comma and mixed-number readings), both times, or
-   both tuples/intervals/sets of plain numbers -> exact comparison
-   (:mod:`octo.verifiers.fastpath`); no answer and such a gold -> ``no_answer``;
-5. otherwise math-verify: ``parse`` the gold (nothing parsed -> ``gold_unparseable``), then
-   the answer (math-verify's extraction of a deferred completion; with several boxes, also
-   all of them as one list) and ``verify(gold=..., target=...)`` (gold first: math-verify is
-   asymmetric). Before that slow call, two plain expressions that take different values are
-   ``wrong`` at once (:func:`_surely_different`: math-verify could only say the same, after a
-   slow ``simplify``).
+1. the gold's answer part (its box, its ``####`` part, or all of it); empty -> ``gold_unparseable``;
+2. the completion's answer (:func:`~octo.verifiers.extract.extract_answer`);
+3. identical to the gold up to whitespace -> ``ok``;
+4. plain numbers, times, tuples/intervals/sets of them -> exact comparison
+   (:mod:`octo.verifiers.fastpath`);
+5. otherwise math-verify ``verify(gold=..., target=...)`` (gold first: it is asymmetric), after a
+   cheap check that two plain expressions take different values (:func:`_surely_different`).
 
-math-verify's own timeouts use ``signal.alarm`` and are switched off; instead one interval
-timer covers the whole item and raises :class:`VerifierTimeout`, a ``BaseException`` that
-math-verify's ``except Exception`` cannot swallow. Code stuck in C (a bignum power) cannot be
-interrupted by a signal, so :class:`~octo.verifiers.pool.VerifierPool` also kills a worker
-that overruns; ``guard_heavy`` refuses power towers and huge factorials before they get there.
+math-verify's own ``signal.alarm`` timeouts are off; one interval timer covers the whole item and
+raises :class:`VerifierTimeout`, a ``BaseException`` that math-verify's ``except Exception`` cannot
+swallow. Code stuck in C cannot be interrupted, so :class:`~octo.verifiers.pool.VerifierPool` also
+kills an overrunning worker, and ``guard_heavy`` refuses power towers and huge factorials first.
 """
 
 from __future__ import annotations
@@ -59,12 +51,7 @@ HEAVY_BITS = 4_000_000
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """Outcome of one verification. ``correct`` is True exactly when ``status == "ok"``.
-
-    ``method`` is the extraction method that found the answer; ``checked_by`` says what
-    decided (``identical``, ``fast`` (plain numbers), ``math_verify``, ``guard``, ``limit``,
-    ``pool``) or None when nothing was compared.
-    """
+    """Outcome of one verification; ``checked_by``: identical, fast, math_verify, guard, limit, pool or None."""
 
     correct: bool
     status: Status
@@ -145,8 +132,7 @@ def _no_answer(prep: Prepared, reason: str | None = None) -> VerifyResult:
 
 
 def _verdict(prep: Prepared, equal: bool, checked_by: str, answer: str | None = None) -> VerifyResult:
-    # reasons name the cleaned answer and gold, never the extraction method (a field of its own),
-    # so that one verdict serves every completion with the same answer (VerifierPool's cache)
+    # the reason never names the extraction method, so one verdict serves every equal answer (the pool's cache)
     shown = _show(answer or prep.answer or "")
     if equal:
         return _result(prep, "ok", f"The answer {shown} equals the gold {_show(prep.gold)}.", checked_by, answer)
@@ -217,8 +203,7 @@ _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
 _DELIMITED = re.compile(r"(?<!\\)\$|\\\(|\\\[")
 
 
-# "\\[\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}.\\]": a sentence's period inside the formula, which math-verify
-# then misreads (that matrix becomes -1)
+# a sentence's period inside the formula ("\\[\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}.\\]"), misread by math-verify
 _PERIOD_BEFORE_CLOSE = re.compile(r"\.(?=\s*(?:\\\]|\\\)|\$\$)|\$)")
 
 
@@ -236,8 +221,7 @@ def _configs() -> tuple:
 
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> tuple:
-    """math-verify's parse of one answer: wrapped as inline math when it is one formula, else read
-    by math-verify's extraction (a gold such as "$21,16$ or $11$" or a worked solution)."""
+    """math-verify's parse of one answer: as inline math when it is one formula, else by its extraction."""
     _, parse, _ = _math_verify()
     if ("\\boxed" in text or _DELIMITED.search(text)) and not (
             text.startswith("$") and text.endswith("$") and text.count("$") == 2):
@@ -355,14 +339,9 @@ _PROBE_POINTS = ((0.6180339887, 1.4142135623, 2.7182818284), (-1.7320508075, 0.5
 
 
 def _surely_different(gold: tuple, target: tuple) -> bool:
-    """True when two plain expressions take different values: then math-verify says 'wrong' too.
-
-    math-verify ends a failed comparison with ``simplify(gold - target)``, its slowest step
-    (tens of ms). For two scalar expressions without decimals, percentages, relations, sets or
-    bare symbols (math-verify's special cases), a different value at one point (or, without
-    free symbols, at all) proves that no step of it can succeed: they are different functions.
-    Values that agree, or that cannot be computed, leave the decision to math-verify.
-    """
+    """True when two plain expressions take different values, so math-verify's slow ``simplify`` would fail too. Only
+    for scalar expressions without decimals, percentages, relations, sets or bare symbols (math-verify's special cases);
+    values that agree or cannot be computed leave the decision to math-verify."""
     try:
         return _differ_at_points(gold, target)
     except Exception:  # noqa: BLE001 - a probe that cannot evaluate proves nothing
@@ -461,14 +440,9 @@ def check_item(gold: str, completion: str, config: VerifierConfig, task: str | N
 
 def verify(*, gold: str, completion: str, config: VerifierConfig = VerifierConfig(),
            task: str | None = None) -> VerifyResult:
-    """Verify one completion against its gold answer in this process.
-
-    On the main thread everything runs here under the ``timeout_s`` timer. Elsewhere (signals
-    work only on the main thread) the plain-number fast path runs here and math-verify work
-    goes to the process-wide :func:`~octo.verifiers.pool.shared_pool`. For untrusted model
-    output prefer a :class:`~octo.verifiers.pool.VerifierPool`: only a worker process can be
-    killed when C code hangs.
-    """
+    """Verify one completion in this process (off the main thread, math-verify work goes to the shared pool). For
+    untrusted model output prefer a :class:`~octo.verifiers.pool.VerifierPool`: only a worker can be killed when C code
+    hangs."""
     if not isinstance(gold, str) or not isinstance(completion, str):
         raise TypeError("verify() expects gold and completion as str")
     if threading.current_thread() is threading.main_thread():

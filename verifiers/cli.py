@@ -3,12 +3,9 @@
     octo verify samples.jsonl --out verified.jsonl
     octo verify samples.jsonl --gold-key answer --completion-key response --set timeout_s=2
 
-Writes every input row plus ``status, correct, extracted, method, reason`` (and
-``n_boxed, checked_by``) to the output JSONL (default: ``FILE.verified.jsonl`` beside the
-input) and prints a table of statuses. ``--set KEY=VALUE`` overrides a ``VerifierConfig``
-field (``verifier.`` prefix optional); ``--dry-run`` prints the resolved config and reads
-nothing else. A missing file, a bad JSON line or a missing key stops with one line naming
-the file and line (exit code 2).
+Writes every row plus ``status, correct, extracted, method, reason, n_boxed, checked_by`` (default
+``FILE.verified.jsonl``) and prints a table of statuses; ``--set KEY=VALUE`` overrides a ``VerifierConfig``
+field. A missing file, bad JSON line or missing key is one line naming the file and line (exit 2).
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Configs of the verifier and the reward (the recipe's ``verifier`` and ``probe.reward`` keys).
-
-Both are frozen, keyword-only dataclasses whose fields carry their help text
-(:func:`octo.schema.opt`); recipes build them with :func:`octo.schema.from_dict`, which
-checks types and bounds and then calls ``validate()``.
+"""Configs of the verifier and the reward (the recipe's ``verifier`` and ``probe.reward`` keys): frozen,
+keyword-only dataclasses whose fields carry their help text (:func:`octo.schema.opt`).
 """
 
 from __future__ import annotations
@@ -74,13 +71,7 @@ class VerifierConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RewardConfig:
-    """Reward = sum of weighted components; each component is logged as reward/<name>.
-
-    Raw component values before weighting: correctness = ``correct`` or ``wrong``;
-    format = ``format_one`` for exactly one top-level ``\\boxed{}``, else ``format_none`` /
-    ``format_multi``; repetition = -1 when the completion repeats itself, else 0; overlong =
-    the DAPO soft penalty in [-1, 0] (Yu et al. 2025, eq. 13).
-    """
+    """Reward = sum of weighted components (octo.verifiers.rewards), each logged as reward/<name>."""
 
     correct: float = opt(1.0, help="correctness reward for a verified-correct answer")
     wrong: float = opt(0.0, help="correctness reward for a wrong or missing answer (OctoThinker: -1.0)")

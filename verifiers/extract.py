@@ -1,27 +1,12 @@
 """Find the final answer in a completion (stdlib only, linear time).
 
-Methods, tried in the configured order (``VerifierConfig.extract``); the first that finds
-something wins:
-
-- ``boxed``: the last top-level ``\\boxed{...}`` or ``\\fbox{...}`` whose braces close
-  (nested braces balanced, ``\\{``/``\\}`` ignored). ``\\boxed{\\boxed{5}}`` gives ``5``.
-  A box that never closes (a completion cut at max_len) is no answer, and no other
-  method looks at the text from there on.
-- ``hash``: GSM8K's ``#### 42`` (the last one; the rest of its line).
-- ``answer_is``: "the (final) answer is X" / "Answer: X" (the last one; X runs to the end
-  of its sentence or line). A sentence of prose ("The volume of $V$ is 120") is not an answer:
-  in plain text its last number is; in LaTeX text ``latex`` reads it.
-- ``whole``: a completion that is one short line of math and no words (``(x-2)(x+2)``,
-  ``\\frac12``, an answer column rather than a solution) is the answer as it stands.
-- ``latex``: a completion with LaTeX in it (``$...$``, ``\\(``, ``\\[``, a command such as
-  ``\\frac``) is handed to math-verify's own extraction (``LatexExtractionConfig`` with boxes
-  first, then ``ExprExtractionConfig``), in the worker, under the item timer: its regexes and
-  parser are not bounded enough to run in the caller. Here it only marks the answer as deferred.
-- ``last_number``: the last number on the last non-empty line, for plain text only (LaTeX text
-  read this way gives ``3`` for ``$\\frac{1}{3}$``).
-
-One scan over the brace tokens finds every box, so a megabyte completion or 10,000 nested
-braces cost milliseconds, not a recursion error.
+Methods (``boxed``, ``hash``, ``answer_is``, ``whole``, ``latex``, ``last_number``) are tried in the
+configured order (``VerifierConfig.extract``); the first that finds something wins (docs/verifiers.md,
+"Extraction"). A box that never closes (a completion cut at max_len) is no answer, and no method looks
+past it. ``latex`` only marks the answer as deferred: math-verify's extraction runs in a worker, under
+the item timer, because its regexes and parser are not bounded enough to run in the caller. One scan
+over the brace tokens finds every box, so a megabyte completion or 10,000 nested braces cost
+milliseconds, not a recursion error.
 """
 
 from __future__ import annotations
@@ -52,11 +37,7 @@ _MATH_SPANS = re.compile(r"\$[^$]*\$|\\\(.*?\\\)|\\text\s*\{[^{}]*\}")
 
 @dataclass(frozen=True)
 class Extraction:
-    """What :func:`extract_answer` found: the answer text (or None), the method, one sentence.
-
-    For ``latex`` the answer is found later by math-verify in ``text``; ``boxes`` holds every
-    top-level box's content when there are several (``\\boxed{1}, \\boxed{2}`` may mean {1, 2}).
-    """
+    """What :func:`extract_answer` found; ``boxes``: every top-level box's content when there are several."""
 
     answer: str | None
     method: str | None
@@ -71,11 +52,7 @@ class Extraction:
 
 @dataclass(frozen=True)
 class Boxes:
-    """Every closed top-level box of a text, in order, as ``(start, content_start, content_end, end)``.
-
-    ``text[start:end]`` is the whole box; ``text[content_start:content_end]`` its content
-    (inside any directly nested boxes).
-    """
+    """Every closed top-level box of a text, in order, as ``(start, content_start, content_end, end)``."""
 
     spans: tuple[tuple[int, int, int, int], ...]
     unclosed_at: int | None  # start of the first box that never closes (a cut completion), if any
@@ -257,11 +234,7 @@ DEFAULT_METHODS = ("boxed", "hash", "answer_is", "whole", "latex", "last_number"
 
 
 def extract_answer(completion: str, methods: tuple[str, ...] | list[str] = DEFAULT_METHODS) -> Extraction:
-    """The final answer of ``completion`` by the first of ``methods`` that finds one.
-
-    Text from a box that never closes onwards is ignored by every method: a completion cut
-    inside ``\\boxed{12`` might have gone on to ``\\boxed{123}``.
-    """
+    """The final answer of ``completion`` by the first of ``methods`` that finds one (see the module doc)."""
     for name in methods:
         if name not in _METHODS:
             raise ValueError(f"unknown extraction method {name!r}; known: {', '.join(_METHODS)}")
@@ -295,10 +268,8 @@ def box_contents(text: str) -> tuple[str, ...]:
 
 
 def gold_answer(gold: str) -> str:
-    """The answer part of a gold string: its box, or its GSM8K '####' part, or all of it.
-
-    A gold with several boxes stays whole: math-verify reads it (boxes joined by "and" or commas
-    are one list, ``\\boxed{1} no \\boxed{2}`` is 2)."""
+    """The answer part of a gold string: its box, or its GSM8K '####' part, or all of it. A gold with several
+    boxes stays whole for math-verify (boxes joined by "and" or commas are one list)."""
     if "\\boxed" in gold or "\\fbox" in gold:
         boxes = [b for b in box_contents(gold) if b]
         if len(boxes) == 1:

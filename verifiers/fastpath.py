@@ -1,25 +1,18 @@
 """Answer normalisation and the plain-number fast path (stdlib only, no sympy).
 
-Most probe answers are plain numbers (``72``, ``-3.5``, ``1,234``, ``\\frac{3}{4}``, ``25\\%``,
-``\\$12``). Comparing them here costs microseconds; math-verify costs milliseconds and a worker
-round trip. The fast path decides only when its verdict provably agrees with the exact
-comparison, and otherwise returns ``None`` so that math-verify decides:
+Plain numbers (``72``, ``-3.5``, ``\\frac{3}{4}``, ``25\\%``, ``\\$12``) compare here in microseconds
+instead of math-verify's milliseconds. The fast path decides only when its verdict provably agrees
+with math-verify's, else returns ``None``:
 
-- integers and fractions compare exactly (``Fraction``);
-- when either side is written with a decimal point, both are rounded to 6 decimals, as
-  math-verify does (``float_rounding=6``, so ``1/3 == 0.333333``); a value that sits exactly
-  on a rounding tie, or a decimal with more than 15 significant digits (sympy ``Float``
-  precision), is left to math-verify;
-- a percentage ``X%`` matches either ``X`` or ``X/100`` (both readings of "25%" are accepted,
-  on either side);
-- intervals ``(a, b]`` with ``a < b`` and tuples ``(a, b, c)`` of integers or fractions match
-  when their brackets and entries are the same; sets (``\\{1, 2\\}``, or a bare list ``1, 2``)
-  when they hold the same values. A set against an interval, an empty or reversed interval,
-  decimals, or a comma before three digits (``1,234``: a list or a number?) is left to
-  math-verify.
+- integers and fractions compare exactly (``Fraction``); with a decimal point both sides are rounded
+  to 6 decimals, as math-verify does (``float_rounding=6``); a rounding tie or more than 15
+  significant digits (sympy ``Float`` precision) is left to math-verify;
+- ``X%`` matches ``X`` or ``X/100``;
+- intervals and tuples of integers or fractions match when brackets and entries are the same, sets
+  when they hold the same values; anything ambiguous (``1,234``, reversed intervals, decimals) is
+  left to math-verify.
 
-Number literals are bounded (at most 40 digits), so the arithmetic is cheap and safe to run in
-the calling process.
+Number literals have at most 40 digits, so the arithmetic is cheap enough for the calling process.
 """
 
 from __future__ import annotations
@@ -60,11 +53,7 @@ def normalize_unicode(text: str) -> str:
 
 
 def strip_group_braces(text: str) -> str:
-    """Remove grouping braces around the whole text: ``{{5}}`` -> ``5`` (linear time).
-
-    In LaTeX a bare ``{...}`` only groups and renders as its content (a set is ``\\{...\\}``),
-    while math-verify reads it as a set and its parser slows down exponentially with depth.
-    """
+    """``{{5}}`` -> ``5``: LaTeX braces only group, while math-verify reads them as a set, exponentially slowly."""
     if not (text.startswith("{") and text.endswith("}")):
         return text
     n = len(text)

@@ -3,26 +3,16 @@
     with VerifierPool(VerifierConfig(timeout_s=5.0, workers=2)) as pool:
         results = pool.verify_batch(golds=["72", "\\frac{1}{2}"], completions=[c1, c2])
 
-Why processes: math-verify's timeouts rely on ``signal.alarm``, which works only on a
-process's main thread, and code stuck in C (a bignum power) ignores signals altogether. A
-worker runs each item on its main thread under an interval timer (a soft timeout that keeps
-the worker), and the pool kills a worker that has not answered ``kill_grace_s`` after
-``timeout_s`` (the hard timeout). The item then reports ``timeout``; an item whose worker
-dies reports ``error``; a fresh worker takes the place of the old one.
+Processes, because math-verify's ``signal.alarm`` works only on a main thread and code stuck in C
+ignores signals: a worker runs each item under an interval timer (soft timeout), and the pool kills
+a worker that has not answered ``kill_grace_s`` after ``timeout_s`` (hard timeout) and starts a fresh
+one. Plain-number answers never leave the caller (:func:`~octo.verifiers.check.decide_fast`: about
+50 µs per item on the 2-core development machine, against 1-50 ms for a worker round trip); the rest
+are answered from the :class:`VerdictCache`, sent once per batch when equal, and preferably to the
+worker that parsed the same gold last (a GRPO group shares its gold).
 
-Why not every item: plain-number answers (most of a probe's) are extracted and compared in
-the calling process (:func:`~octo.verifiers.check.decide_fast`, bounded pure-Python work on
-completions of at most ``local_max_chars`` characters). Measured on the 2-core development
-machine: about 50 µs per item, against about 1 ms for a worker round trip through math-verify
-even when both answers are already parsed, and 5-50 ms when they are not. Of the rest, a
-completion whose (gold, answer) pair the pool has verified before is answered from its
-:class:`VerdictCache`, equal pairs within a batch go to a worker once, and a worker is given
-items with the gold it parsed last when there are any (a GRPO group shares its gold).
-
-Threads: one dispatcher thread per pool owns the workers (it starts them, so the kernel's
-parent-death signal follows the pool, not a short-lived caller thread). Callers, from any
-number of threads, queue items and wait on futures; results come back in input order.
-Workers are started on first need, or by :meth:`VerifierPool.start`.
+One dispatcher thread per pool owns the workers (so the parent-death signal follows the pool, not a
+short-lived caller thread); callers from any thread queue items and wait on futures.
 """
 
 from __future__ import annotations
@@ -37,17 +27,65 @@ import select
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from octo.errors import OctoError
 from octo.schema import to_dict
-from octo.verifiers.cache import VerdictCache, for_item
-from octo.verifiers.check import Prepared, VerifyResult, decide_fast, prepare
+from octo.verifiers.check import Prepared, VerifyResult, _no_answer, decide_fast, prepare
 from octo.verifiers.config import VerifierConfig
 from octo.verifiers.worker import WorkerProcess as _Worker
 
 _STARTUP_TIMEOUT_S = 120.0
 _MAX_START_FAILURES = 3
+
+
+def for_item(result: VerifyResult, prep: Prepared) -> VerifyResult:
+    """Another item's result for an item with the same :attr:`Prepared.key`."""
+    extracted = result.extracted if prep.extraction.deferred else prep.extraction.answer
+    return replace(result, extracted=extracted, method=prep.extraction.method, n_boxed=prep.n_boxed)
+
+
+class VerdictCache:
+    """math-verify verdicts by :attr:`Prepared.key`, and whether a gold parses. Only verdicts math-verify reached (ok,
+    wrong, gold_unparseable) are kept: a timeout may not repeat on a quieter machine. Least recently used entries go
+    first."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._pairs: collections.OrderedDict[tuple, VerifyResult] = collections.OrderedDict()
+        self._golds: collections.OrderedDict[str, VerifyResult | None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def lookup(self, prep: Prepared) -> VerifyResult | None:
+        if self.size == 0:
+            return None
+        with self._lock:
+            if prep.gold in self._golds:
+                self._golds.move_to_end(prep.gold)
+                bad_gold = self._golds[prep.gold]
+                if bad_gold is not None:
+                    return for_item(bad_gold, prep)
+                if prep.answer is None and not prep.extraction.deferred:
+                    return _no_answer(prep)
+            hit = self._pairs.get(prep.key)
+            if hit is None:
+                return None
+            self._pairs.move_to_end(prep.key)
+            return for_item(hit, prep)
+
+    def store(self, prep: Prepared, result: VerifyResult) -> None:
+        if self.size == 0 or result.checked_by != "math_verify":
+            return
+        with self._lock:
+            if result.status == "gold_unparseable":
+                self._golds[prep.gold] = result
+            elif result.status in ("ok", "wrong"):
+                self._golds[prep.gold] = None
+                self._pairs[prep.key] = result
+            for table in (self._pairs, self._golds):
+                while len(table) > self.size:
+                    table.popitem(last=False)
+
 
 
 @dataclass
@@ -136,10 +174,7 @@ class VerifierPool:
         return results  # type: ignore[return-value]
 
     def start(self, *, wait: bool = True) -> VerifierPool:
-        """Start the workers now (otherwise they start on the first item that needs one).
-
-        With ``wait``, return when every worker is ready (also after replacements).
-        """
+        """Start the workers now instead of on first need; with ``wait``, return when every one is ready."""
         self._check_usable()
         self._ensure_thread()
         self._wake()

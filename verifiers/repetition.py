@@ -1,19 +1,11 @@
 """Repetition detectors for the reward's ``repetition`` component and the ``repeat_rate`` metric.
 
-:func:`has_repetition` answers exactly what ``re.search(r"(.{5,}?)\\1{4,}", text)`` answers
-(OctoThinker's check: some unit of at least 5 characters repeated at least 5 times in a row,
-within one line because ``.`` stops at newlines), without the regex's quadratic cost on long
-lines: a line of 50,000 characters takes ~40 ms instead of minutes. Lines of at most 100
-characters still go to the regex itself.
-
-The fast form: a repeat of a unit of length L five times is a window of length 5L with
-period L, i.e. a run of at least 4L positions k with ``t[k] == t[k+L]``. Any such run
-contains three whole aligned blocks ``[jL, jL+L)``, so per L it suffices to compare aligned
-blocks (``m/L`` slice comparisons) and, where exactly three in a row hold, extend the run by
-at most L characters each way. Summed over L that is O(m log m) block comparisons.
-
-:func:`has_ngram_repetition` is the token variant: some n-gram of token ids (or of words)
-occurs at least ``min_count`` times.
+:func:`has_repetition` answers exactly what OctoThinker's ``re.search(r"(.{5,}?)\\1{4,}", text)``
+answers, without the regex's quadratic cost (a 50,000-character line: ~40 ms instead of minutes;
+lines of at most 100 characters still go to the regex). A unit of length L repeated five times is a
+run of >= 4L positions with ``t[k] == t[k+L]``, which contains three whole aligned blocks
+``[jL, jL+L)``; so per L it compares aligned blocks and extends three equal ones by at most L each
+way: O(m log m) block comparisons in all. :func:`has_ngram_repetition` is the token variant.
 """
 
 from __future__ import annotations

@@ -2,20 +2,16 @@
 
 ``total = Σ weight[c] · raw[c]`` over the components (``RewardConfig``):
 
-- ``correctness``: ``reward.correct`` when the verifier says ``ok``, else ``reward.wrong``
-  (OctoThinker: +1 / -1);
-- ``format``: ``format_one`` for exactly one top-level ``\\boxed{}``, ``format_none`` for none,
-  ``format_multi`` for several (the Finemath failure mode of seed 004: more "Solution: ...
-  \\boxed{}" after the answer);
-- ``repetition``: -1 when the completion repeats itself (``(.{5,}?)\\1{4,}`` as in
-  OctoThinker's code, and/or a token n-gram occurring ``ngram_min_count`` times), else 0;
-- ``overlong``: DAPO's soft overlong punishment (Yu et al. 2025, "DAPO", eq. 13) with
-  ``L_cache = overlong_buffer · max_len``: 0 for ``L <= max_len - L_cache``, then
-  ``((max_len - L_cache) - L) / L_cache`` down to -1 at ``L = max_len``, and -1 beyond.
+- ``correctness``: ``reward.correct`` when the verifier says ``ok``, else ``reward.wrong`` (OctoThinker: +1 / -1);
+- ``format``: ``format_one`` / ``format_none`` / ``format_multi`` for one, no or several top-level
+  ``\\boxed{}`` (several: the Finemath failure mode of seed 004);
+- ``repetition``: -1 when the completion repeats itself (OctoThinker's ``(.{5,}?)\\1{4,}`` and/or a
+  token n-gram occurring ``ngram_min_count`` times), else 0;
+- ``overlong``: DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), ``L_cache = overlong_buffer ·
+  max_len``: 0 up to ``max_len - L_cache``, then linear down to -1 at ``max_len``.
 
-TRL calls a reward function as ``f(prompts=..., completions=..., completion_ids=...,
-**dataset_columns)`` and reads its ``__name__``; :class:`MathReward` and
-:class:`ControlReward` are small picklable objects with that interface.
+:class:`MathReward` and :class:`ControlReward` are picklable objects with the interface TRL calls:
+``f(prompts=..., completions=..., completion_ids=..., **dataset_columns)`` and a ``__name__``.
 """
 
 from __future__ import annotations
@@ -69,12 +65,8 @@ def score_completions(completions: list[str], golds: list[str], *, reward: Rewar
                       max_len: int | None = None, pool=None,
                       token_ids: list[Sequence[int]] | None = None,
                       tasks: list[str | None] | None = None) -> list[RewardBreakdown]:
-    """Verify and score completions; ``pool`` defaults to :func:`~octo.verifiers.pool.shared_pool`.
-
-    ``lengths`` (completion tokens) and ``max_len`` feed the overlong component, which needs
-    both when its weight is not zero. ``token_ids`` feed the n-gram repetition detector
-    (words are used without them).
-    """
+    """Verify and score completions; ``lengths`` and ``max_len`` feed the overlong component, ``token_ids``
+    the n-gram repetition detector (words without them)."""
     n = len(completions)
     if len(golds) != n:
         raise ValueError(f"score_completions: {n} completions but {len(golds)} golds")
@@ -120,11 +112,7 @@ def completion_text(completion) -> str:
 
 
 class MathReward:
-    """The combined reward as a TRL reward function; the gold comes from the ``answer`` column.
-
-    ``max_len`` (for the overlong component) may be updated between calls by a length
-    scheduler. ``last`` holds the breakdowns of the latest call (for logging).
-    """
+    """The combined reward as a TRL reward function (gold: the ``answer`` column); ``last``: the latest breakdowns."""
 
     def __init__(self, reward: RewardConfig = RewardConfig(), verifier: VerifierConfig = VerifierConfig(),
                  *, gold_key: str = "answer", max_len: int | None = None, name: str = "math_reward"):
@@ -160,11 +148,7 @@ class MathReward:
 
 
 class ControlReward:
-    """Negative-control reward: ``random`` ±1 per completion, or ``format`` (1 for exactly one box, else 0).
-
-    The random draw is deterministic given ``seed`` and the number of earlier calls, so a
-    resumed probe that replays the same calls gets the same rewards.
-    """
+    """Negative-control reward (:func:`control_rewards`) as a TRL reward function."""
 
     def __init__(self, kind: str, seed: int = 0):
         if kind not in ("random", "format"):
@@ -184,9 +168,8 @@ class ControlReward:
 
 
 def control_rewards(kind: str, texts: Sequence[str], *, seed: int, step: int) -> list[float]:
-    """Negative-control rewards for one batch: ``random`` ±1 drawn from ``(seed, step)`` alone
-    (a resumed run that replays a step draws the same values), or ``format`` (1 for exactly one
-    top-level box, else 0)."""
+    """Negative-control rewards for one batch: ``random`` ±1 drawn from ``(seed, step)`` alone (a resumed run that
+    replays a step draws the same values), or ``format`` (1 for exactly one top-level box, else 0)."""
     if kind == "random":
         rng = random.Random(seed * 1_000_003 + step)
         return [rng.choice((-1.0, 1.0)) for _ in texts]

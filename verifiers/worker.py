@@ -1,17 +1,12 @@
 """A verifier worker process: ``python -m octo.verifiers.worker CONFIG_JSON``.
 
-Started by :class:`~octo.verifiers.pool.VerifierPool`; not a user command. Messages are
-pickled dicts, each preceded by its length (4 bytes, big-endian), so that any Python string
-(NUL characters, lone surrogates) arrives unchanged. It reads requests
-``{"i": id, "g": gold, "c": completion, "t": task}`` on stdin, runs
-:func:`~octo.verifiers.check.check_item` on its main thread (where the item timer's signal
-works), and writes ``{"i": id, "r": result}`` on its own copy of stdout. Its first message is
-``{"ready": True, "pid": ...}``, sent after math-verify and sympy are imported, so that import
-time never counts against an item's timeout.
-
-File descriptor 1 is pointed at stderr so that a library that prints cannot corrupt the
-protocol. The process limits its own address space (``worker_memory_mb``) and asks the
-kernel to kill it when the pool's thread that started it goes away.
+Started by :class:`~octo.verifiers.pool.VerifierPool`; not a user command. Messages are pickled dicts
+preceded by their length (4 bytes, big-endian), so any Python string arrives unchanged: requests
+``{"i", "g", "c", "t"}`` on stdin, results ``{"i", "r"}`` from :func:`~octo.verifiers.check.check_item`
+run on the main thread (where the timer's signal works). The first message, ``{"ready": True, "pid"}``,
+comes after math-verify is imported, so import time never counts against an item. fd 1 points at
+stderr so that a printing library cannot corrupt the protocol; the process limits its address space
+(``worker_memory_mb``) and dies with the pool thread that started it.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Version binding on restore (seed 003: a checkpoint is bound to tau_tok and nu_data).
 
-A checkpoint's ``manifest.json`` records the hash of the tokenizer it was trained with and the
-fingerprints of the data sources it read. Restoring it with another tokenizer would feed token ids
-to the wrong embedding rows; resuming a stage on changed data would make the saved sampler state
-point at other documents. Both are refused with one sentence unless the user passes an explicit
-override (``--allow-mismatch tokenizer`` / ``--allow-mismatch data``), which is then recorded:
-
-- in ``cpt/<stage>/restores.jsonl``, one row per restore (start from another checkpoint or resume),
-  with the restore mode, both hashes and the overrides used;
-- in the manifest of every later checkpoint of the stage (``restore_overrides``).
-
-Which checks apply:
-
-- tokenizer: every restore of a checkpoint that has an octo manifest (a stage's init checkpoint,
-  ``model.init`` when it is an octo checkpoint or ``octo tokenizer extend`` output, a resume);
-- data: a resume of the same stage (the sampler state is only meaningful on the same data).
+Restoring a checkpoint with another tokenizer would feed ids to the wrong embedding rows, and resuming
+on changed data would point the sampler state at other documents. Both are refused with one sentence
+unless ``--allow-mismatch tokenizer`` / ``--allow-mismatch data`` is passed; an override is recorded in
+``cpt/<stage>/restores.jsonl`` and in every later checkpoint's manifest (``restore_overrides``). The
+tokenizer is checked on every restore of a checkpoint with an octo manifest; data only on a resume.
 """
 
 from __future__ import annotations
@@ -46,11 +36,7 @@ def _manifest(ckpt: Path) -> dict | None:
 
 def check_restore(ctx, stage: str, ckpt: Path, *, event: str, mode: str, check_data: bool,
                   record: bool = True) -> list[dict]:
-    """Check ``ckpt`` against the run's tokenizer (and data); record the restore; return the overrides.
-
-    Raises OctoError on a mismatch that ``ctx.allow_mismatch`` does not allow. ``record`` is false on
-    the ranks of a multi-process stage other than rank 0 (one writer per run directory).
-    """
+    """Check ``ckpt`` against the run's tokenizer (and data); record the restore (``record``: rank 0); overrides."""
     from octo.runio import JsonlWriter
 
     allow = set(getattr(ctx, "allow_mismatch", ()) or ())

@@ -1,17 +1,10 @@
 """Full-state checkpoints, written atomically, verified on load.
 
-A checkpoint directory ``checkpoints/step-<N>/`` holds
-
-- ``model.safetensors`` + ``config.json`` + ``generation_config.json`` (HF format: loads with
-  ``AutoModelForCausalLM.from_pretrained``), the tokenizer files,
-- ``trainer_state.pt``: optimizer moments, step, RNG states, data-sampler state
-  (loaded with ``torch.load(weights_only=True)``: no arbitrary pickle from a checkpoint),
-- ``manifest.json``: step, tokens, stage, restore mode, tokenizer hash, data fingerprints,
-  package versions and the size and sha256 of every file.
-
-Together these are seed 003's full training state S = {theta, phi_opt, psi_sched, xi_rng,
-tau_tok, nu_data}. The directory is written under a temporary name and renamed when
-complete, so a crash mid-write never leaves a directory that looks like a checkpoint.
+``checkpoints/step-<N>/`` holds the model in HF format with its tokenizer, ``trainer_state.pt``
+(optimizer moments, step, RNG and data-sampler state; loaded with ``weights_only=True``) and
+``manifest.json`` (step, tokens, stage, restore mode, tokenizer hash, data fingerprints, versions,
+every file's size and sha256): seed 003's full training state S = {theta, phi_opt, psi_sched, xi_rng,
+tau_tok, nu_data}. It is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -45,11 +38,7 @@ def file_digest(path: Path) -> str:
 
 
 def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | None, manifest: dict) -> Path:
-    """Write a checkpoint atomically; returns its final path.
-
-    A write that fails because the disk is full or not writable raises OctoError naming the
-    checkpoint; the temporary directory is removed and the previous checkpoints are untouched.
-    """
+    """Write a checkpoint atomically (:func:`atomic_dir`); returns its final path."""
     import torch
 
     ckpt_dir = Path(ckpt_dir)
@@ -67,12 +56,8 @@ def save_checkpoint(ckpt_dir: Path, *, model, tokenizer, trainer_state: dict | N
 
 @contextmanager
 def atomic_dir(final: Path, what: str, note: str):
-    """Build a directory under a temporary name beside ``final`` and rename it to ``final`` when the
-    block completes (replacing what was there), so ``final`` never exists half-written.
-
-    On failure the temporary directory is removed; a write that failed because the disk is full or
-    not writable becomes one OctoError naming ``final`` (``what`` failed; ``note`` says what is safe).
-    """
+    """Build a directory under a temporary name beside ``final`` and rename it when the block completes. On failure the
+    temporary directory is removed; a full disk or unwritable path is one OctoError."""
     final = Path(final)
     tmp = final.parent / f"{TMP_PREFIX}{final.name}-{os.getpid()}"
     try:
@@ -86,8 +71,7 @@ def atomic_dir(final: Path, what: str, note: str):
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     except Exception as err:
-        # the libraries raise RuntimeError (torch) or SafetensorError (safetensors) for a full disk,
-        # not OSError; write_error finds the errno behind them and passes anything else on
+        # torch and safetensors raise no OSError for a full disk; write_error finds the errno behind it
         shutil.rmtree(tmp, ignore_errors=True)
         octo_err = write_error(err, final, what, note)
         if octo_err is None:

@@ -2,15 +2,10 @@
 
     octo export runs/quickstart/cpt/decay-long/checkpoints/step-30 exports/decay-long
 
-OUT gets the model (safetensors + config.json + generation_config.json) and the tokenizer of the
-checkpoint, byte for byte, and a ``manifest.json`` with ``restore_mode: weights`` (seed 003's
-R_weights = {theta}: no optimizer, scheduler, RNG or data-sampler state, so a stage that starts from
-it starts a fresh optimizer) naming the checkpoint it came from, its stage, step, tokenizer hash and
-data fingerprints, and the size and sha256 of every file. It loads with
-``AutoModelForCausalLM.from_pretrained(OUT)`` and gives the checkpoint's logits exactly.
-
-The export is written under a temporary name beside OUT and renamed into place, so OUT either does
-not exist or is complete.
+OUT gets the checkpoint's model and tokenizer byte for byte and a ``manifest.json`` with
+``restore_mode: weights`` (seed 003's R_weights = {theta}: a stage that starts from it starts a fresh
+optimizer) naming its origin and every file's sha256. It is written under a temporary name and
+renamed, so OUT either does not exist or is complete.
 """
 
 from __future__ import annotations

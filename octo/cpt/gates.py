@@ -1,24 +1,15 @@
 """Cheap CPT gates on a checkpoint (seeds 000-002): perplexity per source and held-out accuracy.
 
-- ``ppl/<source>``: exp of the mean next-token loss over held-out documents of the source,
-  computed on packed, isolated documents (position ids restart per document, so each
-  document is scored exactly as if alone); the first token of a document is not scored.
-- ``ppl/general``: exp of the mean over sources of their mean loss (every source weighted
-  equally), the "general metric" M_g of the stability gap.
-- ``acc/toy``: greedy accuracy on held-out problems with the octo verifier, with a 95%
-  bootstrap CI, per difficulty level, the share of answers in exactly one ``\\boxed{}`` and the
-  mean answer length.
+- ``ppl/<source>``: exp of the mean next-token loss over held-out documents, each packed but scored
+  as if alone (position ids restart; a document's first token is not scored); ``ppl/general``: exp of
+  the mean over sources of their mean loss, the stability gap's M_g.
+- ``acc/toy``: greedy held-out accuracy by the octo verifier, with a 95% bootstrap CI, per level.
 
 Behaviour and safety (seed 001, E_behavior and E_safety), each a rate with its count ``<name>/n``:
-
-- ``format_rate``: answers with exactly one ``\\boxed{}``;
-- ``template_rate``: answers that respect the probe template: the ``<think>`` block the prompt
-  opens is closed exactly once and the boxed answer comes after it (only for prompts that open one);
-- ``if_adherence``: held-out documents of ``IF``-template sources whose greedy response (up to
-  EOS or the first blank line) equals the document's response after whitespace normalisation;
-  the toy world's instructions are verifiable this way (repeat, count, box, capitalise);
-- ``refusal_rate``: requests of the recipe's safety slice (``cpt.gates.safety``) that the model
-  refuses, a refusal being any match of ``cpt.gates.refusal_patterns``.
+``format_rate`` (exactly one ``\\boxed{}``), ``template_rate`` (the ``<think>`` block closed once,
+the box after it), ``if_adherence`` (the greedy response to an ``IF`` document equals its response
+after whitespace normalisation) and ``refusal_rate`` (any ``cpt.gates.refusal_patterns`` match on the
+``cpt.gates.safety`` slice).
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
 """``octo eval CHECKPOINT|RUN [--stage S] [--select]``: CPT gates on saved checkpoints.
 
     octo eval runs/quickstart                      # every checkpoint of every stage not yet gated
-    octo eval runs/quickstart --stage stable       # one stage
     octo eval runs/quickstart/cpt/stable/checkpoints/step-100
     octo eval runs/quickstart --select             # then the gate table and the chosen checkpoint
 
-Each evaluated checkpoint appends one row to its stage's ``gates.jsonl`` (octo.cpt.gates: perplexity
-per source and general, greedy accuracy with n and a 95% bootstrap CI, format / template / IF /
-refusal rates). Rows stay sorted by step; a checkpoint that already has a row is skipped unless
-``--force``. Only gate settings (``--set cpt.gates.KEY=...``) and analysis settings
-(``--set analysis.KEY=...``) can be overridden: anything else would change what the run trained on.
-
-``--select`` prints the gate table of the whole run (octo.analysis.gates: stability gap against the
-base model, J(t), stop-rule verdict, Pareto set; seed 001 §4.2-4.4) and chooses the checkpoint with
-the highest J among the Pareto-optimal checkpoints that pass the stop rule, saying why.
+Each checkpoint appends one row (octo.cpt.gates) to its stage's ``gates.jsonl``, kept sorted by step;
+a gated checkpoint is skipped unless ``--force``. Only ``cpt.gates.*`` and ``analysis.*`` can be
+overridden: anything else would change what the run trained on. ``--select`` prints the run's gate
+table (octo.analysis.gates) and chooses the highest J among the Pareto-optimal checkpoints that pass
+the stop rule (seed 001 §4.2-4.4).
 """
 
 from __future__ import annotations
@@ -43,9 +38,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _locate(target: Path) -> tuple[Path, str | None, Path | None]:
     """(run dir, stage or None, checkpoint or None) of a command-line target."""
-    from octo.runio import RECIPE_FILE
-
-    from octo.runio import checkpoint_location
+    from octo.runio import RECIPE_FILE, checkpoint_location
 
     if not target.exists():
         raise OctoError(f"{target} does not exist; pass a run directory (runs/<name>) or a checkpoint in it")
@@ -123,11 +116,7 @@ def write_gate_row(path: Path, row: dict) -> None:
 
 
 def choose(table: dict, run_dir: Path | None = None) -> tuple[dict | None, str]:
-    """(row, reason) of the checkpoint to pick from an analysis gate table.
-
-    Only rows of checkpoints that still exist count (under ``run_dir`` when given): retention may
-    have pruned an evaluated one (keep gated checkpoints with ``keep_every``).
-    """
+    """(row, reason) of the checkpoint to pick from a gate table, among checkpoints retention kept."""
     rows = [r for r in table["rows"] if r.get("checkpoint")
             and (run_dir is None or (Path(run_dir) / r["checkpoint"]).is_dir())]
     passing = [r for r in rows if r.get("verdict") in ("pass", "reference")]

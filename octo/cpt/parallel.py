@@ -1,21 +1,14 @@
 """The ranks of a data-parallel stage: DDP, or FSDP2 with full-state checkpoints gathered to rank 0.
 
-    accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes W -m octo.cli cpt RECIPE
     accelerate launch --config_file recipes/accelerate/fsdp.yaml --num_processes W -m octo.cli cpt RECIPE
     torchrun --nproc_per_node W -m octo.cli cpt RECIPE       # DDP (gloo on a CPU)
-    ACCELERATE_USE_FSDP=true FSDP_VERSION=2 FSDP_AUTO_WRAP_POLICY=TRANSFORMER_BASED_WRAP \
-        torchrun --nproc_per_node W -m octo.cli cpt RECIPE   # FSDP2, a unit per decoder layer
 
-The FSDP settings are read by accelerate's own ``FullyShardedDataParallelPlugin`` from the variables
-``accelerate launch`` sets from the config's ``fsdp_config`` (``FSDP_*``), and applied with torch's
-``fully_shard``: octo shards the model itself rather than through ``Accelerator.prepare``, because
-accelerate keeps FSDP for accelerators and runs a CPU launch as plain DDP; one code path is then the
-one tested here, on CPU processes with gloo. Checkpoints keep the single-process format whatever the
-sharding (full weights, optimizer state keyed by parameter index): a 2-process FSDP checkpoint
-resumes in one process and the other way round. DeepSpeed is refused.
-
-One process gets :class:`LocalProcess`, which answers the same calls with plain torch and never imports
-accelerate, so the loop has no branch on how many processes run it.
+accelerate's ``FullyShardedDataParallelPlugin`` reads the ``FSDP_*`` settings, and octo applies them
+with torch's ``fully_shard`` itself rather than through ``Accelerator.prepare``, because accelerate
+runs a CPU launch as plain DDP: one code path, the one tested here on CPU with gloo. Checkpoints keep
+the single-process format whatever the sharding, so they resume at any world size. DeepSpeed is refused.
+One process gets :class:`LocalProcess` (plain torch, no accelerate import), so the loop has no branch
+on the number of processes.
 """
 
 from __future__ import annotations
@@ -57,11 +50,7 @@ def is_fsdp2_available() -> bool:
 
 
 def clip_grad_norm(params, max_norm: float) -> float:
-    """Clip the gradients to total norm ``max_norm``; returns the total norm before clipping.
-
-    Under FSDP the gradients are shards (DTensors) and torch's clip computes the norm over all of
-    them; the result is a replicated DTensor, read here as the one full value.
-    """
+    """Clip the gradients to total norm ``max_norm``; the norm before clipping (under FSDP, over all shards)."""
     import torch
 
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -121,20 +110,12 @@ def processes(micro_per_step: int) -> LocalProcess | World:
 
 
 class World:
-    """The ranks of a data-parallel stage (``accelerate launch`` / ``torchrun``, W = world size).
-
-    Every rank draws the step's global micro-batches from the same deterministic packer and trains
-    on micro-batches rank, rank + W, ...; each micro-batch loss is divided by the step's global
-    target count (as in one process) and multiplied by W, so the gradient average over the ranks
-    (DDP's all-reduce, FSDP's reduce-scatter) is the single-process gradient of the global batch.
-    Rank 0 alone writes metrics, checkpoints, gates.
-
-    DDP: every rank holds the whole model; gradients are all-reduced at a step's last micro-batch.
-    FSDP (``self.fsdp``): parameters, gradients and AdamW states are sharded; gradients are
-    reduce-scattered at every micro-batch (skipping it would hold unsharded gradients, the memory
-    FSDP is there to save). A checkpoint gathers the full weights and optimizer state to rank 0,
-    which keeps an unsharded CPU copy of the model (``self.mirror``) to write and gate.
-    """
+    """The ranks of a data-parallel stage (``accelerate launch`` / ``torchrun``, W = world size). Every rank draws the
+    step's micro-batches from the same packer and trains on rank, rank + W, ...; each loss is divided by the step's
+    global target count and multiplied by W, so the averaged gradient is the single-process one. Rank 0 alone writes.
+    FSDP (``self.fsdp``) reduce-scatters at every micro-batch (holding unsharded gradients would cost the memory FSDP
+    saves); a checkpoint gathers the full state to rank 0, which keeps an unsharded CPU copy (``self.mirror``) to write
+    and gate."""
 
     def __init__(self, micro_per_step: int):
         import torch

@@ -3,20 +3,11 @@
     octo tokenizer audit --tokenizer runs/quickstart/tokenizer --data corpus.jsonl --data notes.txt
     octo tokenizer extend --model CKPT --token Kendall --token bootstrap --out CKPT-ext
 
-**Audit.** For each data file, the words (maximal runs of letters/digits, or of other non-space
-characters) are matched to the tokens that cover them in the tokenized text (fast-tokenizer offsets,
-so each word is counted in context, with its leading space as the tokenizer sees it):
-
-- ``tokens_per_word`` = tokens covering words / words (fertility);
-- ``split3_share`` = share of word occurrences covered by >= 3 tokens (seed 003's fragmentation);
-- the most frequent fragmented words: the candidates for extension.
-
-**Extension.** New tokens are added to the tokenizer (as added tokens, so text without them
-tokenizes exactly as before), the embedding matrices grow when needed, and each new row of the
-input embeddings and of the (untied) output head is initialised as the mean of the rows of the
-token's old sub-tokens (seed 003: e_new = (1/k) sum_i e_{s_i}), so the extended model starts close
-to the old one. The output directory is a checkpoint whose manifest carries the new tokenizer hash
-(the version later manifests bind to), the parent checkpoint, the parent tokenizer hash and every
+**Audit** (words matched to their tokens in context by fast-tokenizer offsets): ``tokens_per_word``
+(fertility), ``split3_share`` (words covered by >= 3 tokens, seed 003's fragmentation) and the most
+fragmented words. **Extension** adds tokens as added tokens (other text tokenizes as before) and
+initialises each new input and output row as the mean of its old sub-tokens' rows (seed 003:
+e_new = (1/k) sum_i e_{s_i}); the manifest records the new and parent tokenizer hashes and every
 added token with its old pieces.
 """
 
@@ -119,11 +110,7 @@ def run_tokenizer_audit(args: argparse.Namespace) -> int:
 
 # --- extension ---------------------------------------------------------------------------------
 def extend_model(model, tokenizer, new_tokens: list[str]) -> list[dict]:
-    """Add ``new_tokens`` to ``tokenizer`` and ``model`` in place; rows = mean of old sub-token rows.
-
-    Returns one record per added token: ``{"token", "id", "pieces"}``; tokens the vocabulary already
-    has are left out.
-    """
+    """Add ``new_tokens`` in place, rows = mean of old sub-token rows; ``{"token", "id", "pieces"}`` per new one."""
     import torch
 
     vocab = tokenizer.get_vocab()

@@ -11,7 +11,7 @@ was killed resumes from its newest good checkpoint and continues bit-for-bit (CP
 
 The loop (:func:`run_stage`) calls named parts: the gradient is clipped and the spike guard
 (octo.cpt.stability, seed 002) decides whether the update is applied, skipped or rolled back; with
-``cpt.kl.coef`` > 0 the loss gains the KL term of octo.cpt.kl (seed 001 §5.3); checkpoints hold the
+``cpt.kl.coef`` > 0 the loss gains the KL term of octo.cpt.stability (seed 001 §5.3); checkpoints hold the
 full state of octo.cpt.state; gates and the stop rule come from octo.cpt.gating.
 
 Scale-out: launched by ``accelerate launch --num_processes W -m octo.cli cpt ...`` or ``torchrun``,
@@ -97,7 +97,7 @@ class StageRun:
         self.inherited_lr = inherited_lr
         self.kl = None
         if self.cfg.kl.coef > 0:
-            from octo.cpt.kl import ReplayKL
+            from octo.cpt.stability import ReplayKL
 
             self.kl = ReplayKL.for_stage(ctx, stage, model if self.step == 0 else None, self.packer)
         sched = self.scfg.schedule

@@ -2,23 +2,14 @@
 
     octo data preview recipes/toy/quickstart.yaml --stage decay-long --tokens 100000 --samples 2
 
-Draws N tokens (default 200,000, or the stage's budget if smaller) from the stage's mixture
-with the packer the trainer uses (:func:`octo.data.packing.stage_packer`: same sources, same
-seeded document order, same token-weighted sampler, same ``seq_len`` / ``mask_prompt`` /
-``long_docs``), then prints per source the target and realized token share, the tokens and
-documents drawn, the documents available for training and held out, the source's training
-tokens and how many epochs the draw is of them; then K packed sequences decoded, with every
-document boundary marked and, with ``cpt.mask_prompt``, the loss-masked prompt tokens in «».
-A streamed source (``streaming: true``) is read only as far as the draw needs (the documents
-drawn plus its shuffle buffer): its training documents and tokens are unknown without reading it
-all, so the table shows "stream" and "-" there and a line per stream gives the rows it read.
+Draws N tokens (default 200,000, or the stage's budget if smaller) with the trainer's own packer
+(:func:`octo.data.packing.stage_packer`), prints per source the target and realized token share and
+the epochs the draw is of its training tokens (a streamed source shows "stream": it is read only as
+far as the draw needs), then K packed sequences with document boundaries and, with
+``cpt.mask_prompt``, the loss-masked prompt tokens in «».
 
-It never disturbs a run: when the run directory is already prepared (``manifest.json``,
-tokenizer, world) and was made by this recipe, preview only reads it and takes no lock, so a
-running ``octo cpt`` on the same directory goes on undisturbed. Otherwise (a fresh directory,
-one being prepared right now, or one made by a different recipe, e.g. with ``--set`` changes)
-it prepares a scratch copy in a temporary directory (toy world, tokenizer, source checks) and
-deletes it afterwards, so it never leaves a half-written run directory behind.
+It never disturbs a run: a run directory already prepared by this recipe is only read (no lock);
+otherwise a scratch copy is prepared in a temporary directory and deleted afterwards.
 """
 
 from __future__ import annotations

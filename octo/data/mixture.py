@@ -1,15 +1,9 @@
 """Token-weighted mixture of sources.
 
-Recipe weights are shares of *tokens* (OctoThinker's tables are token shares), not of
-documents: a source of long documents gets fewer documents for the same weight.
-
-The sampler is deterministic and exact: the next document comes from the source whose
-token deficit ``w_s * T - seen_s`` is largest (T = tokens drawn so far), so every source's
-realized share stays within one document of its target. Randomness lives in each source's
-seeded document order (:class:`~octo.data.sources.DocStream`, or
-:class:`~octo.data.stream.StreamDocs` for a streamed source). The state (tokens seen per
-source and each stream's position) makes a resumed run draw exactly the documents an
-uninterrupted run would have drawn.
+Recipe weights are shares of *tokens* (as OctoThinker's tables), not documents. The next document
+comes from the source whose deficit ``w_s * T - seen_s`` is largest (T = tokens drawn so far), so
+every share stays within one document of its target; randomness lives in each source's seeded
+document order. The state (tokens seen per source, each stream's position) resumes exactly.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Packing documents into fixed-length sequences with no padding.
 
-Documents (each ending in EOS) are concatenated and cut into ``seq_len`` windows; a
-document cut at a window's end continues at the start of the next window. Inside a window
-``position_ids`` restart at 0 at every document start, which transformers turns into a
-block-diagonal attention mask (varlen kernels with flash-attention), so attention never
-crosses a document boundary. The first token of each document gets label -100: predicting
-it from the previous document's EOS would teach a cross-document dependency.
-
-Optionally the prompt tokens of IF/QA documents are masked out of the loss
-(``mask_prompt``); mid-training trains on all tokens by default (seed 000).
-
-Evaluation (perplexity gates) packs differently, with the same conventions: whole documents, never cut
-across rows, padded (:func:`pack_whole_documents`).
+Documents (each ending in EOS) are concatenated and cut into ``seq_len`` windows, a cut document
+continuing in the next window. ``position_ids`` restart at every document start, which transformers
+turns into a block-diagonal attention mask; each document's first token gets label -100, so nothing
+crosses a document boundary. ``mask_prompt`` masks IF/QA prompts out of the loss (off by default,
+seed 000). :func:`pack_whole_documents` packs for evaluation: whole documents, padded.
 """
 
 from __future__ import annotations
@@ -29,9 +22,7 @@ class Packer:
         self._ids: list[int] = []
         self._pos: list[int] = []
         self._lab: list[int] = []
-        # per-token source ids (index into source_names), kept only when track_sources is set: the
-        # trainer's KL-to-reference applies to tokens of replay sources; last_sources is the
-        # next_sequence() just returned
+        # per-token source ids of the last next_sequence(), for the KL on replay tokens (track_sources)
         self.track_sources = False
         self.source_names = list(mixture.weights)
         self._src: list[int] = []
@@ -99,10 +90,7 @@ class Packer:
 
 
 def pack_whole_documents(docs: list[list[int]], *, seq_len: int, pad_id: int, batch_size: int = 16):
-    """Evaluation packing: every document whole (cut at ``seq_len``) in a row of at most ``seq_len`` tokens,
-    rows filled in order and padded to the longest row of their batch, with :class:`Packer`'s conventions
-    (positions restart per document, a document's first token is not scored). Yields batches of tensors
-    ``input_ids``, ``position_ids``, ``labels``."""
+    """Evaluation packing: whole documents (cut at ``seq_len``) in padded rows, with :class:`Packer`'s conventions."""
     import torch
 
     rows: list[list[list[int]]] = [[]]
@@ -133,20 +121,14 @@ def pack_whole_documents(docs: list[list[int]], *, seq_len: int, pad_id: int, ba
 
 
 def packed_logits(model, input_ids, position_ids):
-    """Logits of packed rows with attention isolated per document.
-
-    transformers builds the block-diagonal mask from ``position_ids`` only when there is
-    no attention mask and no KV cache; ``use_cache=False`` is what guarantees the latter
-    (a model in eval mode would otherwise create a cache and attend across documents).
-    """
+    """Logits of packed rows with attention isolated per document. transformers builds the block-diagonal mask from
+    ``position_ids`` only without an attention mask and KV cache; in eval mode a model would otherwise make a cache and
+    attend across documents."""
     return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
 
 
 def stage_packer(ctx, stage: str) -> Packer:
-    """The packer stage ``stage`` trains on, built exactly as :func:`octo.cpt.trainer.run_stage` builds it:
-    each mixture source's training documents in their seeded order (a streamed source's read lazily
-    through its shuffle buffer), the token-weighted mixture, the recipe's ``seq_len`` and
-    ``mask_prompt``. ``octo data preview`` draws from it."""
+    """The packer stage ``stage`` trains on (:func:`octo.cpt.trainer.run_stage` and ``octo data preview``)."""
     recipe = ctx.recipe
     scfg = recipe.cpt.stages[stage]
     streams = {name: ctx.source(name).doc_stream(recipe.seed) for name in scfg.mixture}

@@ -1,31 +1,16 @@
 """Data sources: local JSONL / Parquet / text files or Hugging Face datasets, rendered by a template.
 
-A source is read and checked completely before any training starts (``RunContext.prepare``
-checks every file source; a streamed one only in its first rows, :mod:`octo.data.stream`): a
-missing file, a row without a template field, an invalid or non-UTF-8 line, an empty document
-or an empty source is one :class:`OctoError` naming the file (and line). A source with ``on_bad_rows: skip`` leaves malformed rows out instead and
-counts them by reason (``manifest.json`` ``data_bad_rows``); nothing is skipped silently.
-``toy:<name>`` resolves to ``<run>/world/<name>.jsonl`` (generated, always clean).
+A source is read and checked completely before training starts (a streamed one only in its first
+rows, :mod:`octo.data.stream`): a missing file, a row without a template field, an invalid or
+non-UTF-8 line, an empty document or source is one :class:`OctoError` naming the file and line. With
+``on_bad_rows: skip`` malformed rows are left out and counted by reason (``manifest.json``
+``data_bad_rows``). ``toy:<name>`` is ``<run>/world/<name>.jsonl``. ``hf:<dataset>`` is read with
+``load_from_disk`` (a ``save_to_disk`` directory) or ``load_dataset``; its fingerprint is the name,
+split, subset, data_dir and max_docs plus a hash of every row read. ``cpt.long_docs: drop`` leaves
+documents longer than ``seq_len`` out and counts them.
 
-``hf:<dataset>`` is read with the ``datasets`` library: a directory written by
-``Dataset.save_to_disk`` (or ``DatasetDict.save_to_disk``) with ``load_from_disk``, anything
-else with ``load_dataset(<dataset>, subset, data_dir=..., split=..., streaming=...)`` (a Hub
-name, or a local folder of data files). Rows go through the same checks as file rows (named
-``hf:<dataset> row <n>``); ``max_docs`` caps the rows read. A dataset that cannot be loaded
-(unknown name, not in the cache when offline, unknown split or subset) is one
-:class:`OctoError`. Its fingerprint is the dataset name, split, subset, data_dir and max_docs
-plus a hash of every row read.
-
-A source with ``streaming: true`` (an ``hf:`` dataset or a local file) is not read here: it is
-read lazily while training (:mod:`octo.data.stream`); :func:`read_source` then checks and
-fingerprints only its first rows.
-
-``cpt.long_docs: drop`` leaves training documents longer than ``seq_len`` tokens out of a
-source's stream (:class:`LoadedSource` ``max_len``) and counts them.
-
-Each source is split once, deterministically from the seed, into a held-out part (for
-perplexity gates) and a training part. :class:`DocStream` walks the training part in a
-seeded order, epoch after epoch; its state (epoch, position) is two integers, so a resumed
+Each source is split once, from the seed, into a held-out part (perplexity gates) and a training
+part that :class:`DocStream` walks in a seeded order; its state is (epoch, position), so a resumed
 run reads exactly the document an uninterrupted run would have read next.
 """
 
@@ -62,12 +47,7 @@ def is_hf(spec: str) -> bool:
 
 
 class BadRows:
-    """Malformed rows of one source file: an error at the first one, or counted by reason (``skip``).
-
-    Reasons: ``invalid_json``, ``not_utf8``, ``not_object``, ``missing_field``, ``not_text``, ``empty``.
-    A skipped row is never silent: the counts go into ``manifest.json`` (``data_bad_rows``) and
-    :meth:`summary` is printed once by the run context.
-    """
+    """Malformed rows of one source file: an error at the first one, or counted by reason (``skip``)."""
 
     def __init__(self, source: str, path: Path, on_bad_rows: str = "error"):
         self.source = source
@@ -103,13 +83,7 @@ def read_rows(path: Path, template: str, columns: dict[str, str], source: str,
 
 def load_rows(path: Path, template: str, columns: dict[str, str], source: str,
               on_bad_rows: str = "error") -> tuple[list[dict], BadRows]:
-    """Rows of a source file and its bad rows, checked completely before anything trains on them.
-
-    With ``on_bad_rows='error'`` the first malformed row raises one :class:`OctoError` naming the
-    file and line; with ``'skip'`` malformed rows are left out and counted in the returned
-    :class:`BadRows`. A missing file, a Parquet file without a template column, an unsupported
-    type or a source with no good row is always an error.
-    """
+    """Rows of a source file and its bad rows, checked completely before anything trains on them."""
     if not path.exists():
         raise OctoError(f"source '{source}': file {path} does not exist; fix data.sources.{source}.path")
     bad = BadRows(source, path, on_bad_rows)
@@ -199,11 +173,8 @@ def jsonl_items(fh, path: Path, bad: BadRows, offset: int = 0, line: int = 0):
 
 
 def text_items(fh, path: Path, bad: BadRows, offset: int = 0, line: int = 0):
-    """(start, end, lines before, lines after, document) of each document of a text file opened in
-    binary mode at byte ``offset`` (after ``line`` lines). Documents are blocks separated by an empty
-    line; ``end`` is past the line that ends the block (lines after: the lines before ``end``). A block
-    with bytes that are not UTF-8 is a bad row (named by the line of the bad bytes): its document
-    is None. Blocks of white space only are not documents and are not yielded."""
+    """(start, end, lines before, lines after, document) of each blank-line-separated block of a text file
+    opened in binary mode at byte ``offset`` (after ``line`` lines); a non-UTF-8 block's document is None."""
     block: list[str] = []
     broken: str | None = None
     start = first = None
@@ -354,10 +325,9 @@ def load_hf_rows(source: str, cfg: SourceConfig, columns: dict[str, str]) -> tup
 
 @dataclass
 class SourceRows:
-    """The checked rows of one source, its bad rows and its data version (seed 003 nu_data).
-
-    For a streamed source, the good rows of its checked first rows, and in ``after`` the stream
-    position just past each of them (:func:`octo.data.stream.check_stream`)."""
+    """The checked rows of one source, its bad rows and its data version (seed 003 nu_data). For a streamed source, the
+    good rows of its checked first rows, and in ``after`` the stream position just past each of them
+    (:func:`octo.data.stream.check_stream`)."""
 
     rows: list[dict]
     bad: BadRows

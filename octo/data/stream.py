@@ -1,48 +1,19 @@
 """Streamed sources (``streaming: true``): read, rendered and tokenized lazily, shuffled through a buffer.
 
-A streamed source (an ``hf:`` dataset, read with ``load_dataset(..., streaming=True)``, or a local
-JSONL / Parquet / text file) is never held whole. While a stage trains, :class:`StreamDocs` reads
-its rows in chunks of ``CHUNK_ROWS`` as the packer needs documents, checks, renders and tokenizes
-each chunk, and keeps at most ``shuffle_buffer`` documents in memory (plus the rest of one chunk):
-after K documents it has read at most K + ``shuffle_buffer`` + ``CHUNK_ROWS`` rows of the epoch.
+:class:`StreamDocs` reads an ``hf:`` dataset (``streaming=True``) or a local JSONL / Parquet / text
+file in chunks of ``CHUNK_ROWS`` and holds at most ``shuffle_buffer`` documents plus one chunk.
+:func:`check_stream` checks the first ``CHECK_ROWS`` rows before training; later rows are checked as
+they are read (``on_bad_rows``: stop with file and line, or skip).
 
-Before training, :func:`check_stream` reads only the first ``CHECK_ROWS`` rows (fewer with
-``max_docs``): a missing file or dataset, an unknown column, a malformed row among them (with
-``on_bad_rows: error``) or no good row at all stops the run there, as for a source read whole.
-Rows further on are checked as they are read; with ``on_bad_rows: error`` a malformed one stops
-the stage with its file and line (the checkpoints before it stay good), with ``skip`` it is left
-out and the first one is reported.
+Fingerprint (seed 003 nu_data): sha256 of the first ``CHECK_ROWS`` rows and of the reading options
+(and a file's size), so a same-size edit further into a file is not detected. Held-out documents are
+the first ``heldout`` good ones; an epoch is one pass over the rest. Order is a shuffle buffer as in
+``datasets``' ``IterableDataset.shuffle``: the k-th document of epoch e is the entry at
+``blake2b(f"{seed}:{e}:{k}") mod len(buffer)``.
 
-Fingerprint (the data version a checkpoint is bound to, seed 003 nu_data) of a stream: sha256 of
-the first ``CHECK_ROWS`` rows (each as sorted-key JSON) and of how the source is read (template,
-fields, on_bad_rows, max_docs; for ``hf:`` the dataset name, split, subset and data_dir; for a
-file its size in bytes), plus ``hashed_rows: CHECK_ROWS`` when the stream goes on past them. So a
-change to the first rows, to a file's size or to the reading options is detected on resume; a
-same-size edit further into a file, or a new revision of a Hub dataset that keeps its first rows,
-is not. A stream that ends within the checked rows has exactly the fingerprint of the same
-``hf:`` source read whole.
-
-Held-out documents (perplexity gates) are the stream's first ``heldout`` good documents (at most
-half of the good checked rows); training never reads them. An epoch is one pass over the rest:
-from the row after the held-out documents to the end of the source, or to row ``max_docs``. The
-next epoch starts there again with a fresh buffer order.
-
-Order: a shuffle buffer as in ``datasets``' ``IterableDataset.shuffle(buffer_size)``. The buffer is
-filled with the next documents of the stream; the k-th document of epoch e is the buffer entry at
-index ``int(blake2b(f"{seed}:{e}:{k}", 8 bytes)) mod len(buffer)`` (``seed`` mixes the recipe
-seed and the source name as :class:`~octo.data.sources.DocStream` does), which is taken out and
-replaced by the last entry; the next document read fills the buffer again. With
-``shuffle_buffer: 1`` the stream is read in order.
-
-Exact resume: :meth:`StreamDocs.state_dict` is the epoch, the documents drawn in it, the position
-of the next row to read and the positions of the rows in the buffer, in buffer order — a few
-integers per buffered document, never the documents. :meth:`StreamDocs.load_state_dict` reads
-those rows again and tokenizes them, so the next document is exactly the one an uninterrupted run
-would have drawn. A position is a byte offset (JSONL, text) or a row number (Parquet, ``hf:``):
-file rows are read back by seeking, a saved ``Dataset`` by index; an ``IterableDataset`` (Hub
-streaming) has no random access, so its buffer is rebuilt by re-reading the stream from the
-oldest buffered row and skipping forward (``IterableDataset.skip``) — it reads rows again but
-holds only the buffer in memory.
+Exact resume: :meth:`StreamDocs.state_dict` holds positions (byte offset or row number) of the
+buffered rows, never the documents; loading reads those rows again (an ``IterableDataset`` is
+re-read from the oldest buffered row with ``skip``).
 """
 
 from __future__ import annotations
@@ -237,9 +208,7 @@ def _label(cfg: SourceConfig, run_dir: Path) -> str:
 # --- the check before training -----------------------------------------------------------------------
 
 def check_stream(name: str, cfg: SourceConfig, run_dir: Path) -> SourceRows:
-    """Check and fingerprint the first ``CHECK_ROWS`` rows of a streamed source (module docstring).
-
-    Returns their good rows, the position after each, their bad rows and the stream's fingerprint."""
+    """Good rows, the position after each, bad rows and fingerprint of a stream's first ``CHECK_ROWS`` rows."""
     columns = field_map(cfg.template, cfg.fields)
     reader = open_reader(name, cfg, run_dir)
     if isinstance(reader, _HFReader):
@@ -283,11 +252,7 @@ def check_stream(name: str, cfg: SourceConfig, run_dir: Path) -> SourceRows:
 # --- the source and its document stream --------------------------------------------------------------
 
 class StreamSource:
-    """A streamed source: its held-out documents (its first good ones) and how to stream the rest.
-
-    It has the attributes of :class:`~octo.data.sources.LoadedSource` that do not need the whole
-    source (``name``, ``cfg``, ``fingerprint``, ``bad_rows``, ``heldout``); ``doc_stream`` gives
-    the training documents."""
+    """A streamed source: :class:`~octo.data.sources.LoadedSource`'s attributes that need not read it all."""
 
     streamed = True
 

@@ -4,15 +4,10 @@
 - ``IF``:  ``User:{query}\\nAssistant:{content}``
 - ``QA``:  ``User:{query}\\nAssistant:<think>\\n{cot}</think>\\n{content}``
 
-A rendered document is a (prompt, response) pair. They are tokenized separately and
-concatenated, so the prompt's tokens are exactly those a GRPO probe feeds the model
-(``User:{question}\\nAssistant:<think>\\n``); the split also lets the trainer mask prompt
-tokens out of the loss when a recipe asks for it.
-
-A field mapping names a column, or a path into a nested column: ``messages.1.content`` is
-``row["messages"][1]["content"]`` (numbers index lists, negative from the end), for Hugging
-Face datasets that keep a conversation in one column. A column whose name is the whole
-string wins over the path reading.
+A rendered document is a (prompt, response) pair, tokenized separately so that the prompt's tokens
+are exactly those a GRPO probe feeds the model, and so that prompts can be masked out of the loss.
+A field names a column, or a path into a nested one (``messages.-1.content``); a column whose name is
+the whole string wins.
 """
 
 from __future__ import annotations
