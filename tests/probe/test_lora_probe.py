@@ -88,9 +88,12 @@ def test_lora_probe_trains_only_its_adapters_and_resumes_where_an_unbroken_one_e
     pytest.importorskip("peft")
     run_dir, ckpt = lora_run
     overrides = PROBE_OVERRIDES + LORA
+    # the random-init toy model never earns a reward, so every group would have zero spread and no gradient: the
+    # random +-1 control reward (seeded, replayed on resume) gives every step a policy gradient
+    control = ("--control", "random")
     whole = run_dir / "probes" / "whole"
-    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--out", str(whole)), capture_output=True, text=True,
-                         env=_env(), timeout=600)
+    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--out", str(whole), *control), capture_output=True,
+                         text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert [r["step"] for r in _rows(whole / "metrics.jsonl")] == list(range(1, STEPS + 1))
     assert [e["step"] for e in _rows(whole / "evals.jsonl")] == [0, 5, 10]
@@ -109,7 +112,7 @@ def test_lora_probe_trains_only_its_adapters_and_resumes_where_an_unbroken_one_e
     assert len(optim["state"]) == len(adapter) > 0
 
     killed = run_dir / "probes" / "killed"
-    proc = subprocess.Popen(_probe_cmd(ckpt, run_dir, overrides, "--out", str(killed)),
+    proc = subprocess.Popen(_probe_cmd(ckpt, run_dir, overrides, "--out", str(killed), *control),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -124,11 +127,12 @@ def test_lora_probe_trains_only_its_adapters_and_resumes_where_an_unbroken_one_e
     proc.wait()
     assert not (killed / "DONE.json").exists()
     # a LoRA probe's checkpoint resumes only as a LoRA probe with the same adapter settings
-    other = subprocess.run(_probe_cmd(ckpt, run_dir, overrides + ["probe.lora.rank=8"], "--out", str(killed)),
+    other = subprocess.run(_probe_cmd(ckpt, run_dir, overrides + ["probe.lora.rank=8"], "--out", str(killed),
+                                      *control),
                            capture_output=True, text=True, env=_env(), timeout=300)
     assert other.returncode == 2 and "Traceback" not in other.stderr and "probe.lora" in other.stderr
-    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--out", str(killed)), capture_output=True, text=True,
-                         env=_env(), timeout=600)
+    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--out", str(killed), *control), capture_output=True,
+                         text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resuming from checkpoint-" in res.stderr
     assert [r["step"] for r in _rows(killed / "metrics.jsonl")] == list(range(1, STEPS + 1))
@@ -180,3 +184,17 @@ def test_heldout_evaluation_pushes_the_weights_of_the_step_it_evaluates(tiny_rec
     assert ro._backend.pushed == [(model, 5)] and ro._backend.pushed[0][0] is model
     out = ro(["Ada"] * cfg.num_generations, trainer)   # the next rollout, at the same step: nothing to push again
     assert len(out["completion_ids"]) == cfg.num_generations and len(ro._backend.pushed) == 1
+
+
+def test_a_target_module_the_model_lacks_is_refused_by_name():
+    from octo.errors import OctoError
+    from octo.probe.grpo import _check_lora_targets
+    from tests.rollout.toymodel import build_model, build_tokenizer, make_sentences
+
+    model = build_model(build_tokenizer(make_sentences(50)))
+    _check_lora_targets(model, ProbeLoraConfig().target_modules)   # the default fits a Llama
+    _check_lora_targets(model, ["self_attn.q_proj"])                 # peft's suffix match
+    with pytest.raises(OctoError) as info:
+        _check_lora_targets(model, ["q_proj", "qkv_proj"])
+    assert str(info.value).startswith("probe.lora.target_modules names qkv_proj, which is no linear module of llama; "
+                                      "choose among down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj,")
