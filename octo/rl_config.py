@@ -42,6 +42,25 @@ class LengthScheduleConfig:
 
 
 @dataclass(kw_only=True)
+class ProbeLoraConfig:
+    """A LoRA probe (``probe.lora``): TRL's GRPOTrainer trains low-rank adapters through peft, the base weights stay
+    frozen (Hu et al. 2021, "LoRA": W + (alpha / rank) * B A, with B = 0 at the start so step 0 is the checkpoint).
+    Needs the ``peft`` package (``pip install 'octo-midtrain[lora]'``)."""
+
+    rank: int = opt(16, ge=1, help="LoRA rank r of every adapted matrix")
+    alpha: float = opt(32.0, gt=0, help="LoRA alpha: the update is scaled by alpha / rank")
+    dropout: float = opt(0.0, ge=0, lt=1, help="dropout on the adapters' input in training (0: the trained policy is "
+                                               "exactly the one rollouts sample from, as GRPO's ratio assumes)")
+    target_modules: list[str] = opt(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        help="module names that get adapters (default: the attention and MLP projections of a Llama/Qwen model)")
+
+    def validate(self) -> None:
+        if not self.target_modules:
+            raise ConfigError("target_modules", "names no module; list e.g. [q_proj, v_proj] or leave the default")
+
+
+@dataclass(kw_only=True)
 class ProbeConfig:
     """A short GRPO run from a checkpoint (TRL GRPOTrainer + an octo rollout backend)."""
 
@@ -80,6 +99,10 @@ class ProbeConfig:
                                help="prompt text; {question} is replaced by the problem")
     rollout: RolloutConfig = opt(default_factory=RolloutConfig, help="generation backend")
     reward: RewardConfig = opt(default_factory=RewardConfig, help="reward components and weights")
+    lora: ProbeLoraConfig | None = opt(
+        None, help="null: full fine-tuning; a mapping (e.g. --set probe.lora.rank=16): a LoRA probe through peft. LoRA "
+                   "usually wants a learning rate about 10x the full fine-tuning one (Schulman et al. 2025, 'LoRA "
+                   "Without Regret'); probe.lr is used as given")
 
     def validate(self) -> None:
         if "{question}" not in self.prompt_template:

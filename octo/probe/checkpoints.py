@@ -20,9 +20,11 @@ from octo.cpt.checkpoint import MANIFEST, verify_checkpoint
 CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 # What the Trainer writes into checkpoint-<N>/ before trainer_state.json (any one of each tuple: the weights may be
-# sharded), and octo's manifest after them (ProbeMetricsCallback.on_save).
-_CKPT_FILES = (("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"), ("config.json",),
-               ("optimizer.pt",), ("scheduler.pt",), (MANIFEST,))
+# sharded; a LoRA probe's checkpoint holds only its adapter, which peft writes as adapter_model.safetensors with
+# adapter_config.json, the base weights being the probed checkpoint's), and octo's manifest after them
+# (ProbeMetricsCallback.on_save).
+_CKPT_FILES = (("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "adapter_model.safetensors"),
+               ("config.json", "adapter_config.json"), ("optimizer.pt",), ("scheduler.pt",), (MANIFEST,))
 
 
 def probe_checkpoint_complete(d: Path, step: int) -> bool:

@@ -35,6 +35,7 @@ from octo.probe.rollouts import ProbeRollouts
 from octo.reuse import check_probe_dir
 from octo.runio import (CHECKPOINTS_DIR, EVALS_FILE, METRICS_FILE, PROBE_META_FILE, SAMPLES_FILE, STAGE_DONE_FILE,
                         START_FILE, read_json, read_jsonl, truncate_jsonl, write_error, write_json_atomic)
+from octo.schema import to_dict
 
 DONE_FILE = STAGE_DONE_FILE
 
@@ -74,6 +75,7 @@ def probe_meta(cfg: ProbeConfig, spec: ProbeSpec) -> dict:
         "max_len": {"kind": cfg.max_len.kind, "max_len": cfg.max_len.max_len, "stairs": cfg.max_len.stairs},
         "eval_every": cfg.eval_every, "start_samples": cfg.start_samples,
         "start_heldout_problems": cfg.start_heldout_problems, "start_prompt_problems": cfg.start_prompt_problems,
+        "lora": to_dict(cfg.lora) if cfg.lora else None,
         "rollout_tokens": None,
     }
 
@@ -89,6 +91,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
     if (probe_dir / DONE_FILE).exists():
         progress.info(f"probe {spec.probe_id}: already complete, skipping")
         return read_json(probe_dir / PROBE_META_FILE)
+    peft_config = lora_peft_config(cfg.lora) if cfg.lora else None   # before any work: peft may be missing
     probe_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer or load_tokenizer(spec.checkpoint)
     write_json_atomic(probe_dir / PROBE_META_FILE, meta)
@@ -97,7 +100,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
                                           .encode()).hexdigest()[:16]
     write_json_atomic(probe_dir / PROBE_META_FILE, meta)
     resume = _resume_point(probe_dir, spec, cfg)
-    trainer, callback = _build_trainer(recipe, spec, probe_dir, tokenizer, prompts, heldout, resume)
+    trainer, callback = _build_trainer(recipe, spec, probe_dir, tokenizer, prompts, heldout, resume, peft_config)
     try:
         if resume is None:
             callback.write_eval(0)
@@ -133,9 +136,23 @@ def _resume_point(probe_dir: Path, spec: ProbeSpec, cfg: ProbeConfig) -> tuple[i
     return resume
 
 
+def lora_peft_config(lora):
+    """peft's ``LoraConfig`` for ``probe.lora`` (a causal-LM task, no bias terms trained)."""
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise OctoError("probe.lora needs the peft package, which is not installed; run "
+                        "`pip install 'octo-midtrain[lora]'` (or `pip install peft`), or drop probe.lora") from None
+    return LoraConfig(task_type="CAUSAL_LM", r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), bias="none")
+
+
 def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, prompts: list[dict],
-                   heldout: list[dict], resume: tuple[int, Path] | None):
-    """TRL's GRPOTrainer with octo's rollouts, reward and metrics callback; returns (trainer, callback)."""
+                   heldout: list[dict], resume: tuple[int, Path] | None, peft_config=None):
+    """TRL's GRPOTrainer with octo's rollouts, reward and metrics callback; returns (trainer, callback).
+
+    With ``peft_config`` (a LoRA probe) TRL wraps the model in a ``PeftModel``; peft injects the adapters into the
+    loaded model object itself, so the rollouts, which hold that object, generate from the adapted policy."""
     import warnings
 
     import hashlib
@@ -172,14 +189,30 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
                                     evaluate=partial(rollouts.evaluate, heldout, verifier=recipe.verifier, pool=pool),
                                     start=partial(rollouts.start_pass, pool=pool),
                                     eval_every=cfg.eval_every, log_samples=cfg.log_samples)
+    if peft_config is not None:
+        _check_lora_targets(model, peft_config.target_modules)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=_grpo_config(cfg, spec, probe_dir),
                               train_dataset=dataset, processing_class=tokenizer, rollout_func=rollouts,
-                              callbacks=[callback])
+                              callbacks=[callback], peft_config=peft_config)
+    rollouts.trainer = trainer   # held-out evaluations push the current weights first
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, callback
+
+
+def _check_lora_targets(model, targets) -> None:
+    """Every target must name a linear module of the model (peft matches a name at the end of a module path): peft
+    raises a bare ValueError when none matches and says nothing when only some do."""
+    import torch
+
+    linear = [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in linear})
+        raise OctoError(f"probe.lora.target_modules names {', '.join(missing)}, which is no linear module of "
+                        f"{model.config.model_type}; choose among {', '.join(leaves)}")
 
 
 def _grpo_config(cfg: ProbeConfig, spec: ProbeSpec, probe_dir: Path):

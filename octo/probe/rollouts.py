@@ -18,7 +18,11 @@ class ProbeRollouts:
     and the length schedule; records what the latest rollout took (``max_len``, ``time_rollout``, ``time_sync``).
 
     ``clip_history`` is the clip ratio of every logged step so far (the adaptive schedule reads it; the
-    metrics callback appends to it); ``synced_step`` is the step whose weights the backend holds.
+    metrics callback appends to it); ``synced_step`` is the step whose weights the backend holds; ``trainer``
+    (set once the trainer exists) lets a held-out evaluation push the weights of the step it evaluates.
+
+    In a LoRA probe ``model`` is the base model peft injected the adapters into: generating with it
+    samples the adapted policy, and a weight sync merges them (octo.rollout.weights).
     """
 
     def __init__(self, cfg: ProbeConfig, *, tokenizer, model, model_path: str, seed: int, synced_step: int,
@@ -33,6 +37,7 @@ class ProbeRollouts:
         self.synced_step = synced_step
         self.max_len = 0
         self.time_rollout = self.time_sync = 0.0
+        self.trainer = None
         self._backend = None
 
     @property
@@ -48,9 +53,7 @@ class ProbeRollouts:
         """TRL's ``rollout_func``: completions of ``prompts`` under this step's length limit."""
         step = trainer.state.global_step
         t0 = time.perf_counter()
-        if self.synced_step != step:
-            self.backend.update_weights(trainer.accelerator.unwrap_model(trainer.model), step=step)
-            self.synced_step = step
+        self._sync(trainer)
         self.time_sync = time.perf_counter() - t0
         self.max_len = self.schedule.limit(step, self.clip_history)
         t0 = time.perf_counter()
@@ -71,6 +74,16 @@ class ProbeRollouts:
                 out["finish_reason"].append(c.finish_reason)
         return out
 
+    def _sync(self, trainer) -> None:
+        """Push the trainer's weights to the backend unless it holds this step's already."""
+        step = trainer.state.global_step
+        if self.synced_step == step:
+            return
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        # a PeftModel's base model is the object the backend was made with (adapters injected in place)
+        self.backend.update_weights(model.get_base_model() if hasattr(model, "get_base_model") else model, step=step)
+        self.synced_step = step
+
     def evaluate(self, problems: list[dict], *, verifier, pool) -> dict:
         """Held-out accuracy (greedy, and sampled with pass@k when ``eval_samples``) of the live model.
 
@@ -79,6 +92,8 @@ class ProbeRollouts:
         from octo.accuracy import evaluate_problems
 
         cfg = self.cfg
+        if self.trainer is not None:   # called after an optimizer step, before the next rollout syncs
+            self._sync(self.trainer)
         with _eval_mode(self.model):
             res = evaluate_problems(self.backend, self.tokenizer, problems, template=cfg.prompt_template,
                                     max_new_tokens=self.schedule.maximum, verifier=verifier, pool=pool,
