@@ -46,17 +46,26 @@ def probe_specs(ctx: RunContext, *, stages: list[str] | None = None, seeds: list
 def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dict:
     from octo.analysis import score_run, write_report
     from octo.cpt.trainer import run_stage
+    from octo.plan import RunPlan
     from octo.probe.grpo import run_grpo_probe
 
     t0 = time.monotonic()
     ctx = RunContext(recipe)
     ctx.allow_mismatch = set(allow_mismatch)
     progress.info(f"run {recipe.name} in {ctx.run_dir}")
-    ctx.prepare()
-    for stage in stage_order(recipe):
-        run_stage(ctx, stage)
-    for spec in probe_specs(ctx):
-        run_grpo_probe(recipe, spec, ctx.run_dir / PROBES_DIR / spec.probe_id, tokenizer=ctx.tokenizer)
+    plan = RunPlan.build(ctx)
+    progress.info("plan (estimates):\n" + plan.describe())
+    plan.install()   # every line says its part ("[stage 3/5]") and the run's ETA
+    try:
+        ctx.prepare()
+        for stage in stage_order(recipe):
+            with plan.part("stage", stage):
+                run_stage(ctx, stage)
+        for spec in probe_specs(ctx):
+            with plan.part("probe", spec.probe_id):
+                run_grpo_probe(recipe, spec, ctx.run_dir / PROBES_DIR / spec.probe_id, tokenizer=ctx.tokenizer)
+    finally:
+        plan.uninstall()
     progress.info("scoring checkpoints")
     scores = score_run(ctx.run_dir)
     report = write_report(ctx.run_dir)
@@ -69,12 +78,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_recipe_arguments(parser)
     add_mismatch_argument(parser)
+    parser.set_defaults(print_recipe=False)
+    parser.add_argument("--print-recipe", action="store_true",
+                        help="print the resolved recipe (YAML) and exit; a run writes it to recipe.resolved.yaml")
+    for action in parser._actions:   # octo run's --dry-run says the plan, not the recipe
+        if "--dry-run" in action.option_strings:
+            action.help = ("say what the run would do and exit, writing nothing: the run directory, each stage and "
+                           "probe to run, resume or skip, their budgets and estimated times")
 
 
 def run_run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args)
-    if args.dry_run:
+    if args.print_recipe:
         sys.stdout.write(dump_recipe(recipe))
+        return 0
+    if args.dry_run:
+        from octo.plan import dry_run
+
+        sys.stdout.write(dry_run(recipe))
         return 0
     scores = run_pipeline(recipe, allow_mismatch=tuple(args.allow_mismatch))
     rec = scores.get("recommended")

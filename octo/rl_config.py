@@ -69,6 +69,10 @@ class ProbeConfig:
     start_prompt_problems: int = opt(64, ge=0, help="step-0 sampling pass: RL prompts (level-balanced when "
                                                     "they carry levels; learnable mass); 0 skips them")
     save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
+    save_every_s: float = opt(60.0, ge=0, help="also a probe checkpoint at the end of the first step when this many "
+                                               "seconds have passed since the last one (or since the probe began in "
+                                               "this process): a Ctrl-C or a kill loses at most about this much "
+                                               "work (0: off)")
     seeds: list[int] = opt(default_factory=lambda: [0], help="probe seeds (one probe per seed)")
     log_samples: int = opt(16, ge=0, help="completions per step written to samples.jsonl")
     control: Literal["none", "random", "format"] = opt(
