@@ -293,7 +293,9 @@ class CPTConfig:
     save_every_s: float = opt(60.0, ge=0, help="also write a full-state checkpoint when this many seconds have "
                                                "passed since the last one (or since the stage began in this "
                                                "process), beside the stages' save_every steps: a Ctrl-C or a kill "
-                                               "loses at most about this much training (0: off)")
+                                               "loses at most about this much training (0: off; off under "
+                                               "cpt.spike.action: rollback, whose target, the newest checkpoint, "
+                                               "must not depend on the clock)")
     mask_prompt: bool = opt(False, help="leave the prompt tokens of IF/QA documents out of the loss (label "
                                         "-100); mid-training trains on all tokens by default (seed 000)")
     long_docs: Literal["split", "drop"] = opt(

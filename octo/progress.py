@@ -299,6 +299,8 @@ def _beat() -> str | None:
     act, bar_ = _state["activity"], _state["bar"]
     if act is not None:
         label, t0 = act
+        if _now() - t0 < 1.0:       # just begun: its first line comes a moment later, with a duration
+            return None
         return _decorate(f"{label}: running for {duration(_now() - t0)}")
     if bar_ is not None and bar_.tqdm is None:
         return _decorate(bar_.line())

@@ -57,6 +57,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
         progress.info(f"stage {stage}: already complete ({done['final_checkpoint']}), skipping")
         return done
     set_threads(ctx.recipe.cpt.threads)
+    progress.quiet_libraries()   # before the first gates and checkpoint loads, not only with the bar
     run = StageRun(ctx, stage)
     try:
         while run.step < run.end:
@@ -281,8 +282,8 @@ class StageRun:
         """``cpt.save_every_s`` seconds since the last checkpoint (or since this process began the stage): a
         Ctrl-C or a kill loses at most that much work. Every rank saves when any rank's clock says so."""
         limit = self.cfg.save_every_s
-        if not limit:
-            return False
+        if not limit or self.cfg.spike.action == "rollback":
+            return False   # a rollback's target is the newest checkpoint: it must not depend on the clock
         due = time.monotonic() - self.t_saved >= limit
         if self.procs.size > 1:
             due = self.procs.sum(float(due))[0] > 0

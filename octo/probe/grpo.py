@@ -85,6 +85,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
 
     cfg: ProbeConfig = recipe.probe
     probe_dir = Path(probe_dir)
+    progress.quiet_libraries()   # before the model loads (a worker process calls it here too)
     meta = probe_meta(cfg, spec)
     check_probe_dir(probe_dir, meta)
     if (probe_dir / DONE_FILE).exists():

@@ -31,6 +31,9 @@ def test_a_stage_saves_by_the_clock_beside_its_steps(tmp_path, quickstart_raw):
     # pretrain: 4 steps, save_every 0 (only the last); a clock limit passed at every step saves every step
     assert _stage_checkpoints(tmp_path / "clock", quickstart_raw, ["cpt.save_every_s=1.0e-9"]) == [1, 2, 3, 4]
     assert _stage_checkpoints(tmp_path / "off", quickstart_raw, ["cpt.save_every_s=0"]) == [4]
+    # a spike rollback goes to the newest checkpoint: the clock must not choose it
+    assert _stage_checkpoints(tmp_path / "rollback", quickstart_raw,
+                              ["cpt.save_every_s=1.0e-9", "cpt.spike.action=rollback"]) == [4]
 
 
 @pytest.mark.parametrize("limit,due", [(1.0e-9, True), (0.0, False), (3600.0, False)])
