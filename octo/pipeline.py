@@ -57,7 +57,8 @@ def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dic
     progress.info("plan (estimates):\n" + plan.describe())
     plan.install()   # every line says its part ("[stage 3/5]") and the run's ETA
     try:
-        ctx.prepare()
+        with progress.activity("preparing the run directory"):
+            ctx.prepare()
         for stage in stage_order(recipe):
             with plan.part("stage", stage):
                 run_stage(ctx, stage)
@@ -78,7 +79,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_recipe_arguments(parser)
     add_mismatch_argument(parser)
-    parser.set_defaults(print_recipe=False)
     parser.add_argument("--print-recipe", action="store_true",
                         help="print the resolved recipe (YAML) and exit; a run writes it to recipe.resolved.yaml")
     for action in parser._actions:   # octo run's --dry-run says the plan, not the recipe

@@ -113,17 +113,27 @@ class RunPlan:
     @contextmanager
     def part(self, kind: str, name: str):
         """The lines printed inside say which part they belong to; its time is recorded when it ran."""
-        p = self.find(kind, name)
-        p.t0 = time.monotonic()
-        self.running.append(p)
+        p = self.started(kind, name)
         progress.set_part(p.label)
         try:
             yield p
         finally:
-            if p.status != "done":
-                p.actual_s = time.monotonic() - p.t0
-            self.running.remove(p)
+            self.finished(p)
             progress.set_part(self.running[-1].label if self.running else None)
+
+    def started(self, kind: str, name: str) -> Part:
+        """Part ``name`` begins now (in this process, or in a worker this process waits for)."""
+        p = self.find(kind, name)
+        p.t0 = time.monotonic()
+        self.running.append(p)
+        return p
+
+    def finished(self, p: Part) -> None:
+        """Part ``p`` has ended: its time, unless it was skipped as done, scales the estimates of the rest."""
+        if p.status != "done":
+            p.actual_s = time.monotonic() - p.t0
+        if p in self.running:
+            self.running.remove(p)
 
     def install(self) -> None:
         """Every terminal line ends with this plan's run ETA."""
@@ -163,7 +173,7 @@ class RunPlan:
         if p.t0 is None:
             return p.estimate_s * f
         bar = progress.current_bar()
-        rate = bar.rate() if bar is not None and p is self.running[-1] else None
+        rate = bar.rate() if bar is not None and self.running and p is self.running[-1] else None
         if rate:
             return (bar.total - bar.n) / rate + p.tail_s * f
         return max(0.0, p.estimate_s * f - (time.monotonic() - p.t0))
@@ -377,7 +387,7 @@ def _measure(recipe) -> Timing:
         vocab = config.vocab_size
         cpt = recipe.cpt
         rows = max(1, min(cpt.micro_batch_size, MAX_TIMED_TOKENS // cpt.seq_len))   # a bounded micro-batch
-        ids = torch.randint(0, vocab, (rows, cpt.seq_len), device=device)
+        ids = torch.randint(0, vocab, (rows, cpt.seq_len)).to(device)   # the CPU generator: forked above
         times = []
         for _ in range(2):                       # the first micro-step pays for allocation and kernel choice
             t0 = time.perf_counter()
@@ -389,7 +399,7 @@ def _measure(recipe) -> Timing:
                            recipe.probe.rollout.batch_size))
         model.eval()
         with torch.inference_mode():
-            prompt = torch.randint(0, vocab, (batch, PROMPT_TOKENS), device=device)
+            prompt = torch.randint(0, vocab, (batch, PROMPT_TOKENS)).to(device)
             out = model(input_ids=prompt, use_cache=True)
             tok = out.logits[:, -1].argmax(-1)
             t0 = time.perf_counter()
