@@ -54,7 +54,8 @@ def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dic
     ctx.allow_mismatch = set(allow_mismatch)
     progress.info(f"run {recipe.name} in {ctx.run_dir}")
     plan = RunPlan.build(ctx)
-    progress.info("plan (estimates):\n" + plan.describe())
+    for line in plan.describe().splitlines():
+        progress.info(f"plan: {line.strip()}")
     plan.install()   # every line says its part ("[stage 3/5]") and the run's ETA
     try:
         with progress.activity("preparing the run directory"):

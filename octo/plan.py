@@ -337,6 +337,8 @@ def measure(recipe) -> tuple[Timing | None, str]:
         return _measure(recipe), ""
     except _TooLarge as err:
         return None, str(err)
+    except Exception as err:  # noqa: BLE001 - a model the run itself will report on (a bad model.init path)
+        return None, f"the model could not be timed: {type(err).__name__}"
 
 
 class _TooLarge(Exception):
