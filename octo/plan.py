@@ -88,9 +88,9 @@ class RunPlan:
         """The plan of ``ctx``'s recipe in its run directory; ``timing=True`` measures one (:func:`measure`),
         a :class:`Timing` is used as it is, None/False gives no estimates. Reads the run directory, writes nothing."""
         note = ""
-        if timing is True:
-            timing, note = measure(ctx.recipe)
         parts = stage_parts(ctx) + probe_parts(ctx)
+        if timing is True:   # nothing left to do: nothing to time
+            timing, note = measure(ctx.recipe) if any(p.status != "done" for p in parts) else (None, "all done")
         plan = cls(run_dir=str(ctx.run_dir), parts=parts, timing=timing or None, note=note, jobs=max(1, jobs))
         if plan.timing is not None:
             for p in parts:
