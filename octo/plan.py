@@ -197,7 +197,9 @@ class RunPlan:
             est = "" if p.estimate_s is None or p.status == "done" else f", estimate {progress.duration(p.estimate_s)}"
             lines.append(f"  {p.label} {p.name}: {status}; {p.budget}{est}")
         total = self.eta()
-        if total is not None:
+        if all(p.status == "done" for p in self.parts):
+            lines.append("  nothing left to train: every stage and probe is done")
+        elif total is not None:
             lines.append(f"  estimated time: {progress.duration(total)} (from a {self.timing.measured_s:.1f} s "
                          "timing of the recipe's model with random weights; generation at the full length limit, "
                          "so an upper bound where answers stop early)")
