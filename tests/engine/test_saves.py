@@ -59,3 +59,27 @@ def test_a_rerun_may_change_how_often_it_saves(tiny_recipe):
     assert recipe_diff(old, new) == []
     new["cpt"]["seq_len"] = 64
     assert recipe_diff(old, new) == ["cpt.seq_len"]
+
+
+@pytest.mark.slow
+def test_a_probe_saves_by_the_clock_beside_its_steps(tmp_path):
+    """TRL honours the callback's request: with a clock limit passed at every step, a checkpoint after each step
+    (the Trainer keeps the last two), where the step schedule alone saves none before the end."""
+    from octo.config import load_recipe_dict, parse_recipe
+    from octo.probe.grpo import ProbeSpec, run_grpo_probe
+    from tests.conftest import QUICKSTART
+    from tests.probe.test_probe import _prepare
+
+    base = TINY_OVERRIDES + ["probe.steps=3", "probe.save_every=100", "probe.eval_every=100", "probe.eval_problems=2",
+                             "probe.eval_samples=1", "probe.start_samples=0", "probe.max_len.stairs={0: 6}"]
+    found = {}
+    for name, limit in (("clock", "1.0e-9"), ("off", "0")):
+        run_dir = tmp_path / name
+        ckpt = _prepare(run_dir, base)
+        recipe = parse_recipe(copy.deepcopy(load_recipe_dict(QUICKSTART)),
+                              base + [f"run_dir={run_dir}", f"probe.save_every_s={limit}"])
+        spec = ProbeSpec(checkpoint=ckpt, checkpoint_id="init.step-0", seed=0, control=None)
+        run_grpo_probe(recipe, spec, run_dir / "probes" / spec.probe_id)
+        found[name] = sorted(d.name for d in (run_dir / "probes" / spec.probe_id / "checkpoints").glob("checkpoint-*"))
+    assert found["clock"] == ["checkpoint-2", "checkpoint-3"]
+    assert "checkpoint-2" not in found["off"] and "checkpoint-1" not in found["off"]
