@@ -84,7 +84,7 @@ class RunPlan:
 
     # --- building -----------------------------------------------------------------------------------
     @classmethod
-    def build(cls, ctx, *, timing: Timing | None | bool = True, jobs: int = 1) -> "RunPlan":
+    def build(cls, ctx, *, timing: Timing | None | bool = True, jobs: int = 1) -> RunPlan:
         """The plan of ``ctx``'s recipe in its run directory; ``timing=True`` measures one (:func:`measure`),
         a :class:`Timing` is used as it is, None/False gives no estimates. Reads the run directory, writes nothing."""
         note = ""
@@ -245,7 +245,7 @@ def probe_ids(ctx) -> list[str]:
     for stage in cfg.checkpoints:
         done = ctx.stage_done(stage)
         step = done["step"] if done else stage_steps(ctx, stage)
-        base = dict(checkpoint=Path(), checkpoint_id=checkpoint_id(stage, step))
+        base = {"checkpoint": Path(), "checkpoint_id": checkpoint_id(stage, step)}
         for i, seed in enumerate(cfg.seeds):
             ids.append(ProbeSpec(seed=seed, control=None, seed_suffix=i > 0, **base).probe_id)
         if cfg.control != "none":

@@ -71,7 +71,7 @@ def run_eta() -> float | None:
 
 def duration(seconds: float) -> str:
     """3s, 45s, 3m10s, 1h02m."""
-    s = int(round(max(0.0, seconds)))
+    s = round(max(0.0, seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:

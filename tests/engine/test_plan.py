@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+
 from octo import progress
 from octo.context import RunContext
 from octo.plan import RunPlan, Timing, dry_run, measure

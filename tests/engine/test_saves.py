@@ -49,9 +49,10 @@ def test_a_probe_asks_the_trainer_for_a_save_by_the_clock(tmp_path, limit, due):
 
 
 def test_a_rerun_may_change_how_often_it_saves(tiny_recipe):
+    import yaml
+
     from octo.config import dump_recipe
     from octo.reuse import recipe_diff
-    import yaml
 
     old = yaml.safe_load(dump_recipe(tiny_recipe))
     new = copy.deepcopy(old)
