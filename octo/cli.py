@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         progress.end_bars()
-        print("\nocto: interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
+        note = progress.interrupt_note()   # which part resumes from which step, and the work redone
+        print("\nocto: interrupted; rerun the same command to resume from the last checkpoint"
+              + (f": {note}" if note else ""), file=sys.stderr)
         return 130
     finally:
         runlock.release_new(held)  # the run directories this command wrote are free again

@@ -196,7 +196,8 @@ class StageConfig:
     mixture: dict[str, float] = opt(help="source name -> share of training TOKENS; must sum to 1")
     tokens: int = opt(ge=1, help="token budget of the stage")
     schedule: ScheduleConfig = opt(default_factory=ScheduleConfig, help="learning-rate schedule")
-    save_every: int = opt(0, ge=0, help="full-state checkpoint every N optimizer steps (0: only the last)")
+    save_every: int = opt(0, ge=0, help="full-state checkpoint every N optimizer steps (0: only the last, the "
+                                        "gated ones and the time-based ones of cpt.save_every_s)")
     keep_last: int = opt(2, ge=1, help="keep the last K intermediate checkpoints (the final one is kept)")
     keep_every: int = opt(0, ge=0, help="also keep forever every checkpoint whose step is a multiple of M "
                                         "(a multiple of save_every; 0: off)")
@@ -301,6 +302,12 @@ class CPTConfig:
     spike: SpikeConfig = opt(default_factory=SpikeConfig, help="gradient-norm spike detection and action")
     kl: KLConfig = opt(default_factory=KLConfig, help="KL to the stage's starting weights on replay tokens")
     threads: int = opt(0, ge=0, help="torch CPU threads (0: all cores)")
+    save_every_s: float = opt(60.0, ge=0, help="also write a full-state checkpoint when this many seconds have "
+                                               "passed since the last one (or since the stage began in this "
+                                               "process), beside the stages' save_every steps: a Ctrl-C or a kill "
+                                               "loses at most about this much training (0: off; off under "
+                                               "cpt.spike.action: rollback, whose target, the newest checkpoint, "
+                                               "must not depend on the clock)")
     mask_prompt: bool = opt(False, help="leave the prompt tokens of IF/QA documents out of the loss (label "
                                         "-100); mid-training trains on all tokens by default (seed 000)")
     long_docs: Literal["split", "drop"] = opt(

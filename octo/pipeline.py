@@ -48,16 +48,26 @@ def run_pipeline(recipe: Recipe, *, allow_mismatch: tuple[str, ...] = ()) -> dic
     from octo.analysis import score_run, write_report
     from octo.cpt.trainer import run_stage
     from octo.jobs import Job, run_jobs
+    from octo.plan import RunPlan
 
     t0 = time.monotonic()
     ctx = RunContext(recipe)
     ctx.allow_mismatch = set(allow_mismatch)
     progress.info(f"run {recipe.name} in {ctx.run_dir}")
-    ctx.prepare()
-    for stage in stage_order(recipe):
-        run_stage(ctx, stage)
-    probes = [Job(recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe") for spec in probe_specs(ctx)]
-    run_jobs(ctx, probes, jobs_at_once=recipe.probe.jobs, threads=recipe.cpt.threads)
+    plan = RunPlan.build(ctx, jobs=recipe.probe.jobs)
+    for line in plan.describe().splitlines():
+        progress.info(f"plan: {line.strip()}")
+    plan.install()   # every line says its part ("[stage 3/5]") and the run's ETA
+    try:
+        with progress.activity("preparing the run directory"):
+            ctx.prepare()
+        for stage in stage_order(recipe):
+            with plan.part("stage", stage):
+                run_stage(ctx, stage)
+        probes = [Job(recipe, spec, f"{PROBES_DIR}/{spec.probe_id}", "probe") for spec in probe_specs(ctx)]
+        run_jobs(ctx, probes, jobs_at_once=recipe.probe.jobs, threads=recipe.cpt.threads, plan=plan)
+    finally:
+        plan.uninstall()
     progress.info("scoring checkpoints")
     scores = score_run(ctx.run_dir)
     report = write_report(ctx.run_dir)
@@ -73,6 +83,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
                         help="probes to run at once, each in a worker process with 1/N of the torch threads "
                              "(default: the recipe's probe.jobs)")
+    parser.add_argument("--print-recipe", action="store_true",
+                        help="print the resolved recipe (YAML) and exit; a run writes it to recipe.resolved.yaml")
+    for action in parser._actions:   # octo run's --dry-run says the plan, not the recipe
+        if "--dry-run" in action.option_strings:
+            action.help = ("say what the run would do and exit, writing nothing: the run directory, each stage and "
+                           "probe to run, resume or skip, their budgets and estimated times")
 
 
 def run_run(args: argparse.Namespace) -> int:
@@ -81,8 +97,13 @@ def run_run(args: argparse.Namespace) -> int:
             raise OctoError(f"--jobs must be at least 1 (got {args.jobs})")
         args.overrides = [*args.overrides, f"probe.jobs={args.jobs}"]
     recipe = recipe_from_args(args)
-    if args.dry_run:
+    if args.print_recipe:
         sys.stdout.write(dump_recipe(recipe))
+        return 0
+    if args.dry_run:
+        from octo.plan import dry_run
+
+        sys.stdout.write(dry_run(recipe))
         return 0
     scores = run_pipeline(recipe, allow_mismatch=tuple(args.allow_mismatch))
     rec = scores.get("recommended")

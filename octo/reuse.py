@@ -39,9 +39,9 @@ from octo.runio import PROBE_META_FILE, RECIPE_FILE, STAGE_DONE_FILE, read_json,
 
 RUN_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds", "validation.checkpoints")
 PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.save_every", "probe.max_len")
-# not settings of a result: the overrides of another run directory (octo validate --reduced), how many probes run
-# at once
-_OTHER_RUN_DIR = ("validation.reduced", "probe.jobs")
+# how often a run saves by the clock and how many probes run at once change no result: a rerun may change them
+NOT_SETTINGS = ("cpt.save_every_s", "probe.save_every_s", "probe.jobs")
+_OTHER_RUN_DIR = ("validation.reduced",)
 _ENTRY_MAPS = (("cpt", "stages"), ("data", "sources"))
 _USER_MAPS = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")
 # probe.json keys that are not settings: where the checkpoint lies (a moved run directory), the rollout backend
@@ -78,7 +78,7 @@ def recipe_diff(old: dict, new: dict) -> list[str]:
     a, b = _flatten(old), _flatten(new)
     whole = _one_sided_entries(old, new) + _OTHER_RUN_DIR
     return sorted(k for k in set(a) | set(b)
-                  if not k.startswith(whole) and not _per_run(k)
+                  if not k.startswith(whole) and not _per_run(k) and k not in NOT_SETTINGS
                   and ((k in a and k in b and a[k] != b[k] and not _run_list_extended(k, a, b))
                        or ((k in a) != (k in b) and k.startswith(_USER_MAPS) and not _new_default(k, a, b))))
 

@@ -88,6 +88,10 @@ class ProbeConfig:
     start_prompt_problems: int = opt(64, ge=0, help="step-0 sampling pass: RL prompts (level-balanced when "
                                                     "they carry levels; learnable mass); 0 skips them")
     save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
+    save_every_s: float = opt(60.0, ge=0, help="also a probe checkpoint at the end of the first step when this many "
+                                               "seconds have passed since the last one (or since the probe began in "
+                                               "this process): a Ctrl-C or a kill loses at most about this much "
+                                               "work (0: off)")
     seeds: list[int] = opt(default_factory=lambda: [0], help="probe seeds (one probe per seed)")
     jobs: int = opt(1, ge=1, help="probes run at once by octo run, each in a worker process with an equal "
                                   "share of cpt.threads (a tiny model leaves cores idle: 2 on 2 cores); how "

@@ -159,8 +159,16 @@ class HFBackend(ContextClosing):
                 break
             mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
             positions = positions[:, -1:] + 1
-            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=positions,
-                             past_key_values=out.past_key_values, use_cache=True)
+            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
+                             **cache_kwargs(self.model, out))
 
         tokens, logps, lengths, stopped = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
         return [(tokens[i][:lengths[i]], logps[i][:lengths[i]], stopped[i]) for i in range(batch)]
+
+
+def cache_kwargs(model, out) -> dict:
+    """The KV cache of ``out`` as the next forward call's keyword: ``cache`` where the model's forward takes it
+    (transformers >= 5.2x, which deprecates ``past_key_values`` with a FutureWarning per call site), else
+    ``past_key_values`` (older 5.x)."""
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: getattr(out, name)}

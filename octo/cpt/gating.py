@@ -25,10 +25,10 @@ def gate_checkpoint(ctx, stage: str, model, *, step: int, checkpoint: Path | Non
     from octo.cpt.gates import evaluate_gates
 
     py_state = random.getstate()
-    with torch.random.fork_rng(devices=[]):
+    ckpt_id = checkpoint_id(stage, step)
+    with torch.random.fork_rng(devices=[]), progress.activity(f"gates {ckpt_id}"):
         row = evaluate_gates(ctx, model)
     random.setstate(py_state)
-    ckpt_id = checkpoint_id(stage, step)
     row = {"step": step, "tokens": step * ctx.recipe.cpt.batch_tokens,
            "checkpoint": str(checkpoint.relative_to(ctx.run_dir)) if checkpoint else None,
            "checkpoint_id": ckpt_id, **row}
@@ -42,7 +42,30 @@ def gate_checkpoint(ctx, stage: str, model, *, step: int, checkpoint: Path | Non
     acc_key = f"acc/{ctx.recipe.cpt.gates.benchmark}"
     acc = row.get(acc_key)
     progress.info(f"gates {ckpt_id}: ppl/general {row['ppl/general']:.2f}"
-                  + (f", {acc_key} {acc:.3f}" if acc is not None else "") + (f"; {verdict}" if verdict else ""))
+                  + (f", {acc_key} {acc:.3f}" if acc is not None else "")
+                  + (f"; {verdict_words(ctx, stage, step, verdict)}" if verdict else ""))
+
+
+def stop_reason(verdict: str) -> str:
+    """'general regression' of the stored verdict 'stop: general regression'."""
+    return verdict.split(":", 1)[1].strip() if verdict.startswith("stop:") else verdict
+
+
+def verdict_words(ctx, stage: str, step: int, verdict: str) -> str:
+    """The verdict as the terminal says it: the stop rule's verdict (stored as 'stop: <reason>') is a stop only
+    when it ends the stage (``cpt.gates.on_stop: stop`` at a checkpoint before the stage's last); otherwise
+    the stage and the run go on, and the line says so."""
+    from octo.cpt.trainer import stage_steps
+
+    if not verdict.startswith("stop:"):
+        return verdict
+    reason, on_stop = stop_reason(verdict), ctx.recipe.cpt.gates.on_stop
+    if on_stop == "stop" and 0 < step < stage_steps(ctx, stage):
+        return f"stop ({reason}): the stage ends at this checkpoint (cpt.gates.on_stop: stop)"
+    why = ("cpt.gates.on_stop: flag" if on_stop != "stop" else
+           "the stage's starting checkpoint; cpt.gates.on_stop: stop" if step == 0 else
+           "the stage's last checkpoint; cpt.gates.on_stop: stop")
+    return f"would stop ({reason}); the run goes on ({why})"
 
 
 def _verdict(ctx, stage: str, row: dict) -> str | None:

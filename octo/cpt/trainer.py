@@ -39,7 +39,7 @@ from octo import progress
 from octo.context import RunContext
 from octo.cpt.binding import check_restore
 from octo.cpt.checkpoint import latest_good_checkpoint, load_trainer_state, remove_stale
-from octo.cpt.gating import gate_checkpoint, gate_verdict, stop_verdict
+from octo.cpt.gating import gate_checkpoint, gate_verdict, stop_reason, stop_verdict
 from octo.cpt.parallel import clip_grad_norm, processes
 from octo.cpt.schedules import LRSchedule
 from octo.cpt.stability import SpikeGuard, Verdict
@@ -57,6 +57,7 @@ def run_stage(ctx: RunContext, stage: str) -> dict:
         progress.info(f"stage {stage}: already complete ({done['final_checkpoint']}), skipping")
         return done
     set_threads(ctx.recipe.cpt.threads)
+    progress.quiet_libraries()   # before the first gates and checkpoint loads, not only with the bar
     run = StageRun(ctx, stage)
     try:
         while run.step < run.end:
@@ -113,6 +114,9 @@ class StageRun:
             truncate_jsonl(self.sdir / METRICS_FILE, keep_step_le=self.step)
         self.writer = JsonlWriter(self.sdir / METRICS_FILE) if self.main else None
         self.bar = progress.bar(self.total, stage, initial=self.step, disable=not self.main)
+        self.t_saved = time.monotonic()   # the time-based save (cpt.save_every_s) counts from here
+        if self.main:
+            progress.begin_position(f"stage {stage}", step=self.step, total=self.total)
 
     def log(self, message: str) -> None:
         if self.main:
@@ -253,6 +257,7 @@ class StageRun:
         row.update({f"mix/{name}": v for name, v in self.packer.mixture.shares().items()})
         if self.writer is not None:
             self.writer.write(row)
+            progress.note_step(self.step)
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", refresh=False)
 
@@ -270,7 +275,19 @@ class StageRun:
 
     def checkpoint_due(self) -> bool:
         every = self.scfg.save_every
-        return self.step == self.total or self.gate_due() or bool(every and self.step % every == 0)
+        return (self.step == self.total or self.gate_due() or bool(every and self.step % every == 0)
+                or self.save_time_due())
+
+    def save_time_due(self) -> bool:
+        """``cpt.save_every_s`` seconds since the last checkpoint (or since this process began the stage): a
+        Ctrl-C or a kill loses at most that much work. Every rank saves when any rank's clock says so."""
+        limit = self.cfg.save_every_s
+        if not limit or self.cfg.spike.action == "rollback":
+            return False   # a rollback's target is the newest checkpoint: it must not depend on the clock
+        due = time.monotonic() - self.t_saved >= limit
+        if self.procs.size > 1:
+            due = self.procs.sum(float(due))[0] > 0
+        return due
 
     def save_checkpoint(self, lr: float) -> None:
         """A full-state checkpoint of this step; under FSDP every rank takes part in gathering it to rank 0."""
@@ -280,7 +297,9 @@ class StageRun:
                      "step": self.step, "tokens": self.tokens, "inherited_lr": self.inherited_lr,
                      **self.guard.state()}
             save_stage_checkpoint(self.ctx, self.stage, self.raw_model, state, lr)
+            progress.note_saved(self.step)
         self.procs.barrier()  # a rollback on any rank may read this checkpoint
+        self.t_saved = time.monotonic()
 
     def gate_and_stop(self) -> bool:
         """Gate this step's checkpoint; True when the stop rule ends the stage here (``cpt.gates.on_stop``)."""
@@ -290,8 +309,9 @@ class StageRun:
         self.stopped = stop_verdict(self.ctx, self.stage, self.step)
         if self.stopped:
             self.end = self.step
-            self.log(f"stage {self.stage}: {self.stopped} at step {self.end} (cpt.gates.on_stop: stop); the stage "
-                     f"ends at checkpoint step-{self.end}")
+            self.log(f"stage {self.stage}: stopped at step {self.end} by the gates' stop rule "
+                     f"({stop_reason(self.stopped)}; cpt.gates.on_stop: stop); the stage ends at checkpoint "
+                     f"step-{self.end}")
         return bool(self.stopped)
 
     # --- end --------------------------------------------------------------------------------
@@ -317,7 +337,8 @@ class StageRun:
             rows = read_jsonl(self.sdir / METRICS_FILE)
             loss = rows[-1].get("loss", float("nan")) if rows else float("nan")
             progress.info(f"stage {self.stage}: done, {end} steps, loss {loss:.3f}"
-                          + (f" (stopped: {self.stopped})" if self.stopped else ""))
+                          + (f" (stopped by the gates: {stop_reason(self.stopped)})" if self.stopped else ""))
+            progress.end_position()
         self.procs.barrier()
         return done
 

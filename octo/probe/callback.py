@@ -63,7 +63,7 @@ class ProbeMetricsCallback(TrainerCallback):
     truncated or altered file is then found at resume, which falls back to an older checkpoint)."""
 
     def __init__(self, probe_dir: Path, probe_id: str, *, rollouts: ProbeRollouts, reward: ProbeReward,
-                 evaluate, start, eval_every: int, log_samples: int):
+                 evaluate, start, eval_every: int, log_samples: int, save_every_s: float = 0.0):
         self.probe_dir, self.probe_id = Path(probe_dir), probe_id
         self.rollouts, self.reward, self.evaluate, self.start = rollouts, reward, evaluate, start
         self.eval_every, self.log_samples = eval_every, log_samples
@@ -72,13 +72,18 @@ class ProbeMetricsCallback(TrainerCallback):
         self.samples = JsonlWriter(self.probe_dir / SAMPLES_FILE)
         self.t_step = 0.0
         self.bar = None
+        self.save_every_s = save_every_s
+        self.t_saved = time.monotonic()   # the time-based save counts from the probe's start in this process
 
     def write_eval(self, step: int) -> None:
-        self.evals.write({"step": step, **self.evaluate()})
+        with progress.activity(f"{self.probe_id}: held-out evaluation at step {step}"):
+            row = self.evaluate()
+        self.evals.write({"step": step, **row})
 
     def write_start(self, prompts: list[dict], heldout: list[dict]) -> None:
         """start.jsonl: the step-0 sampling pass (success counts for pass@k, headroom, learnable mass)."""
-        rows = self.start(heldout=heldout, prompts=prompts)
+        with progress.activity(f"{self.probe_id}: step-0 sampling pass"):
+            rows = self.start(heldout=heldout, prompts=prompts)
         if rows:
             with JsonlWriter(self.probe_dir / START_FILE, mode="w") as out:
                 for row in rows:
@@ -109,13 +114,20 @@ class ProbeMetricsCallback(TrainerCallback):
             self.bar.set_postfix(acc=f"{row['acc']:.2f}", len=f"{row['len/mean']:.0f}", refresh=False)
 
     def on_step_end(self, args, state, control, **kw):
+        progress.note_step(state.global_step)
         if state.global_step % self.eval_every == 0 or state.global_step == args.max_steps:
             self.write_eval(state.global_step)
+        # a time-based save (probe.save_every_s) beside the Trainer's every save_steps: after the evaluation,
+        # whose row the checkpoint's step then covers
+        if self.save_every_s and time.monotonic() - self.t_saved >= self.save_every_s:
+            control.should_save = True
 
     def on_save(self, args, state, control, **kw):
         d = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if d.is_dir():
             write_file_manifest(d, {"probe_id": self.probe_id, "step": state.global_step})
+        self.t_saved = time.monotonic()
+        progress.note_saved(state.global_step)
 
     def on_train_end(self, args, state, control, **kw):
         if self.bar is not None:

@@ -13,7 +13,8 @@ TRL's public hooks:
   the probe vocabulary (docs/run-directory.md); held-out evaluation at step 0, every ``eval_every``
   steps and at the end.
 
-A probe writes TRL checkpoints every ``save_every`` steps; a probe killed at any point resumes from
+A probe writes TRL checkpoints every ``save_every`` steps and after any step that ends ``save_every_s`` seconds
+after the last checkpoint; a probe killed at any point resumes from
 the newest complete one (octo.probe.checkpoints), and its JSONL files are cut back to that step.
 """
 
@@ -86,6 +87,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
 
     cfg: ProbeConfig = recipe.probe
     probe_dir = Path(probe_dir)
+    progress.quiet_libraries()   # before the model loads (a worker process calls it here too)
     meta = probe_meta(cfg, spec)
     check_probe_dir(probe_dir, meta)
     if (probe_dir / DONE_FILE).exists():
@@ -100,6 +102,7 @@ def run_grpo_probe(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, *, tokenize
                                           .encode()).hexdigest()[:16]
     write_json_atomic(probe_dir / PROBE_META_FILE, meta)
     resume = _resume_point(probe_dir, spec, cfg)
+    progress.begin_position(f"probe {spec.probe_id}", step=resume[0] if resume else 0, total=cfg.steps)
     trainer, callback = _build_trainer(recipe, spec, probe_dir, tokenizer, prompts, heldout, resume, peft_config)
     try:
         if resume is None:
@@ -188,7 +191,8 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
     callback = ProbeMetricsCallback(probe_dir, spec.probe_id, rollouts=rollouts, reward=reward,
                                     evaluate=partial(rollouts.evaluate, heldout, verifier=recipe.verifier, pool=pool),
                                     start=partial(rollouts.start_pass, pool=pool),
-                                    eval_every=cfg.eval_every, log_samples=cfg.log_samples)
+                                    eval_every=cfg.eval_every, log_samples=cfg.log_samples,
+                                    save_every_s=cfg.save_every_s)
     if peft_config is not None:
         _check_lora_targets(model, peft_config.target_modules)
     with warnings.catch_warnings():
@@ -268,6 +272,7 @@ def _finish(probe_dir: Path, cfg: ProbeConfig, spec: ProbeSpec, meta: dict) -> d
     meta["rollout_tokens"] = int(round(sum((r.get("len/mean") or 0) * per_step for r in rows)))
     write_json_atomic(probe_dir / PROBE_META_FILE, meta)
     write_json_atomic(probe_dir / DONE_FILE, {"probe_id": spec.probe_id, "steps": len(rows)})
+    progress.end_position()
     evals = read_jsonl(probe_dir / EVALS_FILE)
     if evals:
         progress.info(f"probe {spec.probe_id}: done; held-out acc {evals[0]['acc']:.3f} -> {evals[-1]['acc']:.3f}"

@@ -1,4 +1,4 @@
-"""CLI: exit codes and one-line errors, --dry-run writes nothing."""
+"""CLI: exit codes and one-line errors, --print-recipe writes nothing."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ def test_help_lists_commands():
         assert cmd in res.stdout
 
 
-def test_dry_run_prints_resolved_recipe_and_writes_nothing(tmp_path):
+def test_print_recipe_prints_resolved_recipe_and_writes_nothing(tmp_path):
+    """octo run --print-recipe: the resolved YAML (--dry-run says the plan: tests/engine/test_plan.py)."""
     run_dir = tmp_path / "never"
-    res = octo("run", QUICKSTART, "--dry-run", "--set", "probe.steps=3", "--run-dir", run_dir)
+    res = octo("run", QUICKSTART, "--print-recipe", "--set", "probe.steps=3", "--run-dir", run_dir)
     assert res.returncode == 0, res.stderr
     resolved = yaml.safe_load(res.stdout)
     assert resolved["probe"]["steps"] == 3 and resolved["run_dir"] == str(run_dir)

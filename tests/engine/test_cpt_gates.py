@@ -322,18 +322,47 @@ def test_eval_every_gates_inside_the_stage_without_changing_training(plain_run, 
     assert [m["loss"] for m in _metrics(run, "stable")] == [m["loss"] for m in _metrics(plain_run, "stable")]
 
 
-def test_stop_rule_flags_or_stops_the_stage(tmp_path):
+def test_stop_rule_flags_or_stops_the_stage(tmp_path, capsys):
     never = ["cpt.gates.eval_every=4", "analysis.eps_d=1.0", "analysis.stop_patience=2"]
     flagged = tmp_path / "flag"
     assert _cpt(flagged, never) == 0
     assert [r["verdict"] for r in _gates(flagged, "stable")] == ["pass", "stop: no domain gain",
                                                                  "stop: no domain gain", "stop: no domain gain"]
     assert len(_metrics(flagged, "stable")) == 16       # flag only: the stage runs to its budget
+    # the terminal calls a verdict that stops nothing what it is
+    err = capsys.readouterr().err
+    assert re.search(r"gates stable\.step-8: .*; would stop \(no domain gain\); the run goes on "
+                     r"\(cpt\.gates\.on_stop: flag\)", err), err
+    assert "; stop" not in err
     stopped = tmp_path / "stop"
     assert _cpt(stopped, never + ["cpt.gates.on_stop=stop"], stages=("pretrain", "stable", "decay-short")) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"gates stable\.step-8: .*; stop \(no domain gain\): the stage ends at this checkpoint "
+                     r"\(cpt\.gates\.on_stop: stop\)", err), err
+    assert "stage stable: stopped at step 8 by the gates' stop rule (no domain gain; cpt.gates.on_stop: stop)" in err
     done = json.loads((stopped / "cpt/stable/DONE.json").read_text())
     assert done["step"] == 8 and done["final_checkpoint"] == "cpt/stable/checkpoints/step-8"
     assert done["stopped"] == "stop: no domain gain"
     assert len(_metrics(stopped, "stable")) == 8
     restores = [json.loads(x) for x in (stopped / "cpt/decay-short/restores.jsonl").read_text().splitlines()]
     assert restores[0]["checkpoint"] == "cpt/stable/checkpoints/step-8"
+
+
+@pytest.mark.parametrize("on_stop,step,words", [
+    ("flag", 8, "would stop (general regression); the run goes on (cpt.gates.on_stop: flag)"),
+    ("stop", 8, "stop (general regression): the stage ends at this checkpoint (cpt.gates.on_stop: stop)"),
+    ("stop", 16, "would stop (general regression); the run goes on (the stage's last checkpoint; "
+                 "cpt.gates.on_stop: stop)"),
+    ("stop", 0, "would stop (general regression); the run goes on (the stage's starting checkpoint; "
+                "cpt.gates.on_stop: stop)"),
+])
+def test_a_verdict_is_called_a_stop_only_when_it_stops_the_stage(tiny_recipe, on_stop, step, words):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from octo.cpt.gating import verdict_words
+
+    cpt = dataclasses.replace(tiny_recipe.cpt, gates=dataclasses.replace(tiny_recipe.cpt.gates, on_stop=on_stop))
+    ctx = SimpleNamespace(recipe=dataclasses.replace(tiny_recipe, cpt=cpt))   # the stable stage: 16 steps
+    assert verdict_words(ctx, "stable", step, "stop: general regression") == words
+    assert verdict_words(ctx, "stable", step, "pass") == "pass"

@@ -125,6 +125,18 @@ def test_score_and_report_rerun_from_the_directory_alone(finished_run, tmp_path)
     assert (run_dir / "report" / "index.html").exists()
 
 
+def test_the_terminal_says_where_it_is_and_no_library_speaks(finished_run):
+    """Every line of a run is octo's: its part ("[stage 2/5]"), the run's ETA, and no library warning."""
+    _, res = finished_run
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    strays = [line for line in lines if not line.startswith("[octo ")]
+    assert strays == [], strays
+    assert not [line for line in lines if "Warning" in line or "deprecated" in line]
+    assert any("] plan: stage 2/5 stable: run; 16 steps x 512 tokens" in line for line in lines)
+    assert any("] [stage 2/5] stage stable: start" in line and "; run ETA " in line for line in lines)
+    assert any("] [probe 4/4] probe decay-hybrid.step-2: done" in line for line in lines)
+
+
 def test_kill_mid_stage_then_resume_matches_uninterrupted(finished_run, tmp_path):
     """SIGKILL while the stable stage is training; the rerun resumes from its checkpoint and the
     loss curve equals the uninterrupted run's."""
