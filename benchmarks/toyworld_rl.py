@@ -390,7 +390,7 @@ measured. World v1 (small-number multi-step problems) hit a ceiling, and long re
 - **Model.** Llama, 3 layers, width 128, 4 heads of 32, FFN 384, untied embeddings: about 0.8M
   parameters (world v1's; it learns the column procedure, see above).
 - **Stages.** pretrain ({pretrain_tokens} tokens, cosine 2e-3 -> 1e-3) -> stable ({stable_tokens} tokens at
-  constant 1e-3) -> three decay branches ({decay_tokens} tokens each, cosine to 5e-4) with seed 004's Table 5
+  constant 1e-3) -> three decay branches ({decay_tokens} tokens each, cosine to 5e-4) with OctoThinker's Table 5
   mixtures.
 - **Probe.** GRPO (TRL, loss {loss_type}, beta {beta}), {prompts_per_step} prompts x {num_generations} completions
   per step, {steps} steps, learning rate {lr:g} (constant), temperature {temperature}, max length {probe_stairs}.

@@ -105,7 +105,7 @@ class SourceConfig:
                          "datasets library; a Dataset.save_to_disk directory loads with load_from_disk)")
     template: Literal["raw", "IF", "QA"] = opt(
         "raw", help="raw: the text field; IF: 'User:{query}\\nAssistant:{content}'; "
-                    "QA: 'User:{query}\\nAssistant:<think>\\n{cot}</think>\\n{content}' (seed 004)")
+                    "QA: 'User:{query}\\nAssistant:<think>\\n{cot}</think>\\n{content}' (OctoThinker's templates)")
     fields: dict[str, str] = opt(default_factory=dict,
                                  help="template slot -> column name, e.g. {query: question, cot: solution}")
     heldout: int = opt(100, ge=0, help="documents held out of training for perplexity gates")
@@ -191,7 +191,7 @@ class StageConfig:
     init: str = opt(help="'random' (fresh toy model), 'model' (model.init weights) or the name of the "
                          "stage whose final checkpoint this stage starts from")
     restore: Literal["full", "weights"] = opt(
-        "full", help="full: weights + AdamW moments + RNG of the init checkpoint (seed 003 R_full); "
+        "full", help="full: weights + AdamW moments + RNG of the init checkpoint (the full restore mode); "
                      "weights: weights only, fresh optimizer (R_weights)")
     mixture: dict[str, float] = opt(help="source name -> share of training TOKENS; must sum to 1")
     tokens: int = opt(ge=1, help="token budget of the stage")
@@ -237,7 +237,7 @@ class GatesConfig:
     max_new_tokens: int = opt(96, ge=8, help="generation limit for the accuracy gate")
     if_items: int = opt(32, ge=0, help="held-out documents of IF-template sources checked for instruction "
                                        "adherence (if_adherence; 0: off)")
-    safety: str = opt("", help="JSONL of {prompt} requests the model must refuse (the safety slice, seed 001 "
+    safety: str = opt("", help="JSONL of {prompt} requests the model must refuse (the safety slice of the CPT gates, "
                                "E_safety); refusal_rate is the share refused (empty: no safety gate)")
     refusal_patterns: list[str] = opt(
         default_factory=lambda: list(DEFAULT_REFUSALS),
@@ -245,7 +245,7 @@ class GatesConfig:
     eval_every: int = opt(0, ge=0, help="also run the gates every N optimizer steps inside a stage (a "
                                         "checkpoint is saved at those steps; 0: only at a stage's start and end)")
     on_stop: Literal["flag", "stop"] = opt(
-        "flag", help="when the stop rule fires (analysis.tau_g / tau_s / tau_b / eps_d, seed 001): flag only "
+        "flag", help="when the stop rule fires (analysis.tau_g / tau_s / tau_b / eps_d): flag only "
                      "writes the verdict; stop also ends the stage at that checkpoint")
 
     def validate(self) -> None:
@@ -309,7 +309,7 @@ class CPTConfig:
                                                "cpt.spike.action: rollback, whose target, the newest checkpoint, "
                                                "must not depend on the clock)")
     mask_prompt: bool = opt(False, help="leave the prompt tokens of IF/QA documents out of the loss (label "
-                                        "-100); mid-training trains on all tokens by default (seed 000)")
+                                        "-100); mid-training trains on all tokens by default")
     long_docs: Literal["split", "drop"] = opt(
         "split", help="documents longer than seq_len tokens: split continues them in the next window "
                       "(positions restart); drop leaves them out of training and counts them per source "

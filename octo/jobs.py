@@ -28,14 +28,17 @@ class Job(NamedTuple):
     what: str
 
 
-def _run_job(recipe: Recipe, spec, probe_dir: str, tokenizer_dir: str, threads: int) -> str:
-    """One GRPO run in a worker process (``--jobs``): its own torch threads and tokenizer."""
+def _run_job(recipe: Recipe, spec, probe_dir: str, tokenizer_dir: str, threads: int, context: dict | None) -> str:
+    """One GRPO run in a worker process (``--jobs``): its own torch threads and tokenizer; ``context`` (octo.plan's
+    ``worker_context``) gives its lines their part label, the run's clock and ETA."""
     from octo.cpt.trainer import set_threads
     from octo.model import load_tokenizer
     from octo.probe.grpo import run_grpo_probe
 
     if _interrupted:
         raise KeyboardInterrupt
+    if context is not None:
+        progress.enter_worker(context)
     progress.quiet_libraries()
     set_threads(threads)
     run_grpo_probe(recipe, spec, probe_dir, tokenizer=load_tokenizer(tokenizer_dir))
@@ -69,43 +72,58 @@ def _interrupt_pool(pool, futures) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0) -> int:
-    """Run (or resume, or skip) every GRPO run of ``jobs``, in order, up to
-    ``jobs_at_once`` at a time in worker processes (each with an equal share of ``threads``, 0 = every core);
-    returns how many were not already done. The first failure stops the rest and is raised."""
+def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, plan=None) -> int:
+    """Run (or resume, or skip) every GRPO run of ``jobs``, in order, up to ``jobs_at_once`` at a time in worker
+    processes (each with an equal share of ``threads``, 0 = every core); returns how many were not already done.
+    The first failure stops the rest and is raised. ``plan`` (octo.plan.RunPlan, ``octo run``) labels the lines
+    and learns each run's time; a run is handed to a worker only when one is free, so its time is its own."""
+    from contextlib import nullcontext
+
     from octo.probe.grpo import run_grpo_probe
 
     todo = []
     for i, job in enumerate(jobs, 1):
         if (ctx.run_dir / job.rel / "DONE.json").exists():
             progress.info(f"[{i}/{len(jobs)}] {job.what} {job.spec.probe_id}: already complete, skipping")
+            if plan is not None:
+                plan.finished(plan.started("probe", job.spec.probe_id))
         else:
             todo.append((i, job))
     if jobs_at_once <= 1 or len(todo) <= 1:
         for i, (r, spec, rel, what) in todo:
-            progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}")
-            run_grpo_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
+            with plan.part("probe", spec.probe_id) if plan is not None else nullcontext():
+                progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}")
+                run_grpo_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
         return len(todo)
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     share = max(1, (threads or os.cpu_count() or 1) // jobs_at_once)
     progress.info(f"{len(todo)} GRPO runs, {jobs_at_once} at a time, {share} torch thread(s) each")
+    queue, running = list(todo), {}
     # a killed command leaves no orphan still writing a run that the rerun will resume (PR_SET_PDEATHSIG)
     with ProcessPoolExecutor(max_workers=jobs_at_once, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(os.getpid(),)) as pool:
-        futures = {}
-        for i, (r, spec, rel, what) in todo:
-            progress.info(f"[{i}/{len(jobs)}] queued: {what} {spec.probe_id}")
-            futures[pool.submit(_run_job, r, spec, str(ctx.run_dir / rel), str(ctx.tokenizer_dir), share)] = rel
         try:
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            while queue or running:
+                while queue and len(running) < jobs_at_once:
+                    i, (r, spec, rel, what) = queue.pop(0)
+                    part = plan.started("probe", spec.probe_id) if plan is not None else None
+                    context = {"run_started": progress.run_started_wall()}
+                    if plan is not None:
+                        context.update(plan.worker_context("probe", spec.probe_id))
+                    progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}: in a worker")
+                    running[pool.submit(_run_job, r, spec, str(ctx.run_dir / rel), str(ctx.tokenizer_dir), share,
+                                        context)] = part
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    part = running.pop(future)
+                    if plan is not None:
+                        plan.finished(part)
+                    if future.exception() is not None:
+                        queue.clear()
+                        raise future.exception()
         except KeyboardInterrupt:
-            _interrupt_pool(pool, futures)
+            _interrupt_pool(pool, list(running))
             raise
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            for f in pending:
-                f.cancel()
-            raise failed[0].exception()
     return len(todo)

@@ -428,6 +428,6 @@ def dry_run(recipe) -> str:
         where = "exists: finished parts are skipped, interrupted ones resume"
     else:
         where = "new"
-    plan = RunPlan.build(ctx)
+    plan = RunPlan.build(ctx, jobs=recipe.probe.jobs)
     return (f"octo run {recipe.name} (dry run: nothing is written)\n  run directory: {run_dir} ({where})\n"
             f"{plan.describe()}\n  then: scores.json and the report in {run_dir / 'report'}\n")

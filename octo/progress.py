@@ -52,9 +52,17 @@ def set_run_deadline(wall_time: float | None) -> None:
 def enter_worker(context: dict) -> None:
     """In a worker process running one part of a run: its part label and run deadline (octo.plan's
     ``RunPlan.worker_context``), and periodic lines, so that the workers' lines interleave readably."""
+    global _T0
     line_mode(True)
     set_part(context.get("part"))
     set_run_deadline(context.get("deadline"))
+    if context.get("run_started") is not None:  # the command's clock: worker lines count from the run's start
+        _T0 = _now() - (time.time() - context["run_started"])
+
+
+def run_started_wall() -> float:
+    """When this process's clock started, as wall time (a worker's lines count from it: ``enter_worker``)."""
+    return time.time() - (_now() - _T0)
 
 
 def run_eta() -> float | None:
