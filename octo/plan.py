@@ -358,7 +358,9 @@ def _model_config(recipe):
                            num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
                            num_key_value_heads=m.num_kv_heads, head_dim=m.hidden_size // m.num_heads,
                            max_position_embeddings=m.max_position, tie_word_embeddings=False)
-    return AutoConfig.from_pretrained(m.init)
+    from octo.assets import resolve
+
+    return AutoConfig.from_pretrained(str(resolve(m.init)))
 
 
 def _approx_params(config) -> int:

@@ -127,3 +127,13 @@ def test_jobs_below_one_is_one_sentence(tmp_path):
                           str(tmp_path / "r")], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 2 and "--jobs must be at least 1 (got 0)" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_the_plan_times_the_shipped_base_model(tmp_path):
+    """The plan's estimate builds the model from its config: an asset's config is read from the asset."""
+    from octo.config import load_recipe
+    from octo.plan import measure
+
+    timing, note = measure(load_recipe(FAST, [f"run_dir={tmp_path / 'run'}"]))
+    assert timing is not None and note == "", note
+    assert timing.train_token_s > 0 and timing.decode_token_s > 0
