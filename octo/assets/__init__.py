@@ -9,7 +9,6 @@ truncated asset is one clear error, not a silently different experiment.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from octo.errors import OctoError
@@ -33,14 +32,6 @@ def pinned_sums() -> dict[str, str]:
             digest, name = line.split(maxsplit=1)
             sums[name.lstrip("*")] = digest
     return sums
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_name(spec: str) -> str | None:
@@ -69,7 +60,9 @@ def resolve(spec: str | Path) -> Path:
         if not pins or set(pins) != files:
             raise OctoError(f"asset {name} in {path} does not match its SHA256SUMS file list; rebuild it with "
                             "scripts/build-toy-base.sh or reinstall octo")
-        bad = sorted(f for f, digest in pins.items() if sha256_file(path / f) != digest)
+        from octo.cpt.checkpoint import file_digest
+
+        bad = sorted(f for f, digest in pins.items() if file_digest(path / f) != digest)
         if bad:
             raise OctoError(f"asset {name} in {path}: the sha256 of {', '.join(bad)} differs from the one pinned in "
                             f"{ASSETS_DIR / SUMS_FILE}; rebuild it with scripts/build-toy-base.sh or reinstall octo")

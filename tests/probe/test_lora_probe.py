@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from octo.errors import ConfigError
 from octo.probe.grpo import lora_peft_config
 from octo.rl_config import ProbeLoraConfig
 from tests.conftest import TINY_OVERRIDES
-from tests.probe.test_probe import PROBE_OVERRIDES, STEPS, _env, _prepare, _probe_cmd, _rows
+from tests.probe.test_probe import PROBE_OVERRIDES, STEPS, _env, _prepare, _probe_cmd, _rows, kill_past_a_checkpoint
 
 LORA = ["probe.lora.rank=4", "probe.lora.alpha=8.0", "probe.lr=2.0e-3"]
 
@@ -114,18 +112,7 @@ def test_lora_probe_trains_only_its_adapters_and_resumes_where_an_unbroken_one_e
     killed = run_dir / "probes" / "killed"
     proc = subprocess.Popen(_probe_cmd(ckpt, run_dir, overrides, "--out", str(killed), *control),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        ckpts = list((killed / "checkpoints").glob("checkpoint-*/trainer_state.json")) \
-            if (killed / "checkpoints").exists() else []
-        rows = _rows(killed / "metrics.jsonl") if (killed / "metrics.jsonl").exists() else []
-        if ckpts and rows and rows[-1]["step"] >= 5:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the probe ended before it could be killed: {proc.stderr.read()[-2000:]}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "DONE.json").exists()
+    kill_past_a_checkpoint(proc, killed)
     # a LoRA probe's checkpoint resumes only as a LoRA probe with the same adapter settings
     other = subprocess.run(_probe_cmd(ckpt, run_dir, overrides + ["probe.lora.rank=8"], "--out", str(killed),
                                       *control),

@@ -105,24 +105,28 @@ def _check_metrics(pdir: Path, overrides: list[str]) -> list[dict]:
     return rows
 
 
-def test_ten_step_probe_then_kill_and_resume(probe_run):
-    run_dir, ckpt = probe_run
-    out = run_dir / "probes" / "killed"
-    proc = subprocess.Popen(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES, "--out", str(out)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+def kill_past_a_checkpoint(proc, out: Path, step: int = 5) -> None:
+    """SIGKILL a running probe once a checkpoint exists and the probe has logged step ``step``."""
     deadline = time.monotonic() + 300
-    # kill once a checkpoint exists and the probe has gone past it
     while time.monotonic() < deadline and proc.poll() is None:
         ckpts = sorted((out / "checkpoints").glob("checkpoint-*/trainer_state.json")) \
             if (out / "checkpoints").exists() else []
         rows = _rows(out / "metrics.jsonl") if (out / "metrics.jsonl").exists() else []
-        if ckpts and rows and rows[-1]["step"] >= 5:
+        if ckpts and rows and rows[-1]["step"] >= step:
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"the probe ended before it could be killed: {proc.stderr.read()[-2000:]}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "DONE.json").exists()
+
+
+def test_ten_step_probe_then_kill_and_resume(probe_run):
+    run_dir, ckpt = probe_run
+    out = run_dir / "probes" / "killed"
+    proc = subprocess.Popen(_probe_cmd(ckpt, run_dir, PROBE_OVERRIDES, "--out", str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
+    kill_past_a_checkpoint(proc, out)
     # the probe's length may change in the run directory (octo.reuse.PER_RUN_KEYS), but a run with a checkpoint
     # keeps the settings it started with: resuming it with another evaluation cadence is refused by name
     other = PROBE_OVERRIDES + ["probe.eval_every=3"]
