@@ -41,7 +41,7 @@ def test_ctrl_c_stops_running_and_queued_probes_and_the_rerun_finishes(tmp_path)
         lines.append(line)
         if "start from" in line:  # the first probe is running in a worker
             break
-    time.sleep(5)
+    time.sleep(2)  # well before a 30-step probe can end, so no queued probe may start
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     rest = proc.stdout.read()
     rc = proc.wait(timeout=120)
