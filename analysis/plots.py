@@ -145,6 +145,21 @@ def _missing_reason(key: str, probes: list[Probe]) -> str:
     return "not logged by any probe"
 
 
+def _probe_legend(names: dict[str, str], colours: dict[str, str], *, sampled: bool, control: bool, seeds: bool):
+    """(handles, labels) of a probe plot's legend: one line per group in its colour, then the line styles used."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[label], lw=2, gid=f"ckpt:{label}") for label in names]
+    labels = list(names.values())
+    styles = [("dashed: sampled", "--")] if sampled else []
+    styles += [("dotted: negative control", ":")] if control else []
+    styles += [("fainter: further seeds", "-")] if seeds else []
+    for text, ls in styles:
+        handles.append(Line2D([], [], color="0.3", ls=ls, lw=1.5, alpha=0.5 if "fainter" in text else 1))
+        labels.append(text)
+    return handles, labels
+
+
 def probe_plots(groups: dict[str, list[Probe]], out_dir: Path, *, events: list[dict] | None = None,
                 prefix: str = "", colours: dict[str, str] | None = None,
                 omitted: list[str] | None = None) -> list[Plot]:
@@ -155,8 +170,6 @@ def probe_plots(groups: dict[str, list[Probe]], out_dir: Path, *, events: list[d
     accuracy, dotted = negative control; further seeds of a group are drawn fainter. A panel no probe
     logged is left out, and a plot without any panel; each leaves one line in ``omitted``.
     """
-    from matplotlib.lines import Line2D
-
     out_dir = Path(out_dir)
     colours = _with_colours(colours, list(groups))
     events = events or []
@@ -214,15 +227,8 @@ def probe_plots(groups: dict[str, list[Probe]], out_dir: Path, *, events: list[d
             ax.set_xlabel("GRPO step", fontsize=8)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
-        handles = [Line2D([], [], color=colours[label], lw=2, gid=f"ckpt:{label}") for label in groups]
-        labels = list(names.values())
-        styles = [("dashed: sampled", "--")] if name == "acc" else []
-        styles += [("dotted: negative control", ":")] if has_control else []
-        styles += [("fainter: further seeds", "-")] if has_seeds else []
-        for text, ls in styles:
-            handles.append(Line2D([], [], color="0.3", ls=ls, lw=1.5, alpha=0.5 if "fainter" in text else 1))
-            labels.append(text)
-        _legend(fig, legend_in, handles, labels)
+        _legend(fig, legend_in, *_probe_legend(names, colours, sampled=name == "acc", control=has_control,
+                                                seeds=has_seeds))
         path = _save(fig, out_dir / f"{prefix}{name}.png")
         plots.append(Plot(name=f"{prefix}{name}", title=title, path=path, caption=caption))
     return plots
