@@ -314,7 +314,8 @@ def _probe_estimate(recipe, p: Part, t: Timing) -> tuple[float, float]:
     evaluation = t.generate(cfg.eval_problems * (1 + cfg.eval_samples), longest)
     pre = 0.0
     if p.start_step == 0:
-        start_pass = t.generate(cfg.start_samples * (cfg.start_heldout_problems + cfg.start_prompt_problems), longest)
+        start_pass = t.generate(cfg.start_samples * (cfg.start_heldout_problems + cfg.start_prompt_problems),
+                                cfg.start_max_len or longest)
         pre = start_pass + evaluation
     n = cfg.prompts_per_step * cfg.num_generations
     steps = 0.0

@@ -38,7 +38,7 @@ from octo.schema import read_recipe_file
 from octo.runio import PROBE_META_FILE, RECIPE_FILE, STAGE_DONE_FILE, read_json, write_text_atomic
 
 RUN_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds", "validation.checkpoints")
-PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.save_every", "probe.max_len")
+PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.save_every", "probe.max_len", "probe.start_max_len")
 # how often a run saves by the clock and how many probes run at once change no result: a rerun may change them
 NOT_SETTINGS = ("cpt.save_every_s", "probe.save_every_s", "probe.jobs")
 _OTHER_RUN_DIR = ("validation.reduced",)

@@ -87,6 +87,10 @@ class ProbeConfig:
                                                      "pass@k and headroom); 0 skips them")
     start_prompt_problems: int = opt(64, ge=0, help="step-0 sampling pass: RL prompts (level-balanced when "
                                                     "they carry levels; learnable mass); 0 skips them")
+    start_max_len: int = opt(0, ge=0, help="step-0 sampling pass: response length limit; 0: the probe schedule's "
+                                           "largest. Set it to the full RL run's last limit when the probe runs at "
+                                           "its first: a checkpoint whose answers only finish at the longer limit "
+                                           "(a Long branch) is then seen as full RL will see it")
     save_every: int = opt(10, ge=1, help="probe checkpoint every N steps (resume point)")
     save_every_s: float = opt(60.0, ge=0, help="also a probe checkpoint at the end of the first step when this many "
                                                "seconds have passed since the last one (or since the probe began in "

@@ -66,12 +66,13 @@ def validation_recipe(path: str, overrides: list[str], *, reduced: bool = False)
 
 def full_run_recipe(recipe: Recipe, max_len: LengthScheduleConfig | None = None, steps: int = 0) -> Recipe:
     """The recipe whose probe is a full RL run: ``validation.full_*`` replace the probe's length, evaluation
-    and checkpoint cadence, and (``max_len``, ``steps``) its length schedule and number of steps; everything
-    else is the probe's."""
+    and checkpoint cadence, and (``max_len``, ``steps``) its length schedule and number of steps; it makes no
+    step-0 sampling pass (the checkpoint's probes have made it, and the analysis reads theirs); everything else
+    is the probe's."""
     v = recipe.validation
     steps = steps or v.full_steps
     probe = dataclasses.replace(recipe.probe, steps=steps, eval_every=min(v.full_eval_every, steps),
-                                save_every=v.full_save_every,
+                                save_every=v.full_save_every, start_samples=0,
                                 max_len=max_len or v.full_max_len or recipe.probe.max_len)
     return dataclasses.replace(recipe, probe=probe)
 

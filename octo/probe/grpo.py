@@ -74,7 +74,7 @@ def probe_meta(cfg: ProbeConfig, spec: ProbeSpec) -> dict:
         "prompts_per_step": cfg.prompts_per_step, "num_generations": cfg.num_generations, "lr": cfg.lr,
         "beta": cfg.beta, "temperature": cfg.temperature, "loss_type": cfg.loss_type,
         "max_len": {"kind": cfg.max_len.kind, "max_len": cfg.max_len.max_len, "stairs": cfg.max_len.stairs},
-        "eval_every": cfg.eval_every, "start_samples": cfg.start_samples,
+        "eval_every": cfg.eval_every, "start_samples": cfg.start_samples, "start_max_len": cfg.start_max_len,
         "start_heldout_problems": cfg.start_heldout_problems, "start_prompt_problems": cfg.start_prompt_problems,
         "lora": to_dict(cfg.lora) if cfg.lora else None,
         "rollout_tokens": None,

@@ -102,8 +102,8 @@ class ProbeRollouts:
         return {"max_len": self.schedule.maximum, **res}
 
     def start_pass(self, *, heldout: list[dict], prompts: list[dict], pool) -> list[dict]:
-        """The step-0 sampling pass (``start_samples`` per problem at the probe temperature, the schedule's largest
-        limit): start.jsonl rows, none when ``start_samples`` is 0."""
+        """The step-0 sampling pass (``start_samples`` per problem at the probe temperature, at ``start_max_len`` or
+        else the schedule's largest limit): start.jsonl rows, none when ``start_samples`` is 0."""
         from octo.accuracy import start_pass
 
         cfg = self.cfg
@@ -111,8 +111,8 @@ class ProbeRollouts:
             return []
         with _eval_mode(self.model):
             return start_pass(self.backend, self.tokenizer, heldout=heldout, prompts=prompts,
-                              template=cfg.prompt_template, max_new_tokens=self.schedule.maximum, pool=pool,
-                              samples=cfg.start_samples, heldout_problems=cfg.start_heldout_problems,
+                              template=cfg.prompt_template, max_new_tokens=cfg.start_max_len or self.schedule.maximum,
+                              pool=pool, samples=cfg.start_samples, heldout_problems=cfg.start_heldout_problems,
                               prompt_problems=cfg.start_prompt_problems, temperature=cfg.temperature,
                               seed=self.seed * 7 + 54321)
 

@@ -381,13 +381,15 @@ def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     v = yaml.safe_load(VALIDATION.read_text())
     for key in ("seed", "world", "model", "data"):
         assert v[key] == q[key], key
-    cadence = ("steps", "eval_every", "save_every", "max_len")
+    cadence = ("steps", "eval_every", "save_every", "max_len", "start_max_len")
     assert {k: x for k, x in v["probe"].items() if k not in cadence} == \
         {k: x for k, x in q["probe"].items() if k not in cadence}
     qs_, vs_ = q["probe"]["max_len"]["stairs"], v["probe"]["max_len"]["stairs"]
     assert list(vs_.values()) == list(qs_.values())
     assert [k / v["probe"]["steps"] for k in vs_] == [k / q["probe"]["steps"] for k in qs_]
     assert v["probe"]["steps"] <= v["validation"]["max_probe_ratio"] * v["validation"]["full_steps"]
+    # the step-0 sampling pass sees each checkpoint at the full runs' last limit (issue 21)
+    assert v["probe"]["start_max_len"] == max(v["validation"]["full_max_len"]["stairs"].values())
     vs, qs = v["cpt"].pop("stages"), q["cpt"].pop("stages")
     assert v["cpt"] == q["cpt"]
     assert {k: vs[k] for k in qs} == qs

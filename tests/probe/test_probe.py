@@ -160,8 +160,9 @@ def test_negative_controls_replace_the_reward(probe_run, control):
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "was made by a different recipe (differs in: probe.lr)" in res.stderr
-    # how long it runs is the probe's own (octo.reuse.PER_RUN_KEYS): a shorter control probe runs beside the others
-    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides, "--control", control),
+    # how long it runs is the probe's own (octo.reuse.PER_RUN_KEYS): a shorter control probe runs beside the others,
+    # and so is the step-0 sampling pass's limit (probe.start_max_len)
+    res = subprocess.run(_probe_cmd(ckpt, run_dir, overrides + ["probe.start_max_len=20"], "--control", control),
                          capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     pdir = run_dir / "probes" / f"{ckpt.name}.control-{control}"
@@ -173,6 +174,7 @@ def test_negative_controls_replace_the_reward(probe_run, control):
         boxed = [s["completion"].count("\\boxed{") == 1 for s in _rows(pdir / "samples.jsonl")]
         assert rewards == [1.0 if b else 0.0 for b in boxed]
     assert json.loads((pdir / "probe.json").read_text())["control"] == control
+    assert [r["max_len"] for r in _rows(pdir / "start.jsonl")] == [20, 20]
 
 
 @pytest.mark.vllm
