@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 from octo.analysis.config import AnalysisConfig
 from octo.analysis.load import Run, num
@@ -201,3 +202,38 @@ def _verdict(r: dict, ref: dict | None, dm: str | None, cfg: AnalysisConfig, low
     if low_gain >= cfg.stop_patience:
         return "stop: no domain gain", low_gain
     return "pass", low_gain
+
+
+def cpt_choice(table: dict, run_dir: Path | None = None) -> tuple[dict | None, str]:
+    """(row, reason) of the checkpoint the CPT gates alone pick from a gate table (``octo eval --select``), among
+    checkpoints retention kept: the highest J among the Pareto-optimal checkpoints that pass the stop rule."""
+    rows = [r for r in table["rows"] if r.get("checkpoint")
+            and (run_dir is None or (Path(run_dir) / r["checkpoint"]).is_dir())]
+    passing = [r for r in rows if r.get("verdict") in ("pass", "reference")]
+    front = [r for r in passing if r.get("pareto")]
+    pool = front or passing
+    scored = [r for r in pool if isinstance(r.get("J"), (int, float))]
+    if not scored:
+        if not rows:
+            return None, "no saved checkpoint has gates"
+        return None, (f"no checkpoint passes the stop rule ({len(rows)} evaluated); "
+                      "loosen analysis.tau_g / tau_s / tau_b / eps_d or train differently")
+    best = max(scored, key=lambda r: r["J"])
+    where = "Pareto-optimal checkpoints" if front else "checkpoints (none is Pareto-optimal)"
+    return best, (f"highest J ({best['J']:+.4f}) among the {len(pool)} {where} that pass the stop rule, "
+                  f"reference {table['reference']}")
+
+
+def relation_text(cpt: str | None, recommended: str, probed: list[str]) -> str:
+    """One sentence relating the CPT-gate choice (``octo eval --select``) to the RL-readiness recommendation
+    (``octo score`` / ``octo report``)."""
+    ready = f"the readiness score (the probes: how each checkpoint learns under RL) recommends {recommended}"
+    if cpt is None:
+        return f"{ready}; the CPT gates choose no checkpoint."
+    if cpt == recommended:
+        return f"{ready}, the same checkpoint the CPT gates alone choose (`octo eval --select`): both views agree."
+    why = ("it was not probed, so readiness cannot rank it" if cpt not in probed else
+           f"readiness ranks it {probed.index(cpt) + 1} of {len(probed)}")
+    return (f"{ready}, while the CPT gates alone (`octo eval --select`: perplexity, accuracy and stability gap of "
+            f"the checkpoint as it is, before any RL) choose {cpt}; {why}. For which checkpoint to train with RL, "
+            "follow readiness; the gate choice is the one to make without probes.")

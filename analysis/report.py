@@ -111,8 +111,8 @@ def _glossary(pct: int, dm: str | None) -> dict[str, str]:
                   "format_rate (and refusal_rate) and better on one of them.",
         "verdict": "the gates' stop rule against the reference: pass, or the regression it flags (general, "
                    "behavior, safety) or no domain gain; it ends a stage only with `cpt.gates.on_stop: stop`.",
-        "acc 0→final": "the probe's held-out accuracy (mean of greedy and sampled) at step 0 and at its last "
-                       "evaluation.",
+        "acc 0→final (greedy+sampled)/2": "the probe's held-out accuracy, the mean of greedy and sampled accuracy, "
+                                          "at step 0 and at its last evaluation.",
         "gain": "final − step-0 held-out accuracy of the probe: what the short RL probe taught the checkpoint.",
         "start": "component: (1 − f) × step-0 held-out accuracy + f × step-0 format_rate, f = "
                  "start_format_weight.",
@@ -192,7 +192,8 @@ def _summary_rows(scores: dict) -> list[dict]:
 
 # Key columns first (checkpoint, rank, readiness and its CI, the gates' J, Pareto and verdict): a reader
 # sees them in a 1400 px window however many components follow.
-SUMMARY_HEAD = ["checkpoint", "rank", "readiness", "CI", "J", "Pareto", "verdict", "acc 0→final", "gain",
+SUMMARY_HEAD = ["checkpoint", "rank", "readiness", "CI", "J", "Pareto", "verdict", "acc 0→final (greedy+sampled)/2",
+                "gain",
                 *COMPONENTS, "seeds", "events", "stage"]
 SUMMARY_KEY = 7
 
@@ -358,6 +359,17 @@ def write_report(run_dir: str | Path, config: AnalysisConfig | None = None) -> P
     return index
 
 
+def _interval_scope(scores: dict) -> str:
+    """What the intervals resample: seeds only where every checkpoint has several probe seeds."""
+    seeds = [c.get("seeds", 1) for c in scores["checkpoints"].values()]
+    if min(seeds) > 1:
+        return "held-out problems and probe seeds"
+    if max(seeds) == 1:
+        return ("held-out problems only: each checkpoint has one probe seed, so seed-to-seed variance is not in "
+                "them (`probe.seeds: [0, 1, 2]` adds it)")
+    return "held-out problems, and probe seeds for the checkpoints with several (column seeds)"
+
+
 def report_document(run: Run, scores: dict, plots: list[Plot], pct: int,
                     omitted: list[str] | None = None) -> Document:
     """The report as one model (octo.analysis.document), rendered to HTML and to Markdown."""
@@ -378,9 +390,11 @@ def report_document(run: Run, scores: dict, plots: list[Plot], pct: int,
     doc = Document(f"octo report — {run.name}")
     doc.add(Para(f"{len(scores['ranking'])} probed checkpoints, {n_probes} probes, generated "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S')} from `{run.path}`", "muted"),
-            Para(f"**Recommended checkpoint: {scores['recommended']}** — {scores['reason']}", "box", "recommendation"),
+            Para(f"**Recommended checkpoint: {scores['recommended']}** — {scores['reason']}"
+                 + (f" CPT gates beside it: {scores['cpt_choice']['relation']}" if scores.get("cpt_choice") else ""),
+                 "box", "recommendation"),
             Heading("Readiness summary"),
-            Para(f"Score = Σ weight × component; {pct}% bootstrap intervals over problems and seeds. Ties "
+            Para(f"Score = Σ weight × component; {pct}% bootstrap intervals over {_interval_scope(scores)}. Ties "
                  f"(intervals overlap): {tie_text}. Column names are explained in the Glossary at the end "
                  "(and on hover).", "muted"),
             Table(SUMMARY_HEAD, [_summary_cells(r) for r in summary], "summary", left=1,

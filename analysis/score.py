@@ -29,7 +29,7 @@ import numpy as np
 
 from octo.analysis.config import COMPONENTS, AnalysisConfig, load_analysis_config
 from octo.analysis.detectors import Event, detect
-from octo.analysis.gates import gate_table
+from octo.analysis.gates import cpt_choice, gate_table, relation_text
 from octo.analysis.heldout import HeldOut, heldout
 from octo.analysis.load import Probe, Run, load_run, num
 from octo.analysis.predictors import PREDICTORS, Curve
@@ -413,6 +413,8 @@ def build_scores(run: Run, cfg: AnalysisConfig) -> tuple[dict, list[CheckpointSc
     table["rows"].sort(key=lambda row: (row["rank"] is None, row["rank"] or 0,
                                         -(num(row.get("J")) if num(row.get("J")) is not None else -np.inf)))
     recommended, reason = recommend(ranked, gates_by_id, cfg)
+    cpt_best, cpt_reason = cpt_choice(table, run.path)
+    cpt_id = cpt_best["checkpoint_id"] if cpt_best else None
     rec = next(r for r in ranked if r.checkpoint_id == recommended)
     differences = {r.checkpoint_id: difference(r, rec, "score", cfg) for r in ranked if r is not rec}
     scores = {
@@ -424,6 +426,8 @@ def build_scores(run: Run, cfg: AnalysisConfig) -> tuple[dict, list[CheckpointSc
         "ties": tie_groups(ranked),
         "recommended": recommended,
         "reason": reason,
+        "cpt_choice": {"checkpoint_id": cpt_id, "reason": cpt_reason,
+                       "relation": relation_text(cpt_id, recommended, [r.checkpoint_id for r in ranked])},
         "differences": {k: {"vs": recommended, **v} for k, v in differences.items() if v is not None},
         "gates": table,
         "excluded": excluded,

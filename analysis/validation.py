@@ -30,6 +30,8 @@ from octo.analysis.load import Probe, load_probe, load_stages, num
 from octo.analysis.score import CheckpointScore, Resampler, difference, score_groups
 from octo.analysis.series import column
 from octo.analysis.stats import (defined_tau, percentile_ci, ranking, ranks, tau_ci, tau_gain_ci)
+from octo.analysis.targets import (choose, gain_target, late_bloomers, noise_ceiling, probe_baselines, seed_groups,
+                                   verdict)
 
 from octo.errors import OctoError
 from octo.runio import read_json, write_json_atomic, write_text_atomic
@@ -166,8 +168,9 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
     truth_draws = np.stack([full_scores[s].draws["final/acc"] for s in stages], axis=1)
     # the order this experiment knows: pairs full RL separates beyond noise
     separated = separated_pairs(stages, truth, truth_draws, cfg.ci_level)
-    taus = _taus(_predictors(plan, stages, probe_scores, gates, cfg.bootstrap), stages, truth, truth_draws,
-                 separated, cfg.ci_level)
+    predictors = _predictors(plan, stages, probe_scores, gates, cfg.bootstrap)
+    taus = _taus(predictors, stages, truth, truth_draws, separated, cfg.ci_level)
+    protocol = _protocol_v2(plan, stages, full, predictors, full_scores, (truth, truth_draws), taus, cfg, resampler)
     truth_order = ranking(stages, truth)
     # do the full runs' rankings settle? tau between the last and the previous evaluation's ranking
     prev = np.array([np.mean([float(np.mean([c[-2] for c in _curves(p)])) for p in full[s]]) for s in stages])
@@ -186,7 +189,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "ci_level": cfg.ci_level, "bootstrap": cfg.bootstrap, "n_heldout": full_scores[stages[0]].probes[0].ho.n,
         "truth_ranking": truth_order, "settle_tau": defined_tau(prev, truth) if settled else None,
         "settle_swaps": settle_swaps(stages, prev, truth, truth_draws, cfg.ci_level) if settled else [],
-        "taus": taus, "separated_pairs": [{k: v for k, v in p.items() if k != "idx"} for p in separated],
+        "taus": taus, **protocol, "separated_pairs": [{k: v for k, v in p.items() if k != "idx"} for p in separated],
         "checkpoints": rows, "budget": _budget(rows, plan),
         "probe_compute": probe_compute_curve(stages, probe_scores, {s: rows[s]["full_tokens"] for s in stages}, truth,
                                              truth_draws, resampler, cfg.ci_level),
@@ -208,7 +211,8 @@ def _predictors(plan: dict, stages: list[str], probe_scores: dict[str, Checkpoin
                          "values": [probe_scores[s].score for s in stages],
                          "draws": [probe_scores[s].draws["score"] for s in stages]},
            "start_acc": probe_metric("step-0 held-out accuracy alone", "start/acc"),
-           "probe_final_acc": probe_metric("probe's final held-out accuracy", "final/acc")}
+           "probe_final_acc": probe_metric("probe's final held-out accuracy", "final/acc"),
+           **probe_baselines(stages, probe_scores)}
     for key in plan["ppl_metrics"]:
         vals = [num(gates.get(s, {}).get(key)) for s in stages]
         if any(v is None for v in vals):
@@ -244,6 +248,29 @@ def _taus(predictors: dict[str, dict], stages: list[str], truth: np.ndarray, tru
             t["readiness_gain"] = {"diff": taus["readiness"]["tau"] - t["tau"] if both else None, "ci": ci,
                                    "share": share}
     return taus
+
+
+def _protocol_v2(plan: dict, stages: list[str], full: dict[str, list[Probe]], predictors: dict[str, dict],
+                 full_scores: dict[str, CheckpointScore], final: tuple[np.ndarray, np.ndarray], taus: dict,
+                 cfg: AnalysisConfig, resampler: Resampler) -> dict:
+    """octo.analysis.targets: the gain target's taus, the noise ceiling of both targets from the full-run seed
+    groups, the combination chosen without peeking for each target, and the verdict on the target tau."""
+    gain, gain_draws = gain_target(full_scores, stages)
+    taus_gain = _taus(predictors, stages, gain, gain_draws, separated_pairs(stages, gain, gain_draws, cfg.ci_level),
+                      cfg.ci_level)
+    groups = [_scores(g, cfg, resampler, "full RL run") for g in seed_groups(full, stages)]
+    per_group = {
+        "final": [(np.array([g[s].metrics["final/acc"] for s in stages]),
+                   np.stack([g[s].draws["final/acc"] for s in stages], axis=1)) for g in groups],
+        "gain": [gain_target(g, stages) for g in groups]}
+    ceiling = {k: noise_ceiling(v, cfg.ci_level) for k, v in per_group.items()}
+    return {
+        "taus_gain": taus_gain, "noise_ceiling": ceiling,
+        "late_bloomers": late_bloomers(stages, predictors["start_acc"]["values"], list(final[0])),
+        "combination": {"final": choose(predictors, final[0]), "gain": choose(predictors, gain)},
+        "verdict": {"final": verdict(taus, ceiling["final"], plan["target_tau"]),
+                    "gain": verdict(taus_gain, ceiling["gain"], plan["target_tau"])},
+    }
 
 
 def _checkpoint_row(run_dir: Path, plan: dict, probes: list[Probe], full: list[Probe], probe_score: CheckpointScore,

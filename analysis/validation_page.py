@@ -11,8 +11,16 @@ import numpy as np
 from octo.analysis.document import Bullets, Document, Figure, Heading, Para, Table
 from octo.analysis.stats import ranking_text
 
+#: the predictors drawn against the full-RL outcome (with the perplexities; the tau chart shows every one)
+SCATTER = ("readiness", "start_acc", "start/pass@1", "start/pass@k", "probe_final_acc")
 #: the full-run plots the page shows (probe_plots draws more; the rest are deleted)
 SHOWN_PLOTS = ("acc", "length", "clip")
+
+
+def _whiskers(x: np.ndarray, ci: np.ndarray) -> list[np.ndarray]:
+    """Error-bar lengths below and above ``x`` from intervals ``ci`` (n, 2), never negative (matplotlib refuses
+    those): a percentile interval of a bootstrap need not contain its point estimate."""
+    return [np.maximum(0, x - ci[:, 0]), np.maximum(0, ci[:, 1] - x)]
 
 
 def _fmt_ci(ci, scale: float = 1.0, nd: int = 3, signed: bool = False) -> str:
@@ -53,6 +61,8 @@ def page_document(r: dict, images: dict[str, Path]) -> Document:
                      "tests/analysis/test_validate.py)."))
     _what_was_run(doc, r)
     _prediction(doc, r, images)
+    if "verdict" in r:
+        _protocol_v2(doc, r)
     _findings(doc, r, images)
     doc.add(Heading("Reading this honestly, and what would improve it"), Bullets(improvements(r)))
     worked = [x for x in r.get("invocations", []) if x["runs"]]   # a rerun that only re-analyses adds nothing
@@ -185,6 +195,73 @@ def _compute_curve(doc: Document, r: dict, pct: int) -> None:
                    "Kendall tau-b", f"{pct}% CI"], rows),
             Para("Source: the probes' `evals.jsonl` (accuracy) and `metrics.jsonl` (`len/mean` x prompts x "
                  "generations per step, the sum that `probe.json`'s `rollout_tokens` holds)."))
+
+
+_TAU_HEAD = ["predictor", "Kendall tau-b", "{pct}% bootstrap CI", "readiness tau minus this one, {pct}% CI (paired)",
+             "share of draws where readiness ranks better", "pairs full RL separates: right / wrong / tied "
+             "(share right, {pct}% CI)", "its ranking"]
+
+
+def _ceiling_text(c: dict, pct: int) -> str:
+    if c.get("tau") is None:
+        return f"n/a ({c.get('note', '')})"
+    return f"{c['tau']:+.3f} {_fmt_ci(c['ci'], signed=True)} ({c['groups']} seed groups)"
+
+
+def _combination_text(what: str, c: dict) -> str:
+    if "error" in c:
+        return f"For the {what}: no combination was chosen ({c['error']})."
+    fit = c["fit"]
+    terms = " + ".join(f"{w:.2f} z({f})" for f, w in zip(fit["features"], fit["weights"]))
+    same = sum(p == c["chosen"] for p in c["nested_picks"])
+    return (f"For the {what}: `select()` chose **{', '.join(c['chosen'])}** ({terms}; z = standardised over the "
+            f"checkpoints), leave-one-checkpoint-out tau {c['chosen_loco_tau']:+.3f}. The honest figure is the "
+            f"nested one, where the whole choice is remade without each checkpoint: **{c['nested_tau']:+.3f}** (the "
+            f"same set was chosen in {same} of {len(c['nested_picks'])} folds).")
+
+
+def _verdict_bullets(v: dict, what: str) -> list[str]:
+    def yn(x) -> str:
+        return "not measurable" if x is None else ("yes" if x else "**no**")
+    t = "n/a" if v["tau"] is None else f"{v['tau']:+.3f}"
+    out = [f"{what}: readiness tau {t} >= {v['target_tau']}: {yn(v['reaches_target'])}",
+           f"{what}: readiness tau >= {v['ceiling_share']} x the noise ceiling "
+           + ("(no ceiling)" if v["ceiling"] is None else f"({v['ceiling_share'] * v['ceiling']:+.3f})")
+           + f": {yn(v['reaches_ceiling_share'])}"]
+    lost = ", ".join(v["not_beaten"])
+    out.append(f"{what}: readiness beats every baseline with a paired CI excluding 0: {yn(v['beats_all'])}"
+               + (f" (not beaten: {lost})" if lost else ""))
+    return out
+
+
+def _late_text(late: dict, n: int) -> str:
+    found = late["checkpoints"]
+    listed = "; ".join(f"{x['stage']} ({x['rank_start']} → {x['rank_full']})" for x in found)
+    return (f"**Late bloomers** (issue 20): checkpoints whose full-RL rank is at least {late['places']} places above "
+            f"their step-0 accuracy rank (the probe's step-0 evaluation): {len(found)} of {n}"
+            + (f": {listed}." if found else "."))
+
+
+def _protocol_v2(doc: Document, r: dict) -> None:
+    pct = int(round(r["ci_level"] * 100))
+    head = [h.format(pct=pct) for h in _TAU_HEAD]
+    ceil = r["noise_ceiling"]
+    doc.add(Heading("Protocol v2: two targets, the noise ceiling, a combination chosen without peeking"),
+            Para("**Noise ceiling.** Kendall tau between the full-RL outcomes of independent seed groups (each "
+                 "full-run seed is one group): what knowing one group's outcome exactly predicts about another's. "
+                 f"Final accuracy: {_ceiling_text(ceil['final'], pct)}; gain: {_ceiling_text(ceil['gain'], pct)}. "
+                 "The predictors above are judged against the mean over the groups, which is less noisy than one "
+                 "group, so this bound is conservative."),
+            Para("**The second target: the gain.** Full-RL final held-out accuracy minus the full run's own step-0 "
+                 "accuracy (at the full run's length schedule). The same predictors, the same draws:"),
+            Table(head, [_tau_cells(key, tt) for key, tt in r["taus_gain"].items()]),
+            Para("**Combining without peeking** (octo.analysis.combine, docs/analysis.md). "
+                 + " ".join(_combination_text(w, r["combination"][k]) for k, w in
+                            (("final", "final accuracy"), ("gain", "gain")))),
+            Para(_late_text(r["late_bloomers"], len(r["stages"]))),
+            Para("**The target** (issue 21), each part yes or no:"),
+            Bullets(_verdict_bullets(r["verdict"]["final"], "final accuracy")
+                    + _verdict_bullets(r["verdict"]["gain"], "gain")))
 
 
 _FULL_PLOTS = (("full_acc", "Held-out accuracy during the full RL runs"),
@@ -344,17 +421,18 @@ def draw_plots(result: dict, groups: dict, img_dir: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     # probe predictors against the full-RL truth
     keys = [k for k, t in result["taus"].items() if "ranking" in t]   # every predictor the run has values of
-    fig, axes = _figure(len(keys), height=4.0, width=3.6 * len(keys))
+    shown = [k for k in keys if k in SCATTER or k.startswith("ppl")][:6]
+    fig, axes = _figure(len(shown), height=4.0, width=3.6 * len(shown))
     y = np.array([rows[s]["full_final_acc"] for s in stages])
     yci = np.array([rows[s]["full_final_acc_ci"] or [v, v] for s, v in zip(stages, y)])
-    for ax, key in zip(axes, keys):
+    for ax, key in zip(axes, shown):
         t = result["taus"][key]
         x = np.array([t["values"][s] for s in stages], dtype=float)
         xerr = None
         if key == "readiness":
             ci = np.array([rows[s]["readiness_ci"] for s in stages])
-            xerr = [x - ci[:, 0], ci[:, 1] - x]
-        ax.errorbar(x, y, yerr=[y - yci[:, 0], yci[:, 1] - y], xerr=xerr, fmt="o", ms=4, capsize=3, lw=0.8)
+            xerr = _whiskers(x, ci)
+        ax.errorbar(x, y, yerr=_whiskers(y, yci), xerr=xerr, fmt="o", ms=4, capsize=3, lw=0.8)
         for s, xi, yi in zip(stages, x, y):
             ax.annotate(s, (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=6)
         log = key.startswith("ppl") and np.nanmin(x) > 0 and np.nanmax(x) / np.nanmin(x) > 10   # spans a decade
@@ -378,7 +456,7 @@ def draw_plots(result: dict, groups: dict, img_dir: Path) -> dict[str, Path]:
     cis = np.array([result["taus"][k]["ci"] or [np.nan, np.nan] for k in names], dtype=float)
     ax.barh(names, np.nan_to_num(vals), color=["#d62728" if k == "readiness" else "#1f77b4" for k in names])
     ok = ~np.isnan(cis[:, 0])
-    ax.errorbar(vals[ok], np.array(names)[ok], xerr=[vals[ok] - cis[ok, 0], cis[ok, 1] - vals[ok]], fmt="none",
+    ax.errorbar(vals[ok], np.array(names)[ok], xerr=_whiskers(vals[ok], cis[ok]), fmt="none",
                 ecolor="black", capsize=4, lw=1)
     ax.axvline(result["target_tau"], color="0.3", ls="--", lw=1)
     ax.axvline(0, color="0.5", lw=0.8)

@@ -115,23 +115,16 @@ def write_gate_row(path: Path, row: dict) -> None:
     write_jsonl(path, sorted(rows, key=lambda r: r.get("step", 0)))
 
 
-def choose(table: dict, run_dir: Path | None = None) -> tuple[dict | None, str]:
-    """(row, reason) of the checkpoint to pick from a gate table, among checkpoints retention kept."""
-    rows = [r for r in table["rows"] if r.get("checkpoint")
-            and (run_dir is None or (Path(run_dir) / r["checkpoint"]).is_dir())]
-    passing = [r for r in rows if r.get("verdict") in ("pass", "reference")]
-    front = [r for r in passing if r.get("pareto")]
-    pool = front or passing
-    scored = [r for r in pool if isinstance(r.get("J"), (int, float))]
-    if not scored:
-        if not rows:
-            return None, "no saved checkpoint has gates"
-        return None, (f"no checkpoint passes the stop rule ({len(rows)} evaluated); "
-                      "loosen analysis.tau_g / tau_s / tau_b / eps_d or train differently")
-    best = max(scored, key=lambda r: r["J"])
-    where = "Pareto-optimal checkpoints" if front else "checkpoints (none is Pareto-optimal)"
-    return best, (f"highest J ({best['J']:+.4f}) among the {len(pool)} {where} that pass the stop rule, "
-                  f"reference {table['reference']}")
+def _readiness_view(run_dir: Path, chosen: str | None, relation_text) -> str:
+    """How this choice relates to the RL-readiness recommendation of scores.json (octo score / octo report)."""
+    from octo.runio import SCORES_FILE, read_json
+
+    path = Path(run_dir) / SCORES_FILE
+    if not path.exists():
+        return ("RL readiness: no scores.json yet; `octo score RUN` after the probes gives the recommendation for "
+                "RL (this choice is by the CPT gates alone, before any RL).")
+    scores = read_json(path)
+    return "RL readiness: " + relation_text(chosen, scores["recommended"], scores.get("ranking", []))
 
 
 def _fmt(x, digits=3) -> str:
@@ -189,19 +182,21 @@ def run_eval(args: argparse.Namespace) -> int:
         progress.info("every checkpoint asked for already has gates (pass --force to evaluate again)")
     if args.select:
         from octo.analysis.config import load_analysis_config
-        from octo.analysis.gates import gate_table
+        from octo.analysis.gates import cpt_choice, gate_table, relation_text
         from octo.analysis.load import load_run
 
         changed = [o for o in args.overrides if o.startswith("analysis.")]
         cfg = load_analysis_config(run_dir, changed)
         # verdicts written during training used the recipe's settings; other settings judge afresh
         table = gate_table(load_run(run_dir, require_probes=False), cfg, recompute=bool(changed))
-        best, reason = choose(table, run_dir)
+        best, reason = cpt_choice(table, run_dir)
+        view = _readiness_view(run_dir, best["checkpoint_id"] if best else None, relation_text)
         if args.json:
             from octo.runio import dumps
 
             sys.stdout.write(dumps({"table": table, "chosen": best["checkpoint_id"] if best else None,
-                                    "checkpoint": best["checkpoint"] if best else None, "reason": reason}) + "\n")
+                                    "checkpoint": best["checkpoint"] if best else None, "reason": reason,
+                                    "readiness": view}) + "\n")
         else:
             print(format_table(table))
             print()
@@ -209,5 +204,6 @@ def run_eval(args: argparse.Namespace) -> int:
                 print(f"chosen: {best['checkpoint_id']} ({best['checkpoint']}) — {reason}")
             else:
                 print(f"chosen: none — {reason}")
+            print(view)
     return 0
 

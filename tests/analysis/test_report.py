@@ -74,6 +74,14 @@ def test_index_html_content(reported):
     assert scores["recommended"] == "decay-short.step-20"
     assert "Recommended checkpoint: decay-short.step-20" in page
     assert html.escape(scores["reason"]) in page
+    # one answer for the user: the box says how the CPT-gate choice (octo eval --select) relates to it
+    cpt = scores["cpt_choice"]
+    assert cpt["relation"] and html.escape(cpt["relation"]) in page.split('id="recommendation"')[1].split("</p>")[0]
+    assert cpt["checkpoint_id"] is None or cpt["checkpoint_id"] in cpt["relation"]
+    seeds = {c["seeds"] for c in scores["checkpoints"].values()}
+    scope = "held-out problems and probe seeds" if min(seeds) > 1 else "held-out problems"
+    assert f"bootstrap intervals over {scope}" in page
+    assert "acc 0→final (greedy+sampled)/2" in summary    # the accuracy column says which accuracy
     events = page.split('<table id="events"')[1].split("</table>")[0]
     assert "length_explosion" in events and "collapse" in events and "decay-long.step-20" in events
     gates = page.split('<table id="gates"')[1].split("</table>")[0]
@@ -385,3 +393,14 @@ def test_index_html_renders_in_headless_chromium(reported, tmp_path):
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_intervals_say_whether_they_hold_seed_variance():
+    from octo.analysis.report import _interval_scope
+
+    def scores(*seeds):
+        return {"checkpoints": {f"c{i}": {"seeds": n} for i, n in enumerate(seeds)}}
+    assert _interval_scope(scores(3, 3)) == "held-out problems and probe seeds"
+    assert _interval_scope(scores(1, 1)).startswith("held-out problems only: each checkpoint has one probe seed, "
+                                                    "so seed-to-seed variance is not in them")
+    assert "probe seeds for the checkpoints with several" in _interval_scope(scores(1, 3))

@@ -210,6 +210,11 @@ def _last_combined(path: Path) -> float:
     return (rows[-1]["acc"] + rows[-1]["acc/sampled"]) / 2
 
 
+def _first_combined(path: Path) -> float:
+    rows = [json.loads(x) for x in (path / "evals.jsonl").read_text().splitlines()]
+    return (rows[0]["acc"] + rows[0]["acc/sampled"]) / 2
+
+
 def test_analysis_of_a_known_experiment(tmp_path):
     run = synthetic_validation(tmp_path / "run")
     doc = tmp_path / "docs" / "validation.md"
@@ -259,6 +264,19 @@ def test_analysis_of_a_known_experiment(tmp_path):
     assert (tmp_path / "docs" / "validation" / "tau.png").is_file()
     assert json.loads((run / "validation" / "validation.json").read_text())["taus"]["readiness"]["tau"] == 1.0
     assert "not evidence" not in doc.read_text()   # only the reduced run says so
+    # protocol v2: the gain target is final minus the full run's own step 0; one full-run seed has no ceiling
+    first = {s: _first_combined(run / "validation" / "full" / f"{s}.step-40") for s in stages}
+    gains = [truth[s] - first[s] for s in stages]
+    assert res["taus_gain"]["readiness"]["tau"] == pytest.approx(
+        brute_tau_b([res["checkpoints"][s]["readiness"] for s in stages], gains))
+    assert res["noise_ceiling"]["final"]["tau"] is None and res["verdict"]["final"]["reaches_ceiling_share"] is None
+    assert res["verdict"]["final"]["reaches_target"] is True
+    text = doc.read_text()
+    assert "## Protocol v2" in text and "no second group to compare" in text
+    assert "final accuracy: readiness tau +1.000 >= 0.8: yes" in text
+    chosen = res["combination"]["final"]
+    assert f"nested one, where the whole choice is remade without each checkpoint: **{chosen['nested_tau']:+.3f}**" \
+        in text
     assert "12 s, executing 13 of the 13 GRPO runs" in doc.read_text()
 
 
@@ -581,6 +599,42 @@ def test_budget_is_per_run_when_probes_and_full_runs_have_different_seed_counts(
     assert "its probes' seeds and its full runs' seeds each" in text
     fig = next(f for f in res["findings"] if f["key"] == "stair_vs_fixed")["figure"]
     assert "the fixed-limit runs stop at step 200" in fig and "after the full run" not in fig
+
+
+def test_noise_ceiling_from_two_full_run_seed_groups(tmp_path):
+    """Protocol v2: with two full-run seeds, the noise ceiling is tau between the two seed groups' final accuracy
+    (here the second group is the first with pretrain ending on top), and the verdict compares readiness with 0.9 x
+    that ceiling."""
+    run = synthetic_validation(tmp_path / "run")
+    plan = json.loads((run / "validation" / "plan.json").read_text())
+    for row in plan["checkpoints"]:
+        src = run / row["full"][0]
+        dst = src.parent / f"{src.name}.seed-1"
+        shutil.copytree(src, dst)
+        meta = json.loads((dst / "probe.json").read_text())
+        meta.update(probe_id=dst.name, seed=meta["seed"] + 1)
+        (dst / "probe.json").write_text(json.dumps(meta))
+        if row["stage"] == "pretrain":
+            evals = [json.loads(x) for x in (dst / "evals.jsonl").read_text().splitlines()]
+            n = evals[-1]["n"]
+            evals[-1].update({"acc": 1.0, "acc/sampled": 1.0, "per_problem/greedy": [1] * n,
+                              "per_problem/sampled": [1.0] * n})
+            (dst / "evals.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+        row["full"].append(str(dst.relative_to(run)))
+    plan["full_seeds"] = [0, 1]
+    (run / "validation" / "plan.json").write_text(json.dumps(plan))
+    res = write_validation(run)
+    stages = res["stages"]
+    g0 = [_last_combined(run / "validation" / "full" / f"{s}.step-40") for s in stages]
+    g1 = [_last_combined(run / "validation" / "full" / f"{s}.step-40.seed-1") for s in stages]
+    ceiling = res["noise_ceiling"]["final"]
+    assert ceiling["groups"] == 2 and ceiling["tau"] == pytest.approx(brute_tau_b(g0, g1)) and ceiling["tau"] < 1
+    assert ceiling["ci"][0] <= ceiling["ci"][1]
+    v = res["verdict"]["final"]
+    assert v["ceiling"] == ceiling["tau"]
+    assert v["reaches_ceiling_share"] == (res["taus"]["readiness"]["tau"] >= 0.9 * ceiling["tau"])
+    assert res["noise_ceiling"]["gain"]["groups"] == 2 and res["noise_ceiling"]["gain"]["tau"] is not None
+    assert f"Final accuracy: {ceiling['tau']:+.3f} [" in (run / "validation" / "validation.md").read_text()
 
 
 def test_editing_the_reduced_overrides_does_not_refuse_the_full_run_directory(tmp_path):

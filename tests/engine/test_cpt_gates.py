@@ -142,6 +142,26 @@ def test_octo_eval_select_picks_highest_j_on_the_pareto_set(gated_run, capsys):
     assert main(["eval", str(gated_run), "--select"]) == 0
     text = capsys.readouterr().out
     assert "chosen:" in text and "verdict" in text.splitlines()[0]
+    # how the gate choice relates to the RL-readiness recommendation (issue 21): none before the probes are scored
+    assert "RL readiness: no scores.json yet; `octo score RUN` after the probes" in text
+    chosen = out["chosen"]
+    for recommended, says in ((chosen, "both views agree"), ("other.step-9", "readiness ranks it 2 of 2")):
+        (gated_run / "scores.json").write_text(json.dumps({"recommended": recommended,
+                                                           "ranking": ["other.step-9", chosen]}))
+        assert main(["eval", str(gated_run), "--select", "--json"]) == 0
+        view = json.loads(capsys.readouterr().out)["readiness"]
+        assert view.startswith("RL readiness: the readiness score (the probes: how each checkpoint learns under RL) "
+                               f"recommends {recommended}") and says in view
+    (gated_run / "scores.json").unlink()
+
+
+def test_relation_of_the_gate_choice_to_readiness_names_each_case():
+    from octo.analysis.gates import relation_text
+
+    assert "both views agree" in relation_text("a", "a", ["a", "b"])
+    assert "choose b; readiness ranks it 2 of 3" in relation_text("b", "a", ["a", "b", "c"])
+    assert "choose z; it was not probed, so readiness cannot rank it" in relation_text("z", "a", ["a"])
+    assert "the CPT gates choose no checkpoint" in relation_text(None, "a", ["a"])
 
 
 @pytest.mark.parametrize("argv,message", [
