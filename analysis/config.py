@@ -11,6 +11,7 @@ explains every formula these numbers enter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from octo.errors import ConfigError
 from octo.schema import opt
@@ -113,6 +114,12 @@ class AnalysisConfig:
              "octo.analysis.combine.select fits them on validation checkpoints and judges them on others; empty: "
              "no combined predictor")
     combination_intercept: float = opt(0.0, help="intercept of the combined readiness (see combination)")
+    rank_by: Literal["readiness", "combined"] = opt(
+        "readiness", help="what ranks the checkpoints and picks the recommendation: the readiness score (weighted "
+                          "components) or the combined predictor of `combination` (then `score` and its interval "
+                          "are the combined one, and the components' score stays in metrics as "
+                          "readiness/components); with a checkpoint lacking a predictor of the combination, "
+                          "readiness ranks and a note says why")
 
     # --- gates beside readiness (seed 001: stability gap, J(t), stop rule, Pareto set) ----------
     gate_weights: dict[str, float] = opt(
@@ -149,6 +156,9 @@ class AnalysisConfig:
         for name in self.combination:
             if name.lstrip("-") not in allowed:
                 raise ConfigError(f"combination.{name}", f"unknown predictor; allowed: {', '.join(allowed)}")
+        if self.rank_by == "combined" and not self.combination:
+            raise ConfigError("rank_by", "is 'combined' but analysis.combination is empty; set the combination "
+                                         "(octo.analysis.combine.select fits it) or rank by readiness")
 
 
 def load_analysis_config(run_dir=None, overrides: list[str] | None = None) -> AnalysisConfig:

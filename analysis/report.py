@@ -359,6 +359,17 @@ def write_report(run_dir: str | Path, config: AnalysisConfig | None = None) -> P
     return index
 
 
+def _score_text(scores: dict) -> str:
+    """What the readiness column holds (analysis.rank_by)."""
+    cfg = scores.get("config", {})
+    if cfg.get("rank_by") == "combined" and all("readiness/components" in c.get("metrics", {})
+                                                 for c in scores["checkpoints"].values()):
+        terms = " + ".join(f"{v:g} × {k}" for k, v in cfg.get("combination", {}).items())
+        return (f"Score = the combined predictor (analysis.rank_by: combined), {cfg.get('combination_intercept', 0):g}"
+                f" + {terms}; the components' score is in scores.json as readiness/components")
+    return "Score = Σ weight × component"
+
+
 def _interval_scope(scores: dict) -> str:
     """What the intervals resample: seeds only where every checkpoint has several probe seeds."""
     seeds = [c.get("seeds", 1) for c in scores["checkpoints"].values()]
@@ -394,7 +405,7 @@ def report_document(run: Run, scores: dict, plots: list[Plot], pct: int,
                  + (f" CPT gates beside it: {scores['cpt_choice']['relation']}" if scores.get("cpt_choice") else ""),
                  "box", "recommendation"),
             Heading("Readiness summary"),
-            Para(f"Score = Σ weight × component; {pct}% bootstrap intervals over {_interval_scope(scores)}. Ties "
+            Para(f"{_score_text(scores)}; {pct}% bootstrap intervals over {_interval_scope(scores)}. Ties "
                  f"(intervals overlap): {tie_text}. Column names are explained in the Glossary at the end "
                  "(and on hover).", "muted"),
             Table(SUMMARY_HEAD, [_summary_cells(r) for r in summary], "summary", left=1,

@@ -281,8 +281,27 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
         combined_readiness(r, point, draws, cfg, notes)
         r.metric_cis = {k: percentile_ci(draws[k], cfg.ci_level) for k in r.metrics if k in draws}
         r.predictors = predictor_table(r, cfg)
+    if cfg.rank_by == "combined":
+        _rank_by_combined(results, cfg, notes)
     results.sort(key=lambda r: (-r.score, r.checkpoint_id))
     return results, excluded, notes
+
+
+def _rank_by_combined(results: list[CheckpointScore], cfg: AnalysisConfig, notes: list[str]) -> None:
+    """analysis.rank_by: combined: the combined predictor becomes each checkpoint's score (with its interval and
+    draws), the components' score kept as metrics["readiness/components"]; only when every checkpoint has it."""
+    lacking = [r.checkpoint_id for r in results if "combined" not in r.metrics]
+    if lacking:
+        notes.append(f"ranked by readiness, not by the combined predictor (analysis.rank_by): {', '.join(lacking)} "
+                     "lack(s) a predictor of analysis.combination")
+        return
+    for r in results:
+        r.metrics["readiness/components"] = r.score
+        r.metric_cis["readiness/components"] = list(r.ci)
+        r.score = float(r.metrics["combined"])
+        r.draws["score"] = r.draws["combined"]
+        r.ci = tuple(percentile_ci(r.draws["combined"], cfg.ci_level))
+        r.predictors = predictor_table(r, cfg)
 
 
 def overlaps(a: tuple | list, b: tuple | list) -> bool:

@@ -574,3 +574,39 @@ def test_the_machinery_end_to_end_finds_the_predictor_the_world_rewards(tmp_path
     # pass@k itself, or pass@1 with the headroom (their sum is pass@k)
     assert {"start/pass@k", "start/headroom"} & set(rep["chosen"]), rep["chosen"]
     assert rep["nested_tau"] > kendall_tau(X["start/pass@1"], y) + 0.2, (rep["nested_tau"], rep["nested_picks"])
+
+
+def test_rank_by_combined_ranks_and_recommends_by_the_combined_predictor(tmp_path):
+    """analysis.rank_by: combined makes the combined predictor each checkpoint's score (interval and paired
+    differences included), keeps the components' score as readiness/components, and falls back to readiness with a
+    note when a checkpoint lacks a predictor of the combination."""
+    from octo.errors import ConfigError
+
+    # a combination that prefers the checkpoint readiness puts second: low start accuracy ranks first
+    combo = {"-start/acc": 1.0}
+    b = RunBuilder(tmp_path / "run", analysis={"bootstrap": 300, "combination": combo, "rank_by": "readiness"})
+    b.probe("a.step-1", "clean", rng_seed=1, steps=40, eval_every=10, n=100)
+    b.probe("b.step-1", "weak", rng_seed=2, steps=40, eval_every=10, n=100)
+    by_readiness = score_run(tmp_path / "run")
+    b.recipe["analysis"]["rank_by"] = "combined"
+    b.write_recipe()
+    scores = score_run(tmp_path / "run")
+    for cid, c in scores["checkpoints"].items():
+        assert c["score"] == pytest.approx(-c["metrics"]["start/acc"])
+        assert c["metrics"]["readiness/components"] == pytest.approx(by_readiness["checkpoints"][cid]["score"])
+        assert c["ci"] == pytest.approx(c["metric_cis"]["combined"])
+    expected = sorted(scores["checkpoints"], key=lambda cid: scores["checkpoints"][cid]["metrics"]["start/acc"])
+    assert scores["ranking"] == expected and scores["recommended"] == expected[0]
+    other = expected[1]
+    assert scores["differences"][other]["diff"] == pytest.approx(scores["checkpoints"][other]["score"]
+                                                                 - scores["checkpoints"][expected[0]]["score"])
+    # a predictor the checkpoints lack: readiness ranks, and a note says so
+    b.recipe["analysis"]["combination"] = {"start/pass@k": 1.0}
+    b.write_recipe()
+    fallback = score_run(tmp_path / "run")
+    assert fallback["ranking"] == by_readiness["ranking"]
+    assert any("ranked by readiness, not by the combined predictor" in n for n in fallback["notes"])
+    b.recipe["analysis"]["combination"] = {}
+    b.write_recipe()
+    with pytest.raises(ConfigError, match="rank_by"):
+        score_run(tmp_path / "run")

@@ -404,3 +404,15 @@ def test_the_intervals_say_whether_they_hold_seed_variance():
     assert _interval_scope(scores(1, 1)).startswith("held-out problems only: each checkpoint has one probe seed, "
                                                     "so seed-to-seed variance is not in them")
     assert "probe seeds for the checkpoints with several" in _interval_scope(scores(1, 3))
+
+
+def test_the_summary_says_what_the_score_is():
+    from octo.analysis.report import _score_text
+
+    combined = {"config": {"rank_by": "combined", "combination": {"start/pass@k": 0.4}, "combination_intercept": 0.1},
+                "checkpoints": {"a": {"metrics": {"readiness/components": 0.2}}}}
+    assert _score_text(combined) == ("Score = the combined predictor (analysis.rank_by: combined), 0.1 + 0.4 × "
+                                     "start/pass@k; the components' score is in scores.json as readiness/components")
+    assert _score_text({"config": {"rank_by": "readiness"}, "checkpoints": {}}) == "Score = Σ weight × component"
+    fell_back = {**combined, "checkpoints": {"a": {"metrics": {}}}}   # a checkpoint lacked a predictor
+    assert _score_text(fell_back) == "Score = Σ weight × component"
