@@ -22,7 +22,7 @@ import itertools
 import numpy as np
 
 from octo.analysis.combine import CANDIDATES, select
-from octo.analysis.stats import defined_tau, kendall_tau_rows, percentile_ci
+from octo.analysis.stats import defined_tau, kendall_tau_rows, percentile_ci, ranking, ranks
 
 #: Predictors of the probe beside readiness, step-0 accuracy and the probe's final accuracy (validation.py's).
 BASELINES = {
@@ -52,6 +52,12 @@ def probe_baselines(stages: list[str], probe_scores: dict) -> dict[str, dict]:
         else:
             out[key] = {"label": label, "sign": 1, "values": vals, "draws": draws}
     return out
+
+
+def final_target(full_scores: dict, stages: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The full runs' final held-out accuracy: point ``(n,)`` and draws ``(B, n)``."""
+    return (np.array([full_scores[s].metrics["final/acc"] for s in stages]),
+            np.stack([full_scores[s].draws["final/acc"] for s in stages], axis=1))
 
 
 def gain_target(full_scores: dict, stages: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +132,6 @@ def late_bloomers(stages: list[str], start: list[float], final: list[float], pla
     """Checkpoints whose full-RL rank is at least ``places`` above their step-0 accuracy rank (competition ranks,
     1 = best; issue 20's late bloomers): ``{"places", "checkpoints": [{stage, rank_start, rank_full, shift}]}``,
     largest shift first."""
-    from octo.analysis.stats import ranking, ranks
-
     r0, r1 = ranks(ranking(stages, start)), ranks(ranking(stages, final))
     found = [{"stage": s, "rank_start": r0[s], "rank_full": r1[s], "shift": r0[s] - r1[s]} for s in stages
              if r0[s] - r1[s] >= places]

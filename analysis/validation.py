@@ -30,8 +30,8 @@ from octo.analysis.load import Probe, load_probe, load_stages, num
 from octo.analysis.score import CheckpointScore, Resampler, difference, score_groups
 from octo.analysis.series import column
 from octo.analysis.stats import (defined_tau, percentile_ci, ranking, ranks, tau_ci, tau_gain_ci)
-from octo.analysis.targets import (choose, gain_target, late_bloomers, noise_ceiling, probe_baselines, seed_groups,
-                                   verdict)
+from octo.analysis.targets import (choose, final_target, gain_target, late_bloomers, noise_ceiling, probe_baselines,
+                                   seed_groups, verdict)
 
 from octo.errors import OctoError
 from octo.runio import read_json, write_json_atomic, write_text_atomic
@@ -164,8 +164,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
     fixed_scores = _scores(fixed, cfg, resampler, "fixed-length run") if fixed else {}
     gates = _final_gates(run_dir)
     # truth: (point per stage, draws (B, n)); higher = better for every predictor
-    truth = np.array([full_scores[s].metrics["final/acc"] for s in stages])
-    truth_draws = np.stack([full_scores[s].draws["final/acc"] for s in stages], axis=1)
+    truth, truth_draws = final_target(full_scores, stages)
     # the order this experiment knows: pairs full RL separates beyond noise
     separated = separated_pairs(stages, truth, truth_draws, cfg.ci_level)
     predictors = _predictors(plan, stages, probe_scores, gates, cfg.bootstrap)
@@ -259,10 +258,7 @@ def _protocol_v2(plan: dict, stages: list[str], full: dict[str, list[Probe]], pr
     taus_gain = _taus(predictors, stages, gain, gain_draws, separated_pairs(stages, gain, gain_draws, cfg.ci_level),
                       cfg.ci_level)
     groups = [_scores(g, cfg, resampler, "full RL run") for g in seed_groups(full, stages)]
-    per_group = {
-        "final": [(np.array([g[s].metrics["final/acc"] for s in stages]),
-                   np.stack([g[s].draws["final/acc"] for s in stages], axis=1)) for g in groups],
-        "gain": [gain_target(g, stages) for g in groups]}
+    per_group = {"final": [final_target(g, stages) for g in groups], "gain": [gain_target(g, stages) for g in groups]}
     ceiling = {k: noise_ceiling(v, cfg.ci_level) for k, v in per_group.items()}
     return {
         "taus_gain": taus_gain, "noise_ceiling": ceiling,

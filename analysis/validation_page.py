@@ -40,8 +40,8 @@ def _swaps_text(swaps: list[dict], pct: int) -> str:
                     for w in swaps) + "."
 
 
-def _yes(v) -> str:
-    return "not checked" if v is None else ("yes" if v else "**no**")
+def _yes(v, none: str = "not checked") -> str:
+    return none if v is None else ("yes" if v else "**no**")
 
 
 def page_document(r: dict, images: dict[str, Path]) -> Document:
@@ -122,9 +122,7 @@ def _prediction(doc: Document, r: dict, images: dict[str, Path]) -> None:
     doc.add(Heading("Does the probe ranking predict the full-RL ranking?"),
             Para("Truth: held-out accuracy at the last evaluation of the full RL runs (mean of greedy and sampled "
                  f"accuracy, mean over seeds). Full-RL ranking: {ranking_text(r['truth_ranking'])}."),
-            Table(["predictor (from the probe or the gates)", "Kendall tau-b", f"{pct}% bootstrap CI",
-                   f"readiness tau minus this one, {pct}% CI (paired)", "share of draws where readiness ranks better",
-                   f"pairs full RL separates: right / wrong / tied (share right, {pct}% CI)", "its ranking"],
+            Table(_tau_head(pct, "predictor (from the probe or the gates)"),
                   [_tau_cells(key, tt) for key, tt in r["taus"].items()]))
     n_pairs = len(stages) * (len(stages) - 1) // 2
     sep_pairs = r.get("separated_pairs") or []
@@ -197,9 +195,11 @@ def _compute_curve(doc: Document, r: dict, pct: int) -> None:
                  "generations per step, the sum that `probe.json`'s `rollout_tokens` holds)."))
 
 
-_TAU_HEAD = ["predictor", "Kendall tau-b", "{pct}% bootstrap CI", "readiness tau minus this one, {pct}% CI (paired)",
-             "share of draws where readiness ranks better", "pairs full RL separates: right / wrong / tied "
-             "(share right, {pct}% CI)", "its ranking"]
+def _tau_head(pct: int, first: str) -> list[str]:
+    """The header of a table of ``_tau_cells`` rows."""
+    return [first, "Kendall tau-b", f"{pct}% bootstrap CI", f"readiness tau minus this one, {pct}% CI (paired)",
+            "share of draws where readiness ranks better",
+            f"pairs full RL separates: right / wrong / tied (share right, {pct}% CI)", "its ranking"]
 
 
 def _ceiling_text(c: dict, pct: int) -> str:
@@ -221,16 +221,14 @@ def _combination_text(what: str, c: dict) -> str:
 
 
 def _verdict_bullets(v: dict, what: str) -> list[str]:
-    def yn(x) -> str:
-        return "not measurable" if x is None else ("yes" if x else "**no**")
     t = "n/a" if v["tau"] is None else f"{v['tau']:+.3f}"
-    out = [f"{what}: readiness tau {t} >= {v['target_tau']}: {yn(v['reaches_target'])}",
+    out = [f"{what}: readiness tau {t} >= {v['target_tau']}: {_yes(v['reaches_target'], 'not measurable')}",
            f"{what}: readiness tau >= {v['ceiling_share']} x the noise ceiling "
            + ("(no ceiling)" if v["ceiling"] is None else f"({v['ceiling_share'] * v['ceiling']:+.3f})")
-           + f": {yn(v['reaches_ceiling_share'])}"]
+           + f": {_yes(v['reaches_ceiling_share'], 'not measurable')}"]
     lost = ", ".join(v["not_beaten"])
-    out.append(f"{what}: readiness beats every baseline with a paired CI excluding 0: {yn(v['beats_all'])}"
-               + (f" (not beaten: {lost})" if lost else ""))
+    out.append(f"{what}: readiness beats every baseline with a paired CI excluding 0: "
+               f"{_yes(v['beats_all'], 'not measurable')}" + (f" (not beaten: {lost})" if lost else ""))
     return out
 
 
@@ -244,7 +242,6 @@ def _late_text(late: dict, n: int) -> str:
 
 def _protocol_v2(doc: Document, r: dict) -> None:
     pct = int(round(r["ci_level"] * 100))
-    head = [h.format(pct=pct) for h in _TAU_HEAD]
     ceil = r["noise_ceiling"]
     doc.add(Heading("Protocol v2: two targets, the noise ceiling, a combination chosen without peeking"),
             Para("**Noise ceiling.** Kendall tau between the full-RL outcomes of independent seed groups (each "
@@ -254,7 +251,7 @@ def _protocol_v2(doc: Document, r: dict) -> None:
                  "group, so this bound is conservative."),
             Para("**The second target: the gain.** Full-RL final held-out accuracy minus the full run's own step-0 "
                  "accuracy (at the full run's length schedule). The same predictors, the same draws:"),
-            Table(head, [_tau_cells(key, tt) for key, tt in r["taus_gain"].items()]),
+            Table(_tau_head(pct, "predictor"), [_tau_cells(key, tt) for key, tt in r["taus_gain"].items()]),
             Para("**Combining without peeking** (octo.analysis.combine, docs/analysis.md). "
                  + " ".join(_combination_text(w, r["combination"][k]) for k, w in
                             (("final", "final accuracy"), ("gain", "gain")))),

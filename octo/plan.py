@@ -315,7 +315,7 @@ def _probe_estimate(recipe, p: Part, t: Timing) -> tuple[float, float]:
     pre = 0.0
     if p.start_step == 0:
         start_pass = t.generate(cfg.start_samples * (cfg.start_heldout_problems + cfg.start_prompt_problems),
-                                cfg.start_max_len or longest)
+                                cfg.start_limit(longest))
         pre = start_pass + evaluation
     n = cfg.prompts_per_step * cfg.num_generations
     steps = 0.0

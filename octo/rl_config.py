@@ -112,6 +112,10 @@ class ProbeConfig:
                    "usually wants a learning rate about 10x the full fine-tuning one (Schulman et al. 2025, 'LoRA "
                    "Without Regret'); probe.lr is used as given")
 
+    def start_limit(self, schedule_maximum: int) -> int:
+        """The step-0 sampling pass's length limit: ``start_max_len``, or the probe schedule's largest (0)."""
+        return self.start_max_len or schedule_maximum
+
     def validate(self) -> None:
         if "{question}" not in self.prompt_template:
             raise ConfigError("prompt_template", "must contain {question}")

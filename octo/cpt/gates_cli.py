@@ -115,8 +115,9 @@ def write_gate_row(path: Path, row: dict) -> None:
     write_jsonl(path, sorted(rows, key=lambda r: r.get("step", 0)))
 
 
-def _readiness_view(run_dir: Path, chosen: str | None, relation_text) -> str:
+def _readiness_view(run_dir: Path, chosen: str | None) -> str:
     """How this choice relates to the RL-readiness recommendation of scores.json (octo score / octo report)."""
+    from octo.analysis.gates import relation_text
     from octo.runio import SCORES_FILE, read_json
 
     path = Path(run_dir) / SCORES_FILE
@@ -182,7 +183,7 @@ def run_eval(args: argparse.Namespace) -> int:
         progress.info("every checkpoint asked for already has gates (pass --force to evaluate again)")
     if args.select:
         from octo.analysis.config import load_analysis_config
-        from octo.analysis.gates import cpt_choice, gate_table, relation_text
+        from octo.analysis.gates import cpt_choice, gate_table
         from octo.analysis.load import load_run
 
         changed = [o for o in args.overrides if o.startswith("analysis.")]
@@ -190,7 +191,7 @@ def run_eval(args: argparse.Namespace) -> int:
         # verdicts written during training used the recipe's settings; other settings judge afresh
         table = gate_table(load_run(run_dir, require_probes=False), cfg, recompute=bool(changed))
         best, reason = cpt_choice(table, run_dir)
-        view = _readiness_view(run_dir, best["checkpoint_id"] if best else None, relation_text)
+        view = _readiness_view(run_dir, best["checkpoint_id"] if best else None)
         if args.json:
             from octo.runio import dumps
 

@@ -111,7 +111,7 @@ class ProbeRollouts:
             return []
         with _eval_mode(self.model):
             return start_pass(self.backend, self.tokenizer, heldout=heldout, prompts=prompts,
-                              template=cfg.prompt_template, max_new_tokens=cfg.start_max_len or self.schedule.maximum,
+                              template=cfg.prompt_template, max_new_tokens=cfg.start_limit(self.schedule.maximum),
                               pool=pool, samples=cfg.start_samples, heldout_problems=cfg.start_heldout_problems,
                               prompt_problems=cfg.start_prompt_problems, temperature=cfg.temperature,
                               seed=self.seed * 7 + 54321)
