@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from octo.errors import OctoError
-from octo.procs import die_with_parent
+from octo.procs import die_with_parent, guarded
 
 PYTHON_ENV = "OCTO_VLLM_PYTHON"
 DEFAULT_VENV = ".venv-vllm"
@@ -261,8 +261,11 @@ def launch_server(model_dir: str | Path, *, python: str | None = None, port: int
     url = f"http://{_url_host(host)}:{port}"
     preexec = partial(die_with_parent, os.getpid(), signal.SIGTERM) if sys.platform == "linux" else None
     with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                   env=server_env, start_new_session=True, preexec_fn=preexec)
+        # under a guard that leads the server's group: when octo dies, even mid-load, the api_server and its
+        # engine-core process go with it (octo.procs.guarded)
+        process = subprocess.Popen(guarded(cmd, os.getpid()), stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=subprocess.STDOUT, env=server_env, start_new_session=True,
+                                   preexec_fn=preexec)
     handle = ServerHandle(process, url=url, model_dir=model_dir, log_path=log_path, port=port)
     _LIVE.add(handle)
     return handle

@@ -151,7 +151,8 @@ class VLLMServerBackend(ContextClosing):
         progress.info(f"starting {missing} vLLM server(s) for {model_path} at "
                       f"{', '.join(h.url for h in self.started)} (log: {self.started[0].log_path}); loading, "
                       f"up to {self.config.startup_timeout_s:g} s")
-        wait_healthy(self.started, self.config.startup_timeout_s)
+        with progress.activity(f"loading {missing} vLLM server(s)"):   # its heartbeat, not the caller's
+            wait_healthy(self.started, self.config.startup_timeout_s)
         progress.info(f"vLLM server(s) healthy after {time.monotonic() - t0:.0f} s")
         return healthy + [h.url for h in self.started]
 

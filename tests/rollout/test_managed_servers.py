@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from octo.procs import GRACE_S, group_members
+
 from octo.errors import OctoError
 from octo.rollout import make_backend
 from octo.rollout.config import RolloutConfig
@@ -51,16 +53,7 @@ def model_dir(tmp_path) -> Path:
 
 def _group_alive(pgid: int) -> bool:
     """True while any process of the server's group is alive (zombies count as gone)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+    return bool(group_members(pgid))
 
 
 def _gone_within(pgid: int, seconds: float) -> bool:
@@ -198,3 +191,43 @@ def test_a_real_vllm_server_dies_with_its_killed_owner(vllm_python, toy_checkpoi
         assert _gone_within(server, 60), "the vLLM server's process group outlived its killed owner"
     finally:
         _reap(proc, server)
+
+
+def test_a_server_killed_mid_load_leaves_no_process(fake_vllm_python, model_dir, tmp_path, monkeypatch):
+    """octo killed while its server still loads, the server ignoring SIGTERM and holding an engine process that
+    ignores it too (as a vLLM api_server can mid-load): the guard octo starts it under ends the whole tree.
+    Without the guard the parent-death SIGTERM reaches the server alone, and both would outlive octo."""
+    pids = tmp_path / "pids"
+    for key, value in (("FAKE_VLLM_STARTUP_S", "120"), ("FAKE_VLLM_STUBBORN", "1"), ("FAKE_VLLM_PIDFILE", str(pids))):
+        monkeypatch.setenv(key, value)
+    proc = subprocess.Popen([sys.executable, str(HERE / "managed_child.py"), fake_vllm_python, str(model_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids.exists() and len(pids.read_text().split()) == 3) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        server, engine, group = map(int, pids.read_text().split())
+        assert group_members(group) and proc.poll() is None   # still loading: the owner waits for health
+        proc.kill()
+        proc.wait(timeout=30)
+        assert _gone_within(group, GRACE_S + 15), f"server {server} or engine {engine} outlived its killed owner"
+    finally:
+        _reap(proc, group)
+
+
+def test_the_heartbeat_names_the_server_load(fake_vllm_python, model_dir, capsys, monkeypatch):
+    """While a server loads inside a probe's held-out evaluation (the backend is made on its first use), the
+    progress lines say that servers are loading, not that the evaluation is running."""
+    from octo import progress
+
+    monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.3)
+    monkeypatch.setenv("FAKE_VLLM_STARTUP_S", "3")
+    with progress.activity("held-out evaluation at step 0"):
+        backend = make_backend(_cfg(fake_vllm_python), tokenizer=_Tok(), model_path=str(model_dir))
+    backend.close()
+    err = capsys.readouterr().err
+    loading = [ln for ln in err.splitlines() if "loading 1 vLLM server(s): running for" in ln]
+    assert loading, err[-2000:]
+    start = err.index("starting 1 vLLM server(s)")
+    end = err.index("healthy after")
+    assert "held-out evaluation at step 0: running" not in err[start:end]
