@@ -69,6 +69,11 @@ class ProbeConfig:
     steps: int = opt(30, ge=1, help="GRPO optimizer steps")
     prompts_per_step: int = opt(16, ge=1, help="distinct prompts per step")
     num_generations: int = opt(8, ge=2, help="completions per prompt (the GRPO group size G)")
+    micro_batch_size: int = opt(
+        0, ge=0, help="completions per forward/backward pass; one optimizer step accumulates the gradients of "
+                      "prompts_per_step x num_generations / micro_batch_size passes (0: all in one pass). A memory "
+                      "knob, not a setting: a real model's logits over its vocabulary (e.g. 152K for Qwen2.5) take "
+                      "GBs per pass, so lower it when a probe runs out of memory")
     lr: float = opt(2.0e-5, gt=0, help="policy learning rate (constant)")
     beta: float = opt(0.0, ge=0, help="KL coefficient (OctoThinker: 0)")
     temperature: float = opt(1.0, gt=0, help="sampling temperature of rollouts")
@@ -119,6 +124,9 @@ class ProbeConfig:
     def validate(self) -> None:
         if "{question}" not in self.prompt_template:
             raise ConfigError("prompt_template", "must contain {question}")
+        if self.micro_batch_size and (self.prompts_per_step * self.num_generations) % self.micro_batch_size:
+            raise ConfigError("micro_batch_size", f"must divide prompts_per_step x num_generations = "
+                                                  f"{self.prompts_per_step * self.num_generations} (or be 0)")
         if self.start_samples == 1:
             raise ConfigError("start_samples", "must be 0 (off) or at least 2: learnable mass needs two samples "
                                                "per prompt")

@@ -229,10 +229,13 @@ def _grpo_config(cfg: ProbeConfig, spec: ProbeSpec, probe_dir: Path):
     # transformers 5.2x calls it activation_checkpointing, earlier 5.x (the GPU machine's 5.17) gradient_checkpointing
     names = {f.name for f in dataclasses.fields(GRPOConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    batch = cfg.prompts_per_step * cfg.num_generations
+    micro = cfg.micro_batch_size or batch
     return GRPOConfig(**{checkpointing: False},
         output_dir=str(probe_dir / CHECKPOINTS_DIR),
-        per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
-        num_generations=cfg.num_generations, gradient_accumulation_steps=1, steps_per_generation=1,
+        # one generation of the whole batch per optimizer step, trained in batch / micro accumulated passes
+        per_device_train_batch_size=micro, num_generations=cfg.num_generations,
+        gradient_accumulation_steps=batch // micro, steps_per_generation=batch // micro,
         learning_rate=cfg.lr, lr_scheduler_type="constant", warmup_steps=0, max_steps=cfg.steps,
         beta=cfg.beta, temperature=cfg.temperature, loss_type=cfg.loss_type,
         mask_truncated_completions=cfg.mask_truncated_completions,

@@ -247,3 +247,38 @@ def test_rollout_server_dying_mid_probe_stops_naming_it_then_resumes(probe_run, 
         assert [r["step"] for r in _rows(pdir / "metrics.jsonl")] == list(range(1, STEPS + 1))
     finally:
         peer.close()
+
+
+def test_micro_batches_train_the_same_step_as_one_pass(tmp_path):
+    """probe.micro_batch_size splits an optimizer step's completions into accumulated passes (a memory knob): the
+    same rollouts, rewards and, up to float rounding, the same trained weights as one pass over the batch."""
+    from safetensors.torch import load_file
+
+    base = PROBE_OVERRIDES + ["probe.steps=2", "probe.save_every=2", "probe.eval_every=2", "probe.prompts_per_step=4",
+                              "probe.num_generations=4", "probe.start_samples=0"]
+    run_dir = tmp_path / "run"
+    ckpt = _prepare(run_dir, base)
+    outs = {}
+    for micro in (0, 4):
+        out = run_dir / "probes" / f"micro-{micro}"
+        # the random-reward control: a random-init model earns no real reward, so no gradient to compare
+        res = subprocess.run(_probe_cmd(ckpt, run_dir, base + [f"probe.micro_batch_size={micro}"], "--out", str(out),
+                                        "--control", "random"), capture_output=True, text=True, env=_env(), timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[micro] = out
+    rows = {m: _rows(o / "metrics.jsonl") for m, o in outs.items()}
+    assert [r["reward/mean"] for r in rows[0]] == [r["reward/mean"] for r in rows[4]]
+    assert len(rows[4]) == 2 and [r["step"] for r in rows[4]] == [1, 2]
+    w = {m: load_file(str(o / "checkpoints" / "checkpoint-2" / "model.safetensors")) for m, o in outs.items()}
+    assert w[0].keys() == w[4].keys()
+    moved = max(float((w[0][k] - load_file(str(ckpt / "model.safetensors"))[k]).abs().max()) for k in w[0])
+    assert moved > 1e-4   # the step trained
+    for k in w[0]:
+        assert (w[0][k] - w[4][k]).abs().max() < 1e-3 * moved, k
+    # not a setting of the probe: a rerun with another micro batch finds it complete
+    again = subprocess.run(_probe_cmd(ckpt, run_dir, base + ["probe.micro_batch_size=8"], "--out", str(outs[0]),
+                                      "--control", "random"), capture_output=True, text=True, env=_env(), timeout=300)
+    assert again.returncode == 0 and "already complete" in again.stderr
+    bad = subprocess.run(_probe_cmd(ckpt, run_dir, base + ["probe.micro_batch_size=5"], "--dry-run"),
+                         capture_output=True, text=True, env=_env(), timeout=300)
+    assert bad.returncode == 2 and "micro_batch_size" in bad.stderr and "Traceback" not in bad.stderr
