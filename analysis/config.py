@@ -29,6 +29,13 @@ DEFAULT_WEIGHTS = {"start": 1.0, "learning": 1.0, "stability": 1.0, "length": 1.
 DEFAULT_EVENT_PENALTY = {"length_explosion": 0.1, "collapse": 0.1, "truncation": 0.05, "repetition": 0.05,
                          "multi_boxed": 0.05, "entropy_collapse": 0.0, "kl_blowup": 0.05, "reward_hacking": 0.1}
 DEFAULT_GATE_WEIGHTS = {"domain": 1.0, "general": 1.0, "behavior": 0.5, "safety": 1.0}
+# The shipped readiness: what octo.analysis.combine.select chose, judged by nested leave-one-checkpoint-out, on the
+# 13 checkpoints of toy world v2's validation (docs/validation.md, docs/analysis.md "What select chose"): step-0
+# pass@k alone (nested tau +0.795, chosen in 8 of 13 folds), with the least-squares slope and intercept fitted
+# on all 13, which make it a predicted final accuracy after full RL. A single predictor's ranking does not
+# depend on the slope or the intercept.
+DEFAULT_COMBINATION = {"start/pass@k": 0.852}
+DEFAULT_COMBINATION_INTERCEPT = 0.022
 
 
 def _check(given: dict[str, float], allowed: tuple[str, ...], key: str) -> None:
@@ -108,14 +115,15 @@ class AnalysisConfig:
                     "instead of one each; B is always shared")
 
     combination: dict[str, float] = opt(
-        default_factory=dict,
+        default_factory=lambda: dict(DEFAULT_COMBINATION),
         help="coefficients of the combined readiness, a predicted final accuracy after full RL: intercept + sum of "
              "coefficient x predictor (names of scores.json predictors, '-name' negated), as "
              "octo.analysis.combine.select fits them on validation checkpoints and judges them on others; empty: "
              "no combined predictor")
-    combination_intercept: float = opt(0.0, help="intercept of the combined readiness (see combination)")
+    combination_intercept: float = opt(DEFAULT_COMBINATION_INTERCEPT,
+                                       help="intercept of the combined readiness (see combination)")
     rank_by: Literal["readiness", "combined"] = opt(
-        "readiness", help="what ranks the checkpoints and picks the recommendation: the readiness score (weighted "
+        "combined", help="what ranks the checkpoints and picks the recommendation: the readiness score (weighted "
                           "components) or the combined predictor of `combination` (then `score` and its interval "
                           "are the combined one, and the components' score stays in metrics as "
                           "readiness/components); with a checkpoint lacking a predictor of the combination, "

@@ -84,20 +84,31 @@ def fit_sigmoids(probes: list[ProbeScore], cfg: AnalysisConfig) -> None:
         p.draws["sigmoid/predicted"] = draws[str(i)]
 
 
-def combined_readiness(r: CheckpointScore, point: dict, draws: dict, cfg: AnalysisConfig, notes: list[str]) -> None:
-    """The combined readiness (analysis.combination) into the checkpoint's metrics, with paired draws."""
+def combined_readiness(r: CheckpointScore, point: dict, draws: dict, cfg: AnalysisConfig) -> str | None:
+    """The combined readiness (analysis.combination) into the checkpoint's metrics, with paired draws; returns the
+    name of a predictor of the combination the checkpoint lacks (then it has no combined readiness)."""
     if not cfg.combination:
-        return
+        return None
     value, total = cfg.combination_intercept, np.full(cfg.bootstrap, cfg.combination_intercept)
     for name, coef in cfg.combination.items():
         sign, key = (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
         if point.get(key) is None or key not in draws:
-            notes.append(f"combined readiness of {r.checkpoint_id} left out: it has no {key}")
-            return
+            return key
         value += coef * sign * point[key]
         total = total + coef * sign * draws[key]
     r.metrics["combined"] = float(value)
     draws["combined"] = total
+    return None
+
+
+def lacking_note(lacking: dict[str, str], rank_by: str) -> str:
+    """One note for the checkpoints without a combined readiness ({checkpoint: the predictor it lacks})."""
+    keys = sorted(set(lacking.values()))
+    start = any(k.startswith("start/") for k in keys)
+    return (f"no combined readiness for {', '.join(sorted(lacking))}: no {', '.join(keys)}"
+            + (" (the step-0 sampling pass measures it: probe.start_samples > 0)" if start else "")
+            + ("; so the components' readiness ranks every checkpoint (analysis.rank_by)" if rank_by == "combined"
+               else ""))
 
 
 def predictor_table(r: CheckpointScore, cfg: AnalysisConfig) -> dict[str, dict]:

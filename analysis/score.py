@@ -33,7 +33,7 @@ from octo.analysis.gates import cpt_choice, gate_table, relation_text
 from octo.analysis.heldout import HeldOut, heldout
 from octo.analysis.load import Probe, Run, load_run, num
 from octo.analysis.predictors import PREDICTORS, Curve
-from octo.analysis.probe_predictors import (combined_readiness, crc, fit_sigmoids, predictor_table,
+from octo.analysis.probe_predictors import (combined_readiness, crc, fit_sigmoids, lacking_note, predictor_table,
                                             predictor_terms, probe_curve)
 from octo.analysis.series import column, nanmean, slope, trapezoid
 from octo.analysis.stats import percentile_ci
@@ -255,6 +255,7 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
         notes.append("control component off: " + ("no negative-control probes" if not any(r.controls for r in results)
                                                   else "not every checkpoint has a negative-control probe"))
     fit_sigmoids([p for r in results for p in r.probes], cfg)
+    lacking: dict[str, str] = {}
     for r in results:
         point, draws = _aggregate(r.checkpoint_id, r.probes, cfg)
         if use_control:
@@ -278,26 +279,26 @@ def score_groups(groups: dict[str, list[Probe]], cfg: AnalysisConfig,
         r.component_cis = {c: percentile_ci(draws[c], cfg.ci_level) for c in COMPONENTS
                            if r.components[c] is not None and c in draws}
         r.metrics = {k: v for k, v in point.items() if k not in COMPONENTS}
-        combined_readiness(r, point, draws, cfg, notes)
+        missing = combined_readiness(r, point, draws, cfg)
+        if missing:
+            lacking[r.checkpoint_id] = missing
         r.metric_cis = {k: percentile_ci(draws[k], cfg.ci_level) for k in r.metrics if k in draws}
         r.predictors = predictor_table(r, cfg)
-    if cfg.rank_by == "combined":
-        _rank_by_combined(results, cfg, notes)
+    if lacking:
+        notes.append(lacking_note(lacking, cfg.rank_by))
+    elif cfg.rank_by == "combined":
+        _rank_by_combined(results, cfg)
     results.sort(key=lambda r: (-r.score, r.checkpoint_id))
     return results, excluded, notes
 
 
-def _rank_by_combined(results: list[CheckpointScore], cfg: AnalysisConfig, notes: list[str]) -> None:
+def _rank_by_combined(results: list[CheckpointScore], cfg: AnalysisConfig) -> None:
     """analysis.rank_by: combined: the combined predictor becomes each checkpoint's score (with its interval and
     draws), the components' score kept as metrics["readiness/components"]; only when every checkpoint has it."""
-    lacking = [r.checkpoint_id for r in results if "combined" not in r.metrics]
-    if lacking:
-        notes.append(f"ranked by readiness, not by the combined predictor (analysis.rank_by): {', '.join(lacking)} "
-                     "lack(s) a predictor of analysis.combination")
-        return
     for r in results:
         r.metrics["readiness/components"] = r.score
         r.metric_cis["readiness/components"] = list(r.ci)
+        r.draws["readiness/components"] = r.draws["score"]
         r.score = float(r.metrics["combined"])
         r.draws["score"] = r.draws["combined"]
         r.ci = tuple(percentile_ci(r.draws["combined"], cfg.ci_level))
@@ -374,9 +375,15 @@ def recommend(ranked: list[CheckpointScore], gates_by_id: dict[str, dict], cfg: 
                 break
         others = ", ".join(o.checkpoint_id for o in tied if o is not chosen)
         why = (f"readiness {desc(chosen)} ties with {others} ({pct}% CIs overlap); among the tied it {reason}")
-    if len(ranked) > 1:
+    other = next((r for r in ranked if r is not chosen), None)
+    if other is not None and "readiness/components" in chosen.metrics:
+        # ranked by the combined predictor (analysis.rank_by): say what it is made of, beside the best other one
+        keys = [k.lstrip("-") for k in cfg.combination]
+        why += ("; readiness is the combined predictor (" + ", ".join(
+            f"{k} {_fmt(chosen.metrics.get(k))} vs {_fmt(other.metrics.get(k))}" for k in keys)
+            + f" for {other.checkpoint_id})")
+    elif other is not None:
         # the weighted component that sets it furthest ahead of the best other checkpoint
-        other = next(r for r in ranked if r is not chosen)
         lead = {c: cfg.weights.get(c, 0.0) * (v - (other.components.get(c) or 0.0))
                 for c, v in chosen.components.items() if v is not None}
         top = max(lead, key=lead.get) if lead else None

@@ -194,6 +194,9 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
                                              truth_draws, resampler, cfg.ci_level),
         "findings": findings(plan, full_scores, fixed_scores, full, fixed, resampler, cfg),
         "invocations": plan.get("invocations", []),
+        # what "readiness" is here: the recipe's analysis.rank_by and, when combined, its combination
+        "readiness_is": {"rank_by": cfg.rank_by, "combination": dict(cfg.combination),
+                         "intercept": cfg.combination_intercept, "combined": "readiness/components" in predictors},
     }
     groups = {"probes": probes, "full": full, "fixed": fixed, "full_scores": full_scores, "fixed_scores": fixed_scores}
     return result, groups
@@ -206,12 +209,17 @@ def _predictors(plan: dict, stages: list[str], probe_scores: dict[str, Checkpoin
         return {"label": label, "sign": 1, "values": [probe_scores[s].metrics[key] for s in stages],
                 "draws": [probe_scores[s].draws[key] for s in stages]}
 
-    out = {"readiness": {"label": "probe readiness score (octo score)", "sign": 1,
-                         "values": [probe_scores[s].score for s in stages],
+    combined = all("readiness/components" in probe_scores[s].draws for s in stages)
+    out = {"readiness": {"label": "probe readiness score (octo score: " + (
+                             "the combined predictor, analysis.combination)" if combined else "weighted components)"),
+                         "sign": 1, "values": [probe_scores[s].score for s in stages],
                          "draws": [probe_scores[s].draws["score"] for s in stages]},
            "start_acc": probe_metric("step-0 held-out accuracy alone", "start/acc"),
            "probe_final_acc": probe_metric("probe's final held-out accuracy", "final/acc"),
            **probe_baselines(stages, probe_scores)}
+    if combined:   # analysis.rank_by: combined; the components' score (start, learning, stability, length) beside it
+        out["readiness/components"] = probe_metric("readiness components' score (analysis.weights)",
+                                                   "readiness/components")
     for key in plan["ppl_metrics"]:
         vals = [num(gates.get(s, {}).get(key)) for s in stages]
         if any(v is None for v in vals):

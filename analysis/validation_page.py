@@ -256,9 +256,24 @@ def _protocol_v2(doc: Document, r: dict) -> None:
                  + " ".join(_combination_text(w, r["combination"][k]) for k, w in
                             (("final", "final accuracy"), ("gain", "gain")))),
             Para(_late_text(r["late_bloomers"], len(r["stages"]))),
+            *([Para(_judged_text(r["readiness_is"]))] if r.get("readiness_is") else []),
             Para("**The target** (issue 21), each part yes or no:"),
             Bullets(_verdict_bullets(r["verdict"]["final"], "final accuracy")
                     + _verdict_bullets(r["verdict"]["gain"], "gain")))
+
+
+def _judged_text(what: dict) -> str:
+    """Which readiness the taus above judge, and what that means for reading them."""
+    if not what["combined"]:
+        return ("**Which readiness is judged:** the weighted components' score (`analysis.rank_by: "
+                f"{what['rank_by']}`" + ("" if what["rank_by"] == "readiness" else ", falling back because a "
+                                         "checkpoint lacks a predictor of the combination") + ").")
+    terms = " + ".join(f"{c:g} × {k}" for k, c in what["combination"].items())
+    return ("**Which readiness is judged:** the combined predictor (`analysis.rank_by: combined`), "
+            f"{what['intercept']:g} + {terms}. When that combination is octo's shipped default, it was chosen by "
+            "the selection above on this world's checkpoints, so its tau on them is in-sample: the nested "
+            "leave-one-checkpoint-out tau above is its out-of-sample figure. The components' score (start, "
+            "learning, stability, length) is the row readiness/components.")
 
 
 _FULL_PLOTS = (("full_acc", "Held-out accuracy during the full RL runs"),
@@ -346,6 +361,15 @@ def _vs_simpler(r: dict) -> str | None:
     base = {k: v["tau"] for k, v in r["taus"].items() if k != "readiness" and v["tau"] is not None}
     if not base or t["tau"] is None:
         return None
+    what = r.get("readiness_is") or {}
+    own = [k for k in (what.get("combination") or {}) if k in base] if what.get("combined") else []
+    if own and len(what["combination"]) == 1:
+        comp = r["taus"].get("readiness/components", {}).get("tau")
+        return (f"The readiness judged here is {own[0]} itself (the combination `analysis.combination`), so it "
+                f"cannot beat it. What the probe's dynamics add is the components' score (readiness/components), "
+                + (f"tau {comp:+.3f}: " if comp is not None else "")
+                + "to make the probe's steps count, the components must be re-weighted (`analysis.weights`) or "
+                  "joined to pass@k in a combination, and judged on checkpoints they were not fitted on.")
     best = max(base, key=base.get)
     ci = (r["taus"][best].get("readiness_gain") or {}).get("ci")
     gain = (f" (readiness minus it: {t['tau'] - base[best]:+.3f}, {int(r['ci_level'] * 100)}% CI "

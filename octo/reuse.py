@@ -15,6 +15,7 @@ are recorded beside the results, in full (not as a hash), so that a refusal can 
     record (recipes/octothinker/decay-*.yaml);
   - ``validation.reduced``: the overrides of another run directory (``octo validate --reduced``), and
     ``probe.jobs``: how many probes run at once;
+  - ``analysis.*``: how the runs are read (the record keeps the latest command's analysis section);
   - config fields added or retired by a newer octo, unless inside a user-named map (stages, sources,
     stairs), where a key on one side only is an edit (unless it is a new field at its default).
 - **a probe** (:func:`check_probe_dir`): ``probe.json`` records its settings; a finished probe, or one with a
@@ -39,9 +40,14 @@ from octo.runio import PROBE_META_FILE, RECIPE_FILE, STAGE_DONE_FILE, read_json,
 
 RUN_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds", "validation.checkpoints")
 PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.save_every", "probe.max_len", "probe.start_max_len")
-# how often a run saves by the clock and how many probes run at once change no result: a rerun may change them
-NOT_SETTINGS = ("cpt.save_every_s", "probe.save_every_s", "probe.jobs")
+# how often a run saves by the clock, how many probes run at once and how many completions share a pass change no
+# result: a rerun may change them
+NOT_SETTINGS = ("cpt.save_every_s", "probe.save_every_s", "probe.jobs", "probe.micro_batch_size")
 _OTHER_RUN_DIR = ("validation.reduced",)
+# how the runs are read, not what they ran: `octo score --set analysis.<key>=...` re-reads any run directory, and a
+# newer octo's analysis defaults (e.g. the shipped readiness combination) must not lock an older run directory out.
+# The record keeps the latest command's analysis section, which `octo score` and `octo report` then read.
+_READ_ONLY = ("analysis.",)
 _ENTRY_MAPS = (("cpt", "stages"), ("data", "sources"))
 _USER_MAPS = ("cpt.stages.", "data.sources.", "probe.max_len.stairs.")
 # probe.json keys that are not settings: where the checkpoint lies (a moved run directory), the rollout backend
@@ -76,7 +82,7 @@ def check_run_dir(recipe, *, write: bool = True) -> None:
 def recipe_diff(old: dict, new: dict) -> list[str]:
     """The flattened keys of two resolved recipes that make them different recipes for one run directory."""
     a, b = _flatten(old), _flatten(new)
-    whole = _one_sided_entries(old, new) + _OTHER_RUN_DIR
+    whole = _one_sided_entries(old, new) + _OTHER_RUN_DIR + _READ_ONLY
     return sorted(k for k in set(a) | set(b)
                   if not k.startswith(whole) and not _per_run(k) and k not in NOT_SETTINGS
                   and ((k in a and k in b and a[k] != b[k] and not _run_list_extended(k, a, b))
@@ -117,6 +123,8 @@ def _record(old: dict, new: dict) -> dict:
         extra = {k: v for k, v in _entries(new, section, key).items() if k not in _entries(old, section, key)}
         if extra:
             merged.setdefault(section, {}).setdefault(key, {}).update(copy.deepcopy(extra))
+    if "analysis" in new:
+        merged["analysis"] = copy.deepcopy(new["analysis"])
     a, b = _flatten(old), _flatten(new)
     for key in RUN_LISTS:
         section, name = key.split(".")

@@ -32,6 +32,7 @@ TINY_OVERRIDES = [
     "probe.steps=2", "probe.prompts_per_step=2", "probe.num_generations=2", "probe.eval_every=1",
     "probe.eval_problems=6", "probe.eval_samples=2", "probe.save_every=1",
     "probe.max_len.stairs={0: 12, 1: 16}", "probe.log_samples=2",
+    "probe.start_max_len=0",   # the step-0 pass at the probe's own limit, not the quickstart's 256 tokens
     # no saves by the clock: a test's checkpoints are the step schedule's, however loaded the machine
     "cpt.save_every_s=0", "probe.save_every_s=0",
 ]

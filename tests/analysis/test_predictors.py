@@ -254,10 +254,20 @@ def test_scores_json_carries_every_predictor_with_a_ci(tmp_path):
                 groups=[rng.binomial(8, 0.05, 8).tolist() for _ in range(40)])
     scores = score_run(tmp_path / "run")
     s, w = scores["checkpoints"]["strong.step-1"], scores["checkpoints"]["weak.step-1"]
-    names = {"readiness", "start/acc", "start/pass@1", "start/pass@k", "start/headroom", "start/learnable_mass",
-             "probe/learnable_mass", "probe/learnable_mass_trend", "final/acc", "sigmoid/predicted",
-             "entropy_law/ceiling"}
+    names = {"readiness", "combined", "start/acc", "start/pass@1", "start/pass@k", "start/headroom",
+             "start/learnable_mass", "probe/learnable_mass", "probe/learnable_mass_trend", "final/acc",
+             "sigmoid/predicted", "entropy_law/ceiling"}
     assert set(s["predictors"]) == names == set(w["predictors"])
+    # the shipped default (analysis.rank_by: combined): readiness is the predicted final accuracy from step-0 pass@k
+    for c in (s, w):
+        assert c["score"] == pytest.approx(0.022 + 0.852 * c["metrics"]["start/pass@k"])
+        assert c["metrics"]["readiness/components"] != pytest.approx(c["score"])
+    assert scores["ranking"] == ["strong.step-1", "weak.step-1"]
+    assert not [n for n in scores["notes"] if "combined" in n]
+    # the recommendation's reason says what the score is made of, not which component leads
+    assert (f"readiness is the combined predictor (start/pass@k {s['metrics']['start/pass@k']:.3f} vs "
+            f"{w['metrics']['start/pass@k']:.3f} for weak.step-1)") in scores["reason"]
+    assert "largest lead" not in scores["reason"]
     for c in (s, w):
         for name, p in c["predictors"].items():
             assert p["ci"] is not None and p["ci"][0] <= p["ci"][1], name
@@ -533,7 +543,10 @@ def test_combined_readiness_from_the_recipe_with_a_paired_ci(tmp_path):
     b.write_recipe()
     scores = score_run(tmp_path / "run")
     assert "combined" not in scores["checkpoints"]["a.step-1"]["predictors"]
-    assert any("combined readiness of a.step-1 left out: it has no start/pass@k" in n for n in scores["notes"])
+    note = [n for n in scores["notes"] if n.startswith("no combined readiness for")]
+    assert note == ["no combined readiness for a.step-1, b.step-1: no start/pass@k (the step-0 sampling pass "
+                    "measures it: probe.start_samples > 0); so the components' readiness ranks every checkpoint "
+                    "(analysis.rank_by)"]
 
 
 def test_combination_names_are_checked(tmp_path):
@@ -584,7 +597,8 @@ def test_rank_by_combined_ranks_and_recommends_by_the_combined_predictor(tmp_pat
 
     # a combination that prefers the checkpoint readiness puts second: low start accuracy ranks first
     combo = {"-start/acc": 1.0}
-    b = RunBuilder(tmp_path / "run", analysis={"bootstrap": 300, "combination": combo, "rank_by": "readiness"})
+    b = RunBuilder(tmp_path / "run", analysis={"bootstrap": 300, "combination": combo, "combination_intercept": 0.0,
+                                                "rank_by": "readiness"})
     b.probe("a.step-1", "clean", rng_seed=1, steps=40, eval_every=10, n=100)
     b.probe("b.step-1", "weak", rng_seed=2, steps=40, eval_every=10, n=100)
     by_readiness = score_run(tmp_path / "run")
@@ -605,7 +619,8 @@ def test_rank_by_combined_ranks_and_recommends_by_the_combined_predictor(tmp_pat
     b.write_recipe()
     fallback = score_run(tmp_path / "run")
     assert fallback["ranking"] == by_readiness["ranking"]
-    assert any("ranked by readiness, not by the combined predictor" in n for n in fallback["notes"])
+    assert any("no combined readiness for" in n and "the components' readiness ranks every checkpoint" in n
+               for n in fallback["notes"])
     b.recipe["analysis"]["combination"] = {}
     b.write_recipe()
     with pytest.raises(ConfigError, match="rank_by"):

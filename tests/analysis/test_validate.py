@@ -250,7 +250,10 @@ def test_analysis_of_a_known_experiment(tmp_path):
     # the page: tau table, findings table with yes/no, images that exist, numbers as in the files
     for md in (doc, run / "validation" / "validation.md"):
         text = md.read_text()
-        assert "| probe readiness score (octo score) | +1.000 |" in text
+        assert "| probe readiness score (octo score: weighted components) | +1.000 |" in text
+        # the synthetic probes have no step-0 sampling pass, so the default combined readiness falls back
+        assert ("**Which readiness is judged:** the weighted components' score (`analysis.rank_by: combined`, "
+                "falling back because a checkpoint lacks a predictor of the combination).") in text
         assert f"full RL separates {sep['n']} beyond noise" in text
         assert (f"| step-0 held-out accuracy alone | {res['taus']['start_acc']['tau']:+.3f} | "
                 f"[{res['taus']['start_acc']['ci'][0]:+.3f}, {res['taus']['start_acc']['ci'][1]:+.3f}] | "
@@ -515,15 +518,20 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     readiness = [result["checkpoints"][s]["readiness"] for s in stages]
     truth = [result["checkpoints"][s]["full_final_acc"] for s in stages]
     tau = brute_tau_b(readiness, truth)
+    # the reduced probes make a step-0 sampling pass, so the default readiness is the combined predictor
+    assert result["readiness_is"]["combined"] and result["readiness_is"]["rank_by"] == "combined"
+    label = "probe readiness score (octo score: the combined predictor, analysis.combination)"
+    assert "**Which readiness is judged:** the combined predictor (`analysis.rank_by: combined`), 0.022 + " \
+           "0.852 × start/pass@k." in text
     if np.isnan(tau):
         # undefined (world v2's reduced models can all end full RL at the same accuracy): recorded as such, not NaN
         assert result["taus"]["readiness"]["tau"] is None
-        assert "| probe readiness score (octo score) | n/a |" in text
+        assert f"| {label} | n/a |" in text
     else:
         assert result["taus"]["readiness"]["tau"] == pytest.approx(tau)
         for key in ("readiness", "start_acc", "probe_final_acc", "ppl/general", "ppl/mathweb"):
             assert result["taus"][key]["ci"] is not None
-        assert f"| probe readiness score (octo score) | {tau:+.3f} |" in text
+        assert f"| {label} | {tau:+.3f} |" in text
     # findings: all five, each yes or no, in the page
     assert [f["key"] for f in result["findings"]] == ["long_vs_short", "short_stable", "if_data", "stable_tokens",
                                                       "stair_vs_fixed"]

@@ -133,6 +133,13 @@ def test_branch_recipes_share_one_run_directory(tmp_path, quickstart_raw):
         f"run_dir={run}", "probe.checkpoints=[pretrain]", "cpt.stages.stable.tokens=4096"])
     with pytest.raises(OctoError, match=r"differs in: cpt\.stages\.stable\.tokens"):
         prepare(changed)
+    # analysis settings read the runs and change none of them: another one is no other recipe, and the record
+    # keeps the latest (what `octo score` reads)
+    reread = parse_recipe(copy.deepcopy(quickstart_raw), TINY_OVERRIDES + [
+        f"run_dir={run}", "probe.checkpoints=[pretrain]", "analysis.rank_by=readiness", "analysis.combination={}"])
+    prepare(reread)
+    resolved = yaml.safe_load((run / "recipe.resolved.yaml").read_text())
+    assert resolved["analysis"]["rank_by"] == "readiness" and resolved["analysis"]["combination"] == {}
 
 
 def test_octothinker_probe_recipe_carries_seed_004_rl_setup():
