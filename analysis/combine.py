@@ -39,8 +39,13 @@ def kendall_tau(x, y) -> float:
     return float(kendalltau(x, y).statistic)
 
 
+def signed(name: str) -> tuple[float, str]:
+    """A combination's predictor name as (sign, scores.json key): ``-name`` enters negated."""
+    return (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
+
+
 def _column(X: dict[str, np.ndarray], name: str) -> np.ndarray:
-    sign, key = (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
+    sign, key = signed(name)
     if key not in X:
         raise KeyError(f"predictor {key!r} is not among {sorted(X)}")
     return sign * np.asarray(X[key], dtype=float)

@@ -158,11 +158,12 @@ class AnalysisConfig:
         _check(self.gate_weights, GATE_TERMS, "gate_weights")
         if not any(self.weights.values()):
             raise ConfigError("weights", "at least one component needs a weight > 0")
+        from octo.analysis.combine import signed
         from octo.analysis.predictors import PREDICTORS
 
         allowed = [p for p in PREDICTORS if p not in ("readiness", "combined")]
         for name in self.combination:
-            if name.lstrip("-") not in allowed:
+            if signed(name)[1] not in allowed:
                 raise ConfigError(f"combination.{name}", f"unknown predictor; allowed: {', '.join(allowed)}")
         if self.rank_by == "combined" and not self.combination:
             raise ConfigError("rank_by", "is 'combined' but analysis.combination is empty; set the combination "

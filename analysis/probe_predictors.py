@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from octo.analysis.combine import signed
 from octo.analysis.config import AnalysisConfig
 from octo.analysis.heldout import HeldOut
 from octo.analysis.load import Probe, num
@@ -91,7 +92,7 @@ def combined_readiness(r: CheckpointScore, point: dict, draws: dict, cfg: Analys
         return None
     value, total = cfg.combination_intercept, np.full(cfg.bootstrap, cfg.combination_intercept)
     for name, coef in cfg.combination.items():
-        sign, key = (-1.0, name[1:]) if name.startswith("-") else (1.0, name)
+        sign, key = signed(name)
         if point.get(key) is None or key not in draws:
             return key
         value += coef * sign * point[key]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from octo.analysis.combine import signed
 from octo.analysis.config import COMPONENTS, AnalysisConfig, load_analysis_config
 from octo.analysis.detectors import Event, detect
 from octo.analysis.gates import cpt_choice, gate_table, relation_text
@@ -378,7 +379,7 @@ def recommend(ranked: list[CheckpointScore], gates_by_id: dict[str, dict], cfg: 
     other = next((r for r in ranked if r is not chosen), None)
     if other is not None and "readiness/components" in chosen.metrics:
         # ranked by the combined predictor (analysis.rank_by): say what it is made of, beside the best other one
-        keys = [k.lstrip("-") for k in cfg.combination]
+        keys = [signed(k)[1] for k in cfg.combination]
         why += ("; readiness is the combined predictor (" + ", ".join(
             f"{k} {_fmt(chosen.metrics.get(k))} vs {_fmt(other.metrics.get(k))}" for k in keys)
             + f" for {other.checkpoint_id})")

@@ -317,7 +317,7 @@ def _probe_estimate(recipe, p: Part, t: Timing) -> tuple[float, float]:
         start_pass = t.generate(cfg.start_samples * (cfg.start_heldout_problems + cfg.start_prompt_problems),
                                 cfg.start_limit(longest))
         pre = start_pass + evaluation
-    n = cfg.prompts_per_step * cfg.num_generations
+    n = cfg.per_step
     steps = 0.0
     evals = 0
     for s in range(p.start_step, cfg.steps):
@@ -402,8 +402,7 @@ def _measure(recipe) -> Timing:
             F.cross_entropy(logits[:, :-1].reshape(-1, vocab).float(), ids[:, 1:].reshape(-1)).backward()
             model.zero_grad(set_to_none=True)
             times.append(time.perf_counter() - t0)
-        batch = max(1, min(recipe.probe.prompts_per_step * recipe.probe.num_generations,
-                           recipe.probe.rollout.batch_size))
+        batch = max(1, min(recipe.probe.per_step, recipe.probe.rollout.batch_size))
         model.eval()
         with torch.inference_mode():
             prompt = torch.randint(0, vocab, (batch, PROMPT_TOKENS)).to(device)

@@ -117,6 +117,11 @@ class ProbeConfig:
                    "usually wants a learning rate about 10x the full fine-tuning one (Schulman et al. 2025, 'LoRA "
                    "Without Regret'); probe.lr is used as given")
 
+    @property
+    def per_step(self) -> int:
+        """Completions per optimizer step: prompts_per_step x num_generations."""
+        return self.prompts_per_step * self.num_generations
+
     def start_limit(self, schedule_maximum: int) -> int:
         """The step-0 sampling pass's length limit: ``start_max_len``, or the probe schedule's largest (0)."""
         return self.start_max_len or schedule_maximum
@@ -124,9 +129,9 @@ class ProbeConfig:
     def validate(self) -> None:
         if "{question}" not in self.prompt_template:
             raise ConfigError("prompt_template", "must contain {question}")
-        if self.micro_batch_size and (self.prompts_per_step * self.num_generations) % self.micro_batch_size:
+        if self.micro_batch_size and self.per_step % self.micro_batch_size:
             raise ConfigError("micro_batch_size", f"must divide prompts_per_step x num_generations = "
-                                                  f"{self.prompts_per_step * self.num_generations} (or be 0)")
+                                                  f"{self.per_step} (or be 0)")
         if self.start_samples == 1:
             raise ConfigError("start_samples", "must be 0 (off) or at least 2: learnable mass needs two samples "
                                                "per prompt")

@@ -25,7 +25,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from functools import partial
 from pathlib import Path
 
 from octo.errors import OctoError
@@ -259,13 +258,11 @@ def launch_server(model_dir: str | Path, *, python: str | None = None, port: int
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     url = f"http://{_url_host(host)}:{port}"
-    preexec = partial(die_with_parent, os.getpid(), signal.SIGTERM) if sys.platform == "linux" else None
     with open(log_path, "ab") as log_file:
-        # under a guard that leads the server's group: when octo dies, even mid-load, the api_server and its
-        # engine-core process go with it (octo.procs.guarded)
+        # under a guard that leads the server's group and takes the parent-death signal itself: when octo dies,
+        # even mid-load, the api_server and its engine-core process go with it (octo.procs.guarded)
         process = subprocess.Popen(guarded(cmd, os.getpid()), stdin=subprocess.DEVNULL, stdout=log_file,
-                                   stderr=subprocess.STDOUT, env=server_env, start_new_session=True,
-                                   preexec_fn=preexec)
+                                   stderr=subprocess.STDOUT, env=server_env, start_new_session=True)
     handle = ServerHandle(process, url=url, model_dir=model_dir, log_path=log_path, port=port)
     _LIVE.add(handle)
     return handle

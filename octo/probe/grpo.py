@@ -229,7 +229,7 @@ def _grpo_config(cfg: ProbeConfig, spec: ProbeSpec, probe_dir: Path):
     # transformers 5.2x calls it activation_checkpointing, earlier 5.x (the GPU machine's 5.17) gradient_checkpointing
     names = {f.name for f in dataclasses.fields(GRPOConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    batch = cfg.prompts_per_step * cfg.num_generations
+    batch = cfg.per_step
     micro = cfg.micro_batch_size or batch
     return GRPOConfig(**{checkpointing: False},
         output_dir=str(probe_dir / CHECKPOINTS_DIR),
@@ -271,8 +271,7 @@ def _train(trainer, resume: tuple[int, Path] | None, ckpt_root: Path) -> None:
 def _finish(probe_dir: Path, cfg: ProbeConfig, spec: ProbeSpec, meta: dict) -> dict:
     """probe.json with the rollout tokens the probe generated, then DONE.json."""
     rows = read_jsonl(probe_dir / METRICS_FILE)
-    per_step = cfg.prompts_per_step * cfg.num_generations
-    meta["rollout_tokens"] = int(round(sum((r.get("len/mean") or 0) * per_step for r in rows)))
+    meta["rollout_tokens"] = int(round(sum((r.get("len/mean") or 0) * cfg.per_step for r in rows)))
     write_json_atomic(probe_dir / PROBE_META_FILE, meta)
     write_json_atomic(probe_dir / DONE_FILE, {"probe_id": spec.probe_id, "steps": len(rows)})
     progress.end_position()

@@ -555,6 +555,9 @@ def test_combination_names_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="combination.nope"):
         AnalysisConfig(combination={"nope": 1.0}).validate()
     AnalysisConfig(combination={"-start/learnable_mass": 1.0, "sigmoid/predicted": 0.5}).validate()
+    # one '-' negates; a second one is no predictor's name (combined_readiness reads it the same way)
+    with pytest.raises(ConfigError, match="combination.--start/pass@k"):
+        AnalysisConfig(combination={"--start/pass@k": 1.0}).validate()
 
 
 def test_the_machinery_end_to_end_finds_the_predictor_the_world_rewards(tmp_path):
