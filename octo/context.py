@@ -149,6 +149,9 @@ class RunContext:
             src = kind(name, cfg, self.run_dir, self.tokenizer, self.recipe.seed, read=self._read.pop(name, None),
                        max_len=cpt.seq_len if cpt.long_docs == "drop" else None)
             self._sources[name] = src
+            if getattr(src, "dropped_heldout", 0):
+                progress.info(f"source '{name}': left out {src.dropped_heldout} training documents identical to "
+                              "a held-out one (held-out documents are never trained on)")
             if cpt.long_docs == "drop" and not cfg.streaming:
                 self._record_long_docs(name, src.dropped_long)
         return self._sources[name]

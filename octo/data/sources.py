@@ -375,10 +375,15 @@ class LoadedSource:
         held = set(rng.sample(range(len(rows)), n_held))
         rendered = [render(cfg.template, r, columns) for r in rows]
         docs = tokenize_documents(tokenizer, rendered)
-        self.train = [d for i, d in enumerate(docs) if i not in held]
         self.heldout = [d for i, d in enumerate(docs) if i in held]
+        # a held-out document is never trained on, also where the source repeats it verbatim
+        seen = {tuple(d.ids) for d in self.heldout}
+        train = [d for i, d in enumerate(docs) if i not in held]
+        self.train = [d for d in train if tuple(d.ids) not in seen]
+        self.dropped_heldout = len(train) - len(self.train)  # training copies of held-out documents left out
         if not self.train:
-            raise OctoError(f"source '{name}': no training documents left after holding out {n_held}")
+            raise OctoError(f"source '{name}': no training documents left after holding out {n_held}"
+                            + (f" (and {self.dropped_heldout} copies of them)" if self.dropped_heldout else ""))
         self.dropped_long = 0  # training documents longer than max_len left out
         if max_len is not None:
             kept = [d for d in self.train if len(d.ids) <= max_len]

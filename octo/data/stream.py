@@ -268,6 +268,7 @@ class StreamSource:
         self.bad_rows: dict[str, int] = dict(read.bad.counts)
         n_held = min(cfg.heldout, len(read.rows) // 2)
         self.heldout: list[Document] = (self.tokenize(read.rows[:n_held]) if n_held else [])
+        self.heldout_ids = frozenset(tuple(d.ids) for d in self.heldout)  # never trained on, also when repeated
         self.train_start: Cursor = tuple(read.after[n_held - 1]) if n_held else START
         self.label = _label(cfg, run_dir)
 
@@ -310,6 +311,7 @@ class StreamDocs:
         self.buffer: list[_Entry] = []
         self.rows_read = 0                # rows read from the source by this object (all epochs)
         self.dropped_long = 0             # documents longer than max_len left out (all epochs)
+        self.dropped_heldout = 0          # copies of held-out documents left out (all epochs)
         self.bad = BadRows(source.name, Path(source.label), source.cfg.on_bad_rows)
         self._reader: _Reader | None = None
         self._pending: deque[_Entry] = deque()  # read and tokenized, not yet in the buffer
@@ -355,6 +357,9 @@ class StreamDocs:
         for (cur, _), doc in zip(got, docs):
             if max_len is not None and len(doc.ids) > max_len:
                 self.dropped_long += 1
+                continue
+            if tuple(doc.ids) in self.source.heldout_ids:
+                self.dropped_heldout += 1
                 continue
             self._pending.append(_Entry(cur, array("i", doc.ids), doc.n_prompt))
 

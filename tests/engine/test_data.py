@@ -119,6 +119,22 @@ def test_source_errors_are_one_line(tmp_path, tiny_ctx):
         assert fragment in str(info.value) and "\n" not in str(info.value), name
 
 
+def test_a_held_out_document_is_never_trained_on_even_when_the_source_repeats_it(tmp_path, tiny_ctx):
+    tok = tiny_ctx.tokenizer
+    path = tmp_path / "dup.jsonl"
+    _write(path, [{"text": f"doc {i % 5}"} for i in range(20)])  # 5 distinct texts, 4 copies each
+    src = LoadedSource("d", SourceConfig(path=str(path), heldout=2), tmp_path, tok, 0)
+    held = {tok.decode(d.ids) for d in src.heldout}
+    train = [tok.decode(d.ids) for d in src.train]
+    assert len(held) >= 1 and not held & set(train)
+    assert src.dropped_heldout == 20 - 2 - len(train) > 0
+    assert len(set(train)) == 5 - len(held)
+    everything_held = tmp_path / "same.jsonl"
+    _write(everything_held, [{"text": "the same doc"}] * 6)
+    with pytest.raises(OctoError, match="no training documents left after holding out 2 \\(and 4 copies"):
+        LoadedSource("same", SourceConfig(path=str(everything_held), heldout=2), tmp_path, tok, 0)
+
+
 def test_source_templates_and_field_mapping(tmp_path, tiny_ctx):
     tok = tiny_ctx.tokenizer
     path = tmp_path / "qa.jsonl"

@@ -111,6 +111,18 @@ def test_order_is_seeded_and_every_epoch_is_a_permutation_of_the_training_rows(t
     assert _numbers(tok, [in_order.next() for _ in range(60)]) == list(range(4, 60)) + [4, 5, 6, 7]
 
 
+def test_a_stream_never_trains_on_a_copy_of_a_held_out_document(tmp_path, tiny_ctx):
+    tok = tiny_ctx.tokenizer
+    rows = _rows(20)
+    rows[10] = dict(rows[1])  # the source repeats held-out document 1 and training document 12 verbatim
+    rows[15] = dict(rows[12])
+    src = _source(tmp_path, tok, path=str(_jsonl(tmp_path / "d.jsonl", rows)), heldout=4, shuffle_buffer=4)
+    stream = src.doc_stream(0)
+    drawn = _numbers(tok, [stream.next() for _ in range(15)])
+    assert sorted(drawn) == sorted([i for i in range(4, 20) if i != 10 and i != 15] + [12])
+    assert stream.dropped_heldout == 1 and 1 not in drawn
+
+
 def test_max_docs_bounds_every_epoch(tmp_path, tiny_ctx):
     tok = tiny_ctx.tokenizer
     path = _jsonl(tmp_path / "d.jsonl", _rows(30))
