@@ -108,7 +108,8 @@ class SourceConfig:
                     "QA: 'User:{query}\\nAssistant:<think>\\n{cot}</think>\\n{content}' (OctoThinker's templates)")
     fields: dict[str, str] = opt(default_factory=dict,
                                  help="template slot -> column name, e.g. {query: question, cot: solution}")
-    heldout: int = opt(100, ge=0, help="documents held out of training for perplexity gates")
+    heldout: int = opt(100, ge=0, help="documents held out of training for perplexity gates (never trained on: "
+                                         "training documents identical to one are left out)")
     on_bad_rows: Literal["error", "skip"] = opt(
         "error", help="malformed rows (invalid JSON, not UTF-8, no template field, empty document): error "
                       "stops before any training with the file and line; skip drops them, counts them by "

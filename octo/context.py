@@ -150,7 +150,8 @@ class RunContext:
                        max_len=cpt.seq_len if cpt.long_docs == "drop" else None)
             self._sources[name] = src
             if getattr(src, "dropped_heldout", 0):
-                progress.info(f"source '{name}': left out {src.dropped_heldout} training documents identical to "
+                n = src.dropped_heldout
+                progress.info(f"source '{name}': left out {n} training document{'s' if n > 1 else ''} identical to "
                               "a held-out one (held-out documents are never trained on)")
             if cpt.long_docs == "drop" and not cfg.streaming:
                 self._record_long_docs(name, src.dropped_long)
