@@ -3,9 +3,10 @@
     python benchmarks/toyworld_rl.py [--run-dir runs/toyworld-rl] [--seeds 0 1 2] [--control-seeds 0]
                                      [--full-seeds 0] [--doc docs/toyworld.md] [--ship DIR]
 
-Trains the quickstart recipe's stages (recipes/toy/quickstart.yaml, plus one extra stage ``early``:
-the pretrain stage stopped after 25 steps, a far-too-early checkpoint), then runs the quickstart's
-own GRPO probe (``octo probe``, its settings unchanged) from:
+Trains the stages of recipes/toy/scratch.yaml (the quickstart from random init, with the pretrain stage that
+the quickstart takes from the shipped base model), plus one extra stage ``early``: that pretrain stage stopped
+after 25 steps, a far-too-early checkpoint. Then runs the recipe's own GRPO probe (``octo probe``, its settings
+unchanged) from:
 
 ============== ==========================================================================
 stable         the stable checkpoint, once per ``--seeds`` seed (the claim: a gain)
@@ -52,10 +53,11 @@ BRANCHES = ("decay-long", "decay-short", "decay-hybrid")
 
 
 def bench_recipe(run_dir: Path) -> Path:
-    """The quickstart recipe with an ``early`` stage and this run directory, written beside it."""
+    """recipes/toy/scratch.yaml with an ``early`` stage and this run directory, written beside it (the quickstart
+    itself starts from the shipped base model, so it has no pretrain stage to stop early)."""
     import yaml
 
-    r = yaml.safe_load((REPO / "recipes/toy/quickstart.yaml").read_text())
+    r = yaml.safe_load((REPO / "recipes/toy/scratch.yaml").read_text())
     r["name"], r["run_dir"] = "toyworld-rl", str(run_dir)
     pre = r["cpt"]["stages"]["pretrain"]
     r["cpt"]["stages"]["early"] = {"init": "random", "mixture": dict(pre["mixture"]),
@@ -68,7 +70,7 @@ def bench_recipe(run_dir: Path) -> Path:
 
 
 def full_settings() -> dict:
-    """recipes/toy/validation.yaml's full-run settings, as ``--set`` overrides of the quickstart's probe."""
+    """recipes/toy/validation.yaml's full-run settings, as ``--set`` overrides of the probe."""
     import yaml
 
     v = yaml.safe_load((REPO / "recipes/toy/validation.yaml").read_text())["validation"]
