@@ -3,10 +3,10 @@
     python benchmarks/cpt_throughput.py [--steps 10] [--seq-len 256] [--micro 16] [--accum 1]
                                         [--threads 2] [--warmup 2]
 
-Both train the quickstart's toy Llama (``octo.model.build_toy_model``, same seed, same initial
+Both train the toy Llama of recipes/toy/scratch.yaml (``octo.model.build_toy_model``, same seed, same initial
 weights) from scratch for the same number of optimizer steps, each step ``--accum`` micro-batches
 of ``--micro`` rows of at most ``--seq-len`` tokens, AdamW with the same settings, on the
-quickstart's ``pretrain`` mixture of a toy world's documents:
+recipes/toy/scratch.yaml's ``pretrain`` mixture of a toy world's documents:
 
 - octo: ``octo.cpt.trainer.run_stage`` on stage ``pretrain`` — documents packed into full rows with
   EOS boundaries and per-document positions (no padding). Seconds are the rows' ``time/step``
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-QUICKSTART = REPO / "recipes" / "toy" / "quickstart.yaml"
+SCRATCH = REPO / "recipes" / "toy" / "scratch.yaml"  # the quickstart from random init: it has the pretrain stage
 LR = 2.0e-3
 
 
@@ -57,7 +57,7 @@ def recipe(args, run_dir: Path):
     from octo.config import load_recipe
 
     batch = args.seq_len * args.micro * args.accum
-    return load_recipe(QUICKSTART, [
+    return load_recipe(SCRATCH, [
         f"run_dir={run_dir}", "world.docs_per_source=600", "world.prompts=50", "world.heldout_per_level=5",
         f"cpt.seq_len={args.seq_len}", f"cpt.micro_batch_size={args.micro}", f"cpt.batch_tokens={batch}",
         f"cpt.threads={args.threads}", f"cpt.stages.pretrain.tokens={batch * args.steps}",
