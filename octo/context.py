@@ -149,8 +149,8 @@ class RunContext:
             src = kind(name, cfg, self.run_dir, self.tokenizer, self.recipe.seed, read=self._read.pop(name, None),
                        max_len=cpt.seq_len if cpt.long_docs == "drop" else None)
             self._sources[name] = src
-            if getattr(src, "dropped_heldout", 0):
-                n = src.dropped_heldout
+            n = getattr(src, "dropped_heldout", 0)  # a streamed source counts its copies as it reads them
+            if n:
                 progress.info(f"source '{name}': left out {n} training document{'s' if n > 1 else ''} identical to "
                               "a held-out one (held-out documents are never trained on)")
             if cpt.long_docs == "drop" and not cfg.streaming:
