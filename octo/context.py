@@ -149,25 +149,31 @@ class RunContext:
             src = kind(name, cfg, self.run_dir, self.tokenizer, self.recipe.seed, read=self._read.pop(name, None),
                        max_len=cpt.seq_len if cpt.long_docs == "drop" else None)
             self._sources[name] = src
-            n = getattr(src, "dropped_heldout", 0)  # a streamed source counts its copies as it reads them
-            if n:
-                progress.info(f"source '{name}': left out {n} training document{'s' if n > 1 else ''} identical to "
-                              "a held-out one (held-out documents are never trained on)")
-            if cpt.long_docs == "drop" and not cfg.streaming:
-                self._record_long_docs(name, src.dropped_long)
+            if not cfg.streaming:  # a streamed source counts what it leaves out as it reads
+                n = src.dropped_heldout
+                self._record_count("data_heldout_copies_dropped", name, n,
+                                   f"source '{name}': left out {n} training document{'s' if n != 1 else ''} "
+                                   "identical to a held-out one (held-out documents are never trained on)")
+                if cpt.long_docs == "drop":
+                    n = src.dropped_long
+                    self._record_count("data_long_docs_dropped", name, n,
+                                       f"source '{name}': dropped {n} training document{'s' if n != 1 else ''} "
+                                       f"longer than seq_len={cpt.seq_len} tokens (cpt.long_docs: drop)")
         return self._sources[name]
 
-    def _record_long_docs(self, name: str, dropped: int) -> None:
-        """Say once per source how many documents ``cpt.long_docs: drop`` left out, and keep the count in
-        manifest.json (``data_long_docs_dropped``) when this process writes the run directory."""
-        progress.info(f"source '{name}': dropped {dropped} training documents longer than "
-                      f"seq_len={self.recipe.cpt.seq_len} tokens (cpt.long_docs: drop)")
-        if self.lock is None or not self.lock.held or not (self.run_dir / MANIFEST_FILE).exists():
-            return  # a reader (octo data preview) never writes
-        counts = dict(self.manifest.get("data_long_docs_dropped", {}))
-        if counts.get(name) != dropped:
-            counts[name] = dropped
-            self._update_manifest(data_long_docs_dropped=dict(sorted(counts.items())))
+    def _record_count(self, key: str, name: str, count: int, message: str) -> None:
+        """Keep a source's count of left-out documents in manifest.json ``key`` and say it once per run
+        directory: when it changes (a source that leaves out nothing is absent). A reader (octo data preview)
+        writes nothing and says it each time."""
+        writer = self.lock is not None and self.lock.held and (self.run_dir / MANIFEST_FILE).exists()
+        counts = dict(self.manifest.get(key, {})) if writer else {}
+        if counts.get(name, 0) == count:
+            return
+        if count:
+            progress.info(message)
+        if writer:
+            counts[name] = count
+            self._update_manifest(**{key: {k: v for k, v in sorted(counts.items()) if v}})
 
     def problems(self, spec: str) -> list[dict]:
         """Problems of a spec: the toy world's ``toy:<name>`` file, or anything octo.data.problems resolves."""

@@ -220,6 +220,28 @@ def test_long_docs_drop_is_counted_in_the_manifest(tiny_recipe):
         ctx.release()
 
 
+def test_held_out_copies_left_out_are_counted_in_the_manifest_and_said_once_per_run(tiny_recipe, capsys):
+    from octo.context import RunContext
+    from octo.runio import read_json
+
+    said = []
+    for _ in range(2):  # a second process on the same run directory
+        ctx = RunContext(tiny_recipe)
+        ctx.prepare()
+        try:
+            capsys.readouterr()
+            counts = {name: ctx.source(name).dropped_heldout for name in tiny_recipe.data.sources}
+            said.append(capsys.readouterr().err)
+        finally:
+            ctx.release()
+    left_out = {name: n for name, n in counts.items() if n}
+    assert left_out  # the toy world's IF source repeats its short instructions
+    assert read_json(ctx.run_dir / "manifest.json")["data_heldout_copies_dropped"] == left_out
+    for name, n in left_out.items():
+        assert f"source '{name}': left out {n} training document" in said[0]
+    assert "left out" not in said[1]
+
+
 def _expected_labels(pulled, seq_len, n_seq, mask_prompt):
     flat = []
     for _, doc in pulled:
