@@ -200,8 +200,10 @@ def render(ctx, stage: str, result: Draw, *, where: str, samples: int, max_chars
             if drop:
                 row.append(f"{stream.dropped_long:,}" if stream is not None else "-")
             if stream is not None:
+                copies = (f"; left out {stream.dropped_heldout:,} copies of held-out documents"
+                          if stream.dropped_heldout else "")
                 streamed.append(f"{name}: streamed, read {stream.rows_read:,} rows so far (epoch {stream.epoch}, "
-                                f"shuffle buffer {src.cfg.shuffle_buffer:,} documents)")
+                                f"shuffle buffer {src.cfg.shuffle_buffer:,} documents{copies})")
         else:
             train_tokens = sum(len(d.ids) for d in src.train)
             row += [f"{len(src.train):,}", f"{len(src.heldout):,}", f"{train_tokens:,}",

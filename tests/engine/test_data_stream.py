@@ -283,7 +283,9 @@ def test_recipe_and_cli_errors_exit_2_before_training(tmp_path, capsys):
 def test_preview_reads_a_bounded_prefix_of_a_stream(tmp_path, capsys):
     from octo.cli import main
 
-    path = _jsonl(tmp_path / "big.jsonl", _rows(5000))
+    rows = _rows(5000)
+    rows[100:110] = [dict(r) for r in rows[:10]]  # the 10 rows after the 100 held-out ones repeat 10 of them
+    path = _jsonl(tmp_path / "big.jsonl", rows)
     sets = [a for o in TINY_OVERRIDES for a in ("--set", o)]
     argv = ["data", "preview", str(QUICKSTART), *sets, "--run-dir", str(tmp_path / "run"), "--stage", "pretrain",
             "--tokens", "2048", "--samples", "1", "--set", f"data.sources.big.path={path}",
@@ -294,7 +296,9 @@ def test_preview_reads_a_bounded_prefix_of_a_stream(tmp_path, capsys):
     row = next(line.split() for line in out.splitlines() if line.startswith("big "))
     assert row[5:9] == ["stream", "100", "-", "-"] and abs(float(row[2]) - 0.5) < 0.05
     read = int(re.search(r"big: streamed, read ([\d,]+) rows", out).group(1).replace(",", ""))
-    assert 100 + 16 < read <= 100 + int(row[4]) + 16 + CHUNK_ROWS  # held-out skip, drawn, buffer, one chunk
+    # held-out skip, drawn, buffer, one chunk, and the copies of held-out documents left out
+    assert 100 + 10 + 16 < read <= 100 + int(row[4]) + 16 + CHUNK_ROWS + 10
+    assert "documents; left out 10 copies of held-out documents)" in out
 
 
 STEPS = 8
