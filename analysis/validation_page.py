@@ -270,10 +270,11 @@ def _judged_text(what: dict) -> str:
                                          "checkpoint lacks a predictor of the combination") + ").")
     terms = " + ".join(f"{c:g} × {k}" for k, c in what["combination"].items())
     return ("**Which readiness is judged:** the combined predictor (`analysis.rank_by: combined`), "
-            f"{what['intercept']:g} + {terms}. When that combination is octo's shipped default, it was chosen by "
-            "the selection above on this world's checkpoints, so its tau on them is in-sample: the nested "
-            "leave-one-checkpoint-out tau above is its out-of-sample figure. The components' score (start, "
-            "learning, stability, length) is the row readiness/components.")
+            f"{what['intercept']:g} + {terms}. If that combination was chosen by a selection on these same "
+            "checkpoints, its tau on them is in-sample and the nested leave-one-checkpoint-out tau above is its "
+            "out-of-sample figure; if it was fixed before they were trained (octo's shipped default was chosen on "
+            "another run's checkpoints, docs/analysis.md), its tau here is itself out of sample. The components' "
+            "score (start, learning, stability, length) is the row readiness/components.")
 
 
 _FULL_PLOTS = (("full_acc", "Held-out accuracy during the full RL runs"),

@@ -273,12 +273,10 @@ def part_probe(size: str, out_dir: Path) -> dict:
 
 
 def part_tests(size: str, out_dir: Path) -> dict:
-    # only the files that mark a test gpu: collecting the whole suite costs a minute on 2 CPU cores; one process
-    # (the ini's addopts ask for pytest-xdist's workers, which the GPU machine's carried wheels do not hold)
+    # only the files that mark a test gpu: collecting the whole suite costs a minute on 2 CPU cores
     files = sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").rglob("test_*.py")
                    if "mark.gpu" in f.read_text(errors="replace"))
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-           "-o", "addopts=-ra --strict-markers", *(files or ["tests"])]
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *(files or ["tests"])]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     (out_dir / "tests.log").write_text(res.stdout + res.stderr)
     last = next((ln for ln in reversed(res.stdout.strip().splitlines()) if ln.strip()), "")
