@@ -302,7 +302,7 @@ class CPTConfig:
     gates: GatesConfig = opt(default_factory=GatesConfig, help="gates on each stage's final checkpoint")
     spike: SpikeConfig = opt(default_factory=SpikeConfig, help="gradient-norm spike detection and action")
     kl: KLConfig = opt(default_factory=KLConfig, help="KL to the stage's starting weights on replay tokens")
-    threads: int = opt(0, ge=0, help="torch CPU threads (0: all cores)")
+    threads: int = opt(0, ge=0, help="torch CPU threads (0: all cores, or OMP_NUM_THREADS where it is set)")
     save_every_s: float = opt(60.0, ge=0, help="also write a full-state checkpoint when this many seconds have "
                                                "passed since the last one (or since the stage began in this "
                                                "process), beside the stages' save_every steps: a Ctrl-C or a kill "

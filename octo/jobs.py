@@ -74,8 +74,8 @@ def _interrupt_pool(pool, futures) -> None:
 
 def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, plan=None) -> int:
     """Run (or resume, or skip) every GRPO run of ``jobs``, in order, up to ``jobs_at_once`` at a time in worker
-    processes (each with an equal share of ``threads``, 0 = every core); returns how many were not already done.
-    The first failure stops the rest and is raised. ``plan`` (octo.plan.RunPlan, ``octo run``) labels the lines
+    processes (each with an equal share of ``threads``, 0 = every core or OMP_NUM_THREADS); returns how many were not
+    already done. The first failure stops the rest and is raised. ``plan`` (octo.plan.RunPlan, ``octo run``) labels the lines
     and learns each run's time; a run is handed to a worker only when one is free, so its time is its own."""
     from contextlib import nullcontext
 
@@ -98,7 +98,9 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, p
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    share = max(1, (threads or os.cpu_count() or 1) // jobs_at_once)
+    from octo.cpt.trainer import default_threads
+
+    share = max(1, (threads or default_threads()) // jobs_at_once)
     progress.info(f"{len(todo)} GRPO runs, {jobs_at_once} at a time, {share} torch thread(s) each")
     queue, running = list(todo), {}
     # a killed command leaves no orphan still writing a run that the rerun will resume (PR_SET_PDEATHSIG)

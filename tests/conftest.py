@@ -11,6 +11,11 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+# pytest-xdist (pyproject's addopts) runs two workers on two cores: every process a test starts then uses one torch
+# thread (octo reads OMP_NUM_THREADS for cpt.threads: 0), since two OpenMP threads wait on each other when another
+# process shares the cores (a tiny model gains nothing from the second thread anyway)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 # the quickstart's stages with pretraining from random init (recipes/toy/quickstart.yaml starts from the shipped
@@ -36,6 +41,23 @@ TINY_OVERRIDES = [
     # no saves by the clock: a test's checkpoints are the step schedule's, however loaded the machine
     "cpt.save_every_s=0", "probe.save_every_s=0",
 ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist's ``--dist loadgroup``: a test file stays in one worker (its module fixtures are built
+    once); the tests that keep both cores busy themselves (marked ``multiproc``) all run in one worker, one after
+    another, and so do the ``vllm`` tests (each starts a vLLM server, ~40 s of start-up)."""
+    groups = []
+    for item in items:
+        group = next((m for m in ("multiproc", "vllm") if item.get_closest_marker(m)), item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
+        groups.append(group)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # those two groups are the longest units of work: first in the queue (addopts keep xdist from reordering), one
+        # per worker, so the other files fill in beside them instead of one worker waiting for the other at the end
+        rank = {"multiproc": 0, "vllm": 1}
+        items[:] = [it for _, it in sorted(zip(groups, items), key=lambda gi: rank.get(gi[0], 2))]
 
 
 @pytest.fixture(scope="session")

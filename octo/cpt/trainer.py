@@ -343,10 +343,17 @@ class StageRun:
         return done
 
 
+def default_threads() -> int:
+    """The threads that ``cpt.threads: 0`` means: OMP_NUM_THREADS where it is set to a positive integer (torch's own
+    default reads it too), otherwise every core."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+
+
 def set_threads(n: int) -> None:
     import torch
 
-    torch.set_num_threads(n or os.cpu_count() or 1)
+    torch.set_num_threads(n or default_threads())
 
 
 def stage_steps(ctx: RunContext, stage: str) -> int:

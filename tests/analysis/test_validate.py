@@ -453,6 +453,7 @@ def _env():
 
 
 @pytest.mark.slow
+@pytest.mark.multiproc
 def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     run, doc = tmp_path / "run", tmp_path / "docs" / "validation.md"
     # --jobs 2: two GRPO runs at once, in worker processes

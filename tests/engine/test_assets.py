@@ -98,6 +98,7 @@ def _octo_run(run_dir, *extra):
 
 
 @pytest.mark.slow
+@pytest.mark.multiproc
 def test_quickstart_from_the_asset_runs_probes_in_two_workers_and_resumes_with_one(tmp_path):
     run = tmp_path / "run"
     res = _octo_run(run, "--jobs", "2")

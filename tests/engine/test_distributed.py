@@ -33,7 +33,7 @@ import yaml
 from tests.conftest import QUICKSTART, REPO, TINY_OVERRIDES
 from tests.engine.poisoned_cpt import scale_loss
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
 STEPS = 8
 # 512 tokens per step = 4 micro-batches of 1 x 128: 2 per rank with 2 processes

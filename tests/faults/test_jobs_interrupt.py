@@ -13,7 +13,7 @@ import pytest
 
 from tests.engine.test_assets import FAST, TINY_FAST
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
 
 def _args(run_dir, steps: int) -> list[str]:

@@ -38,7 +38,7 @@ import pytest
 from tests.conftest import QUICKSTART, TINY_OVERRIDES
 from tests.faults.forkserver import ForkServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
 TRIALS = int(os.environ.get("OCTO_KILL_TRIALS", "10"))
 WORKERS = int(os.environ.get("OCTO_KILL_WORKERS", "2"))
