@@ -276,7 +276,9 @@ def part_tests(size: str, out_dir: Path) -> dict:
     # only the files that mark a test gpu: collecting the whole suite costs a minute on 2 CPU cores
     files = sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").rglob("test_*.py")
                    if "mark.gpu" in f.read_text(errors="replace"))
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *(files or ["tests"])]
+    # one process (the GPU tests share one GPU), and no pytest-xdist options: the GPU machine may not have it
+    cmd = [sys.executable, "-m", "pytest", "-o", "addopts=-ra --strict-markers", "-m", "gpu", "-q",
+           "-p", "no:cacheprovider", *(files or ["tests"])]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     (out_dir / "tests.log").write_text(res.stdout + res.stderr)
     last = next((ln for ln in reversed(res.stdout.strip().splitlines()) if ln.strip()), "")
