@@ -286,8 +286,11 @@ def verdicts(rows: dict, full: dict) -> list[dict]:
 def write_doc(path: Path, result: dict) -> None:
     rows, full, rec = result["rows"], result["full"], result["recipe"]
     lines = [DOC_HEAD.format(**rec), "## Measured: probes\n",
-             f"Command: `{result['command']}` (its probes ran {result['probe_s'] / 60:.0f} min in all, its full runs "
-             f"{result['full_s'] / 60:.0f} min, on {result['machine']}). Held-out sampled accuracy at temperature "
+             f"Command: `{result['command']}` (its probes ran {result['probe_s'] / 60:.0f} min in all, "
+             + (f"its full runs {result['full_s'] / 60:.0f} min, " if full else
+                "no full RL runs (`--full-seeds` with no seed: the claims about full RL are left out; "
+                "`octo validate recipes/toy/validation.yaml` runs them from the same stages), ")
+             + f"on {result['machine']}). Held-out sampled accuracy at temperature "
              f"{rec['temperature']}, {rows['stable']['n_problems']} problems x {rec['eval_samples']} samples, "
              f"evaluated at the probe's largest limit ({rec['probe_max']} tokens); gain = last - step-0 evaluation; "
              "95% CI = paired bootstrap over problems.\n",
@@ -502,7 +505,7 @@ def main() -> int:
            "probe_stairs": stair_text(p["max_len"]["stairs"]), "full_stairs": stair_text(fs["stairs"]),
            "probe_max": max(p["max_len"]["stairs"].values()), "full_max": max(fs["stairs"].values())}
     cmd = "python benchmarks/toyworld_rl.py" + "".join(
-        f" {flag} {' '.join(map(str, val))}" for flag, val, default in
+        f" {flag}" + "".join(f" {v}" for v in val) for flag, val, default in
         (("--seeds", args.seeds, [0, 1, 2]), ("--control-seeds", args.control_seeds, [0]),
          ("--full-seeds", args.full_seeds, [0])) if val != default)
     result = {"command": cmd, "machine": f"{os.cpu_count()} CPU cores, no GPU", "recipe": rec,
