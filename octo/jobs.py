@@ -75,8 +75,8 @@ def _interrupt_pool(pool, futures) -> None:
 def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, plan=None) -> int:
     """Run (or resume, or skip) every GRPO run of ``jobs``, in order, up to ``jobs_at_once`` at a time in worker
     processes (each with an equal share of ``threads``, 0 = every core or OMP_NUM_THREADS); returns how many were not
-    already done. The first failure stops the rest and is raised. ``plan`` (octo.plan.RunPlan, ``octo run``) labels the lines
-    and learns each run's time; a run is handed to a worker only when one is free, so its time is its own."""
+    already done. The first failure stops the rest and is raised. ``plan`` (octo.plan.RunPlan, ``octo run``) labels
+    the lines and learns each run's time; a run is handed to a worker only when one is free, so its time is its own."""
     from contextlib import nullcontext
 
     from octo.probe.grpo import run_grpo_probe

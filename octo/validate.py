@@ -223,8 +223,9 @@ def add_validate_arguments(parser: argparse.ArgumentParser) -> None:
                              "check (tiny sizes, few steps, one seed), not evidence about tau")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="GRPO runs (probes, full runs) at once, each in its own process with 1/N of the torch "
-                             "threads (cpt.threads, 0 = every core or OMP_NUM_THREADS); a tiny model leaves cores idle, so N = the core "
-                             "count is faster on CPU. Each run has its own rollout backend (a vLLM server each)")
+                             "threads (cpt.threads, 0 = every core or OMP_NUM_THREADS); a tiny model leaves cores "
+                             "idle, so N = the core count is faster on CPU. Each run has its own rollout backend (a "
+                             "vLLM server each)")
     parser.add_argument("--doc", default=None, metavar="PAGE.md",
                         help="also write the page here (e.g. docs/validation.md), its PNGs in a folder named "
                              "after it (docs/validation/)")
