@@ -55,8 +55,8 @@ def pytest_collection_modifyitems(config, items):
         groups.append(group)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # those two groups are the longest units of work: first in the queue (addopts keep xdist from reordering), one
-        # per worker, then the files in collection order. Putting the files with a `slow` test next was slower
-        # (1,870 s against 1,549 s): both workers then ran busy tests side by side for most of the run
+        # per worker, then the files in collection order. Putting the files with a `slow` test next measured 1,870 s
+        # against this order's 1,549 s, but the machine was slower for that run too: not settled
         rank = {"multiproc": 0, "vllm": 1}
         items[:] = [it for _, it in sorted(zip(groups, items), key=lambda gi: rank.get(gi[0], 2))]
 
