@@ -416,8 +416,9 @@ class Recipe:
         return Path(self.run_dir or os.path.join("runs", self.name))
 
 
-def stage_order(recipe: Recipe) -> list[str]:
-    """Stages in dependency order (a stage after the stage it starts from)."""
+def stage_order(recipe: Recipe, for_stages: list[str] | None = None) -> list[str]:
+    """Stages in dependency order (a stage after the stage it starts from): every stage, or (``for_stages``) those
+    stages and the stages they start from."""
     order: list[str] = []
     visiting: set[str] = set()
 
@@ -433,7 +434,7 @@ def stage_order(recipe: Recipe) -> list[str]:
         visiting.discard(name)
         order.append(name)
 
-    for name in recipe.cpt.stages:
+    for name in recipe.cpt.stages if for_stages is None else for_stages:
         visit(name)
     return order
 

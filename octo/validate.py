@@ -3,7 +3,8 @@
     octo validate recipes/toy/validation.yaml --jobs 2 --doc docs/validation.md   # the experiment (~2 h, 2 cores)
     octo validate recipes/toy/validation.yaml --reduced                      # the pipeline check (minutes)
 
-1. every mid-training stage of the recipe, in dependency order (``octo cpt``'s ``run_stage``);
+1. the mid-training stages the validated checkpoints need (each, and the stages it starts from), in dependency
+   order (``octo cpt``'s ``run_stage``); a stage no validated checkpoint needs is not trained;
 2. from the final checkpoint of every validated stage (``validation.checkpoints``), for every seed: a
    probe (``run_grpo_probe`` with the recipe's ``probe`` section, into ``probes/<id>``, so ``octo score RUN``
    scores them) and a full RL run (the same probe with ``validation.full_steps`` steps, into
@@ -122,7 +123,7 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     progress.info(f"validate {recipe.name} in {ctx.run_dir}" + (" (reduced)" if reduced else ""))
     ctx.prepare()
     set_threads(recipe.cpt.threads)   # for the probes too, also when every stage is already done
-    for stage in stage_order(recipe):
+    for stage in stage_order(recipe, recipe.validation_checkpoints):   # the stages a validated checkpoint needs
         run_stage(ctx, stage)
     jobs = _jobs(ctx, recipe)
     for job in jobs.probes + jobs.long_runs:   # a run started with other settings is refused before anything trains

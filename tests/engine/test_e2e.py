@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import QUICKSTART, TINY_OVERRIDES
 
-pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
+pytestmark = [pytest.mark.slow]   # one `octo run` process at a time, one torch thread: not multiproc
 
 STAGES = ["pretrain", "stable", "decay-long", "decay-short", "decay-hybrid"]
 PROBED = ["stable", "decay-long", "decay-short", "decay-hybrid"]

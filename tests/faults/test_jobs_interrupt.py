@@ -20,7 +20,9 @@ def _args(run_dir, steps: int) -> list[str]:
     args = [sys.executable, "-m", "octo.cli", "run", str(FAST), "--run-dir", str(run_dir), "--jobs", "2"]
     for o in TINY_FAST:
         args += ["--set", o]
-    return args + ["--set", f"probe.steps={steps}"]
+    # an evaluation every 10 steps and a checkpoint every 5, not every step: the rerun's four 30-step probes are
+    # this test's cost, and what it checks (the interrupt, nothing left running, the rerun finishing) is the same
+    return args + ["--set", f"probe.steps={steps}", "--set", "probe.eval_every=10", "--set", "probe.save_every=5"]
 
 
 def _group_alive(pgid: int) -> bool:
