@@ -20,6 +20,7 @@ import pytest
 import yaml
 from octo.analysis.stats import kendall_tau, kendall_tau_rows, ranking, ranks, tau_ci, tau_gain_ci
 from octo.analysis.validation import separated_agreement, separated_pairs, write_validation
+from octo.config import load_recipe, stage_order
 
 from tests.analysis.synth import RunBuilder, const, jump, ramp
 from tests.conftest import QUICKSTART, REPO
@@ -394,6 +395,17 @@ def test_dry_run_reduced_applies_the_overrides_and_user_sets_win(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_only_the_stages_the_validated_checkpoints_need_are_ordered_for_training():
+    r = load_recipe(VALIDATION)
+    every = stage_order(r)
+    assert set(every) == set(r.cpt.stages) and every.index("stable") < every.index("stable-more") < \
+        every.index("decay-long-am-more")
+    # a checkpoint brings the stages it starts from, in dependency order; nothing else
+    assert stage_order(r, ["decay-long-am-more", "decay-short"]) == ["pretrain", "stable", "stable-more",
+                                                                      "decay-long-am-more", "decay-short"]
+    assert stage_order(r, ["pretrain-half"]) == ["pretrain-half"]
+
+
 def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     """The toy world's defaults were tuned in quickstart.yaml (docs/toyworld.md): the validation recipe must run
     the same world, model, data, stages and probe, adding only stages and the validation section. The probe is
@@ -416,8 +428,12 @@ def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     assert {k: vs[k] for k in qs} == qs
     added = set(vs) - set(qs)
     assert added == {"stable-more", "decay-long-noif", "pretrain-half", "decay-noqa", "decay-long-half",
-                     "decay-long-am", "decay-direct", "decay-long-brief"}
+                     "decay-long-am", "decay-direct", "decay-long-brief", "decay-long-am-more"}
     assert vs["stable-more"]["mixture"] == qs["stable"]["mixture"]
+    # decay-long-am-more: decay-long-am's decay from the stable stage continued (stable-more)
+    assert {k: x for k, x in vs["decay-long-am-more"].items() if k != "init"} == \
+        {k: x for k, x in vs["decay-long-am"].items() if k != "init"}
+    assert (vs["decay-long-am"]["init"], vs["decay-long-am-more"]["init"]) == ("stable", "stable-more")
     # pretrain-half: the base on half the tokens; decay-noqa: a decay with no CoT QA; decay-long-half: half of Long's
     # long-CoT share, the rest to mathweb
     assert {k: x for k, x in vs["pretrain-half"].items() if k != "tokens"} == \
@@ -488,6 +504,9 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     plan = json.loads((run / "validation" / "plan.json").read_text())
     stages = result["stages"]
     assert len(stages) >= 6 and result["reduced"] is True
+    # the stages no validated checkpoint needs were not trained
+    assert {p.name for p in (run / "cpt").iterdir()} == set(stage_order(load_recipe(VALIDATION), stages))
+    assert not (run / "cpt" / "decay-noqa").exists()
     text = doc.read_text()
     assert "**This is the reduced run**" in text and "not evidence" in text
     assert "`octo validate recipes/toy/validation.yaml --jobs 2 --doc " in text    # the full command, no --reduced
