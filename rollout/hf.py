@@ -138,8 +138,11 @@ class HFBackend(ContextClosing):
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
 
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+        rows = torch.arange(batch, device=device)   # the chunk's rows still generating, in the cache's order
         for t in range(max_tokens):
             logits = out.logits[:, -1, :].float()
+            if len(rows) < batch:   # finished rows: a uniform row, drawn and discarded (see _compact)
+                logits = logits.new_zeros((batch, logits.shape[-1])).index_copy_(0, rows, logits)
             if temperature == 0:
                 logprobs = logits.log_softmax(-1)
                 tok = logits.argmax(-1)
@@ -157,13 +160,33 @@ class HFBackend(ContextClosing):
             stopped |= hit
             if t == max_tokens - 1 or bool(stopped.all()):
                 break
-            mask = torch.cat([mask, torch.ones((batch, 1), dtype=mask.dtype, device=device)], dim=1)
+            cache = cache_kwargs(self.model, out)
+            rows, mask, positions = self._compact(rows, stopped, mask, positions, cache)
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
             positions = positions[:, -1:] + 1
-            out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
-                             **cache_kwargs(self.model, out))
+            out = self.model(input_ids=tok[rows, None], attention_mask=mask, position_ids=positions,
+                             use_cache=True, **cache)
 
         tokens, logps, lengths, stopped = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
         return [(tokens[i][:lengths[i]], logps[i][:lengths[i]], stopped[i]) for i in range(batch)]
+
+
+    @staticmethod
+    def _compact(rows, stopped, mask, positions, cache: dict):
+        """Drop finished rows from the forward batch (their cache rows, mask and positions) once a quarter of it
+        has finished: a finished row's tokens are cut at its EOS, so computing it is waste, and at the probe's
+        lengths (most answers end long before the limit, a few run to it) about half the decoding work is.
+
+        The sampled tokens stay those of the uncompacted batch: the sampler still draws one token for every row
+        of the chunk (a finished row from a uniform distribution, then discarded), so the generator's stream, and
+        each live row's draw from it, is unchanged. Caches without ``batch_select_indices`` are left whole."""
+        live = ~stopped[rows]
+        select = getattr(next(iter(cache.values())), "batch_select_indices", None)
+        if select is None or int(live.sum()) > 0.75 * len(rows):
+            return rows, mask, positions
+        keep = live.nonzero().squeeze(1)
+        select(keep)
+        return rows[keep], mask[keep], positions[keep]
 
 
 def cache_kwargs(model, out) -> dict:

@@ -78,6 +78,37 @@ def test_greedy_padded_batch_equals_one_by_one(toy_model, toy_tokenizer, toy_pro
         assert group[0].logprobs == pytest.approx(alone.logprobs, abs=1e-4)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_finished_rows_leave_the_forward_batch_and_the_samples_stay_the_same(toy_model, toy_tokenizer, toy_prompts,
+                                                                               monkeypatch, temperature):
+    """Rows that ended at EOS are dropped from the forward batch once a quarter of the chunk has, and every row's
+    tokens and log-probs are those of the uncompacted batch (the sampler's stream is unchanged)."""
+    from octo.rollout.hf import HFBackend
+
+    sizes = []
+    hook = toy_model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]),
+                                               with_kwargs=True)
+    try:
+        compacted = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
+                                                         seed=5)
+        shrunk = sizes[:]
+        sizes.clear()
+        monkeypatch.setattr(HFBackend, "_compact", staticmethod(lambda rows, stopped, mask, positions, cache:
+                                                                (rows, mask, positions)))
+        whole = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
+                                                     seed=5)
+    finally:
+        hook.remove()
+    n = len(toy_prompts) * 4
+    lengths = sorted(len(c.token_ids) for g in whole for c in g)
+    assert lengths[n // 4] < lengths[-1]   # a quarter of the rows end before the longest: there are rows to drop
+    assert shrunk[0] == n and min(shrunk) < n * 0.75 and set(sizes) == {n}
+    assert len(shrunk) == len(sizes)       # as many decoding steps
+    for a, b in zip((c for g in compacted for c in g), (c for g in whole for c in g)):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+
+
 def test_greedy_n_copies_and_small_chunks(toy_model, toy_tokenizer, toy_prompts):
     whole = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=3, max_tokens=16, temperature=0)
     chunked = hf(toy_model, toy_tokenizer, batch_size=2).generate(toy_prompts, n=3, max_tokens=16, temperature=0)
