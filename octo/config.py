@@ -196,6 +196,9 @@ class StageConfig:
                      "weights: weights only, fresh optimizer (R_weights)")
     mixture: dict[str, float] = opt(help="source name -> share of training TOKENS; must sum to 1")
     tokens: int = opt(ge=1, help="token budget of the stage")
+    seed: int | None = opt(None, help="seed of the stage's data order and of a random init (default: the recipe's "
+                                      "seed): a stage copied under another seed is a replicate draw of it, the "
+                                      "same mixture and budget from other documents in another order")
     schedule: ScheduleConfig = opt(default_factory=ScheduleConfig, help="learning-rate schedule")
     save_every: int = opt(0, ge=0, help="full-state checkpoint every N optimizer steps (0: only the last, the "
                                         "gated ones and the time-based ones of cpt.save_every_s)")
@@ -414,6 +417,12 @@ class Recipe:
     @property
     def run_path(self) -> Path:
         return Path(self.run_dir or os.path.join("runs", self.name))
+
+
+def stage_seed(recipe: Recipe, stage: str) -> int:
+    """The seed of a stage's data order and random init: its own ``seed``, else the recipe's."""
+    seed = recipe.cpt.stages[stage].seed
+    return recipe.seed if seed is None else seed
 
 
 def stage_order(recipe: Recipe, for_stages: list[str] | None = None) -> list[str]:

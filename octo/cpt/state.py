@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from octo.config import stage_seed
 from octo.errors import OctoError
 
 
@@ -55,7 +56,7 @@ def init_model(ctx, stage: str):
     recipe = ctx.recipe
     scfg = recipe.cpt.stages[stage]
     if scfg.init == "random":
-        return build_toy_model(recipe.model, ctx.tokenizer, recipe.seed), None, None, "random init"
+        return build_toy_model(recipe.model, ctx.tokenizer, stage_seed(recipe, stage)), None, None, "random init"
     if scfg.init == "model":
         return load_model(resolve(recipe.model.init), attn_implementation=recipe.model.attn_implementation), \
             None, None, f"weights of {recipe.model.init}"
@@ -107,7 +108,7 @@ def save_stage_checkpoint(ctx, stage: str, model, state: dict, lr: float) -> Non
     ckpt_root = ctx.stage_dir(stage) / "checkpoints"
     manifest = {
         "stage": stage, "step": step, "tokens": state["tokens"], "lr": lr, "restore_mode": "full",
-        "init": scfg.init, "init_restore": scfg.restore, "seed": ctx.recipe.seed,
+        "init": scfg.init, "init_restore": scfg.restore, "seed": stage_seed(ctx.recipe, stage),
         # the versions this checkpoint is bound to are those read now, not the run's first
         "tokenizer_hash": ctx.tokenizer_version,
         "data_fingerprints": {n: ctx.source(n).fingerprint for n in scfg.mixture},

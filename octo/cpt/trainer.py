@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from octo import progress
+from octo.config import stage_seed
 from octo.context import RunContext
 from octo.cpt.binding import check_restore
 from octo.cpt.checkpoint import latest_good_checkpoint, load_trainer_state, remove_stale
@@ -148,8 +149,8 @@ class StageRun:
         import torch
 
         self.step = 0
-        torch.manual_seed(ctx.recipe.seed)
-        random.seed(ctx.recipe.seed)
+        torch.manual_seed(stage_seed(ctx.recipe, stage))
+        random.seed(stage_seed(ctx.recipe, stage))
         model, opt_state, inherited_lr, how = init_model(ctx, stage)
         start = init_checkpoint(ctx, stage)
         if start is not None:

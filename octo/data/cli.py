@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from octo import progress
-from octo.config import add_recipe_arguments, dump_recipe, recipe_from_args, stage_order
+from octo.config import add_recipe_arguments, dump_recipe, recipe_from_args, stage_order, stage_seed
 from octo.errors import OctoError
 
 DEFAULT_TOKENS = 200_000
@@ -173,7 +173,7 @@ def render(ctx, stage: str, result: Draw, *, where: str, samples: int, max_chars
     drawn = sum(result.seen.values())
     lines = [
         f"stage '{stage}' of recipe '{recipe.name}', from {where}",
-        (f"drew {drawn:,} tokens ({len(result.sequences):,} sequences of {cfg.seq_len}) with seed {recipe.seed}; "
+        (f"drew {drawn:,} tokens ({len(result.sequences):,} sequences of {cfg.seq_len}) with seed {stage_seed(recipe, stage)}; "
          f"long_docs: {cfg.long_docs}; mask_prompt: {'on' if cfg.mask_prompt else 'off'}"),
         "",
     ]

@@ -9,6 +9,7 @@ seed 000). :func:`pack_whole_documents` packs for evaluation: whole documents, p
 
 from __future__ import annotations
 
+from octo.config import stage_seed
 from octo.data.mixture import TokenMixture
 
 IGNORE = -100
@@ -131,5 +132,6 @@ def stage_packer(ctx, stage: str) -> Packer:
     """The packer stage ``stage`` trains on (:func:`octo.cpt.trainer.run_stage` and ``octo data preview``)."""
     recipe = ctx.recipe
     scfg = recipe.cpt.stages[stage]
-    streams = {name: ctx.source(name).doc_stream(recipe.seed) for name in scfg.mixture}
+    seed = stage_seed(recipe, stage)
+    streams = {name: ctx.source(name).doc_stream(seed) for name in scfg.mixture}
     return Packer(TokenMixture(streams, scfg.mixture), recipe.cpt.seq_len, mask_prompt=recipe.cpt.mask_prompt)

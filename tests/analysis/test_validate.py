@@ -428,7 +428,11 @@ def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     assert {k: vs[k] for k in qs} == qs
     added = set(vs) - set(qs)
     assert added == {"stable-more", "decay-long-noif", "pretrain-half", "decay-noqa", "decay-long-half",
-                     "decay-long-am", "decay-direct", "decay-long-brief", "decay-long-am-more"}
+                     "decay-long-am", "decay-direct", "decay-long-brief", "decay-long-am-more", "decay-long-seed1",
+                     "decay-short-seed1"}
+    # second draws of Long and Short: the same stages under another seed
+    for name in ("decay-long", "decay-short"):
+        assert vs[f"{name}-seed1"] == {**qs[name], "seed": 1} and qs[name].get("seed", v["seed"]) != 1
     assert vs["stable-more"]["mixture"] == qs["stable"]["mixture"]
     # decay-long-am-more: decay-long-am's decay from the stable stage continued (stable-more)
     assert {k: x for k, x in vs["decay-long-am-more"].items() if k != "init"} == \

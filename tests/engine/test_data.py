@@ -303,3 +303,45 @@ def test_trainer_builds_its_packer_with_the_recipe_options(tiny_ctx, monkeypatch
     assert trainer_packer.mask_prompt is True and trainer_packer.seq_len == ctx.recipe.cpt.seq_len
     mine = packing.stage_packer(ctx, "decay-short")
     assert [trainer_packer.next_sequence() for _ in range(8)] == [mine.next_sequence() for _ in range(8)]
+
+
+def _with_stage_seed(ctx, stage, seed, **fields):
+    """A context reading ``ctx``'s run directory whose ``stage`` has its own seed (read only, no lock)."""
+    import dataclasses
+
+    from octo.context import RunContext
+
+    cpt = ctx.recipe.cpt
+    stages = dict(cpt.stages, **{stage: dataclasses.replace(cpt.stages[stage], seed=seed, **fields)})
+    return RunContext(dataclasses.replace(ctx.recipe, cpt=dataclasses.replace(cpt, stages=stages)))
+
+
+def test_a_stage_seed_draws_other_documents_and_the_default_is_the_recipe_seed(tiny_ctx):
+    """cpt.stages.<name>.seed makes a replicate draw: the same mixture from other documents in another order; left
+    unset, or set to the recipe's seed, the stage draws what it always drew."""
+    from octo.config import stage_seed
+    from octo.data.cli import draw
+
+    def docs(ctx):
+        return [(n, d.ids) for n, d in draw(ctx, "decay-short", 4096).pulled]
+
+    base = docs(tiny_ctx)
+    assert stage_seed(tiny_ctx.recipe, "decay-short") == tiny_ctx.recipe.seed
+    assert docs(_with_stage_seed(tiny_ctx, "decay-short", tiny_ctx.recipe.seed)) == base
+    other = _with_stage_seed(tiny_ctx, "decay-short", tiny_ctx.recipe.seed + 1)
+    assert stage_seed(other.recipe, "decay-short") == tiny_ctx.recipe.seed + 1
+    drawn = docs(other)
+    assert drawn != base
+    assert len({tuple(ids) for _, ids in drawn} - {tuple(ids) for _, ids in base}) > len(drawn) // 4
+    assert docs(_with_stage_seed(tiny_ctx, "decay-long", 7)) == base   # another stage's seed changes nothing here
+
+
+def test_a_random_init_stage_is_initialised_from_its_own_seed(tiny_ctx):
+    from octo.cpt.state import init_model
+
+    def weights(seed):
+        model = init_model(_with_stage_seed(tiny_ctx, "stable", seed, init="random"), "stable")[0]
+        return model.get_input_embeddings().weight
+
+    default, own, again = weights(None), weights(tiny_ctx.recipe.seed + 1), weights(tiny_ctx.recipe.seed + 1)
+    assert default.equal(weights(tiny_ctx.recipe.seed)) and own.equal(again) and not own.equal(default)
