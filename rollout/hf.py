@@ -179,14 +179,24 @@ class HFBackend(ContextClosing):
 
         The sampled tokens stay those of the uncompacted batch: the sampler still draws one token for every row
         of the chunk (a finished row from a uniform distribution, then discarded), so the generator's stream, and
-        each live row's draw from it, is unchanged. Caches without ``batch_select_indices`` are left whole."""
+        each live row's draw from it, is unchanged. A cache that cannot drop rows (a static cache, a linear-attention
+        layer: see ``selectable``) is left whole."""
         live = ~stopped[rows]
-        select = getattr(next(iter(cache.values())), "batch_select_indices", None)
-        if select is None or int(live.sum()) > 0.75 * len(rows):
+        cache_obj = next(iter(cache.values()))
+        if int(live.sum()) > 0.75 * len(rows) or not selectable(cache_obj):
             return rows, mask, positions
         keep = live.nonzero().squeeze(1)
-        select(keep)
+        cache_obj.batch_select_indices(keep)
         return rows[keep], mask[keep], positions[keep]
+
+
+def selectable(cache) -> bool:
+    """Whether ``cache`` can drop batch rows in place: a transformers ``Cache`` whose every layer implements
+    ``batch_select_indices`` (a dynamic, sliding-window or quantized layer; not a static or linear-attention one,
+    whose cache object has the method but whose layers raise)."""
+    layers = getattr(cache, "layers", None)
+    return callable(getattr(cache, "batch_select_indices", None)) and layers is not None and \
+        all(callable(getattr(layer, "batch_select_indices", None)) for layer in layers)
 
 
 def cache_kwargs(model, out) -> dict:

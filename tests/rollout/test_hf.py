@@ -109,6 +109,28 @@ def test_finished_rows_leave_the_forward_batch_and_the_samples_stay_the_same(toy
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
 
 
+def test_a_cache_whose_layers_cannot_drop_rows_decodes_whole_chunks(toy_model, toy_tokenizer, toy_prompts,
+                                                                     monkeypatch):
+    """A static or linear-attention cache layer has no ``batch_select_indices``: the chunk is decoded whole, with
+    the same tokens, instead of failing mid-generation."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    from octo.rollout.hf import selectable
+
+    assert selectable(DynamicCache(config=toy_model.config)) and not selectable(None) and not selectable(object())
+    before = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
+    monkeypatch.delattr(DynamicLayer, "batch_select_indices")
+    sizes = []
+    hook = toy_model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]),
+                                               with_kwargs=True)
+    try:
+        after = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
+    finally:
+        hook.remove()
+    assert set(sizes) == {len(toy_prompts) * 4}
+    assert [c.token_ids for g in after for c in g] == [c.token_ids for g in before for c in g]
+
+
 def test_greedy_n_copies_and_small_chunks(toy_model, toy_tokenizer, toy_prompts):
     whole = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=3, max_tokens=16, temperature=0)
     chunked = hf(toy_model, toy_tokenizer, batch_size=2).generate(toy_prompts, n=3, max_tokens=16, temperature=0)
