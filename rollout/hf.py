@@ -6,8 +6,9 @@ must be exactly ``softmax(logits / T)`` (top-p optional) with each token's log-p
 recomputes it, while ``generate`` merges the checkpoint's ``generation_config.json`` (``top_k=50``,
 penalties) into every call; randomness comes from a private ``torch.Generator`` seeded per call; and it
 is the probe's hot loop. Prompts are left-padded with ``position_ids = cumsum(mask) - 1``, so a padded
-batch computes the same logits as each prompt alone; finished sequences are fed pad tokens until their
-chunk of ``config.batch_size`` is done and cut at EOS.
+batch computes the same logits as each prompt alone; sequences are cut at EOS, and once a quarter of a chunk
+(``config.batch_size``) has ended the ended rows leave the forward batch, with the sampled tokens unchanged
+(``HFBackend._compact``).
 """
 
 from __future__ import annotations
@@ -169,7 +170,6 @@ class HFBackend(ContextClosing):
 
         tokens, logps, lengths, stopped = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
         return [(tokens[i][:lengths[i]], logps[i][:lengths[i]], stopped[i]) for i in range(batch)]
-
 
     @staticmethod
     def _compact(rows, stopped, mask, positions, cache: dict):

@@ -173,8 +173,8 @@ def render(ctx, stage: str, result: Draw, *, where: str, samples: int, max_chars
     drawn = sum(result.seen.values())
     lines = [
         f"stage '{stage}' of recipe '{recipe.name}', from {where}",
-        (f"drew {drawn:,} tokens ({len(result.sequences):,} sequences of {cfg.seq_len}) with seed {stage_seed(recipe, stage)}; "
-         f"long_docs: {cfg.long_docs}; mask_prompt: {'on' if cfg.mask_prompt else 'off'}"),
+        (f"drew {drawn:,} tokens ({len(result.sequences):,} sequences of {cfg.seq_len}) with seed "
+         f"{stage_seed(recipe, stage)}; long_docs: {cfg.long_docs}; mask_prompt: {'on' if cfg.mask_prompt else 'off'}"),
         "",
     ]
     docs_drawn: dict[str, int] = {}

@@ -320,7 +320,7 @@ def test_a_stage_seed_draws_other_documents_and_the_default_is_the_recipe_seed(t
     """cpt.stages.<name>.seed makes a replicate draw: the same mixture from other documents in another order; left
     unset, or set to the recipe's seed, the stage draws what it always drew."""
     from octo.config import stage_seed
-    from octo.data.cli import draw
+    from octo.data.cli import draw, render
 
     def docs(ctx):
         return [(n, d.ids) for n, d in draw(ctx, "decay-short", 4096).pulled]
@@ -334,6 +334,9 @@ def test_a_stage_seed_draws_other_documents_and_the_default_is_the_recipe_seed(t
     assert drawn != base
     assert len({tuple(ids) for _, ids in drawn} - {tuple(ids) for _, ids in base}) > len(drawn) // 4
     assert docs(_with_stage_seed(tiny_ctx, "decay-long", 7)) == base   # another stage's seed changes nothing here
+    seed = tiny_ctx.recipe.seed + 1   # octo data preview says which seed drew its sample
+    assert f"with seed {seed};" in render(other, "decay-short", draw(other, "decay-short", 1024), where="here",
+                                          samples=1, max_chars=100)
 
 
 def test_a_random_init_stage_is_initialised_from_its_own_seed(tiny_ctx):
