@@ -149,8 +149,9 @@ class StageRun:
         import torch
 
         self.step = 0
-        torch.manual_seed(stage_seed(ctx.recipe, stage))
-        random.seed(stage_seed(ctx.recipe, stage))
+        seed = stage_seed(ctx.recipe, stage)
+        torch.manual_seed(seed)
+        random.seed(seed)
         model, opt_state, inherited_lr, how = init_model(ctx, stage)
         start = init_checkpoint(ctx, stage)
         if start is not None:

@@ -325,16 +325,16 @@ def test_a_stage_seed_draws_other_documents_and_the_default_is_the_recipe_seed(t
     def docs(ctx):
         return [(n, d.ids) for n, d in draw(ctx, "decay-short", 4096).pulled]
 
-    base = docs(tiny_ctx)
+    base, seed = docs(tiny_ctx), tiny_ctx.recipe.seed + 1
     assert stage_seed(tiny_ctx.recipe, "decay-short") == tiny_ctx.recipe.seed
     assert docs(_with_stage_seed(tiny_ctx, "decay-short", tiny_ctx.recipe.seed)) == base
-    other = _with_stage_seed(tiny_ctx, "decay-short", tiny_ctx.recipe.seed + 1)
-    assert stage_seed(other.recipe, "decay-short") == tiny_ctx.recipe.seed + 1
+    other = _with_stage_seed(tiny_ctx, "decay-short", seed)
+    assert stage_seed(other.recipe, "decay-short") == seed
     drawn = docs(other)
     assert drawn != base
     assert len({tuple(ids) for _, ids in drawn} - {tuple(ids) for _, ids in base}) > len(drawn) // 4
     assert docs(_with_stage_seed(tiny_ctx, "decay-long", 7)) == base   # another stage's seed changes nothing here
-    seed = tiny_ctx.recipe.seed + 1   # octo data preview says which seed drew its sample
+    # octo data preview says which seed drew its sample
     assert f"with seed {seed};" in render(other, "decay-short", draw(other, "decay-short", 1024), where="here",
                                           samples=1, max_chars=100)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -78,6 +79,17 @@ def test_greedy_padded_batch_equals_one_by_one(toy_model, toy_tokenizer, toy_pro
         assert group[0].logprobs == pytest.approx(alone.logprobs, abs=1e-4)
 
 
+@contextlib.contextmanager
+def forward_batch_sizes(model):
+    """The batch size of every forward call of ``model`` inside the block, in order."""
+    sizes: list[int] = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        yield sizes
+    finally:
+        hook.remove()
+
+
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_finished_rows_leave_the_forward_batch_and_the_samples_stay_the_same(toy_model, toy_tokenizer, toy_prompts,
                                                                                monkeypatch, temperature):
@@ -85,20 +97,14 @@ def test_finished_rows_leave_the_forward_batch_and_the_samples_stay_the_same(toy
     tokens and log-probs are those of the uncompacted batch (the sampler's stream is unchanged)."""
     from octo.rollout.hf import HFBackend
 
-    sizes = []
-    hook = toy_model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]),
-                                               with_kwargs=True)
-    try:
+    with forward_batch_sizes(toy_model) as shrunk:
         compacted = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
                                                          seed=5)
-        shrunk = sizes[:]
-        sizes.clear()
-        monkeypatch.setattr(HFBackend, "_compact", staticmethod(lambda rows, stopped, mask, positions, cache:
-                                                                (rows, mask, positions)))
+    monkeypatch.setattr(HFBackend, "_compact", staticmethod(lambda rows, stopped, mask, positions, cache:
+                                                            (rows, mask, positions)))
+    with forward_batch_sizes(toy_model) as sizes:
         whole = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
                                                      seed=5)
-    finally:
-        hook.remove()
     n = len(toy_prompts) * 4
     lengths = sorted(len(c.token_ids) for g in whole for c in g)
     assert lengths[n // 4] < lengths[-1]   # a quarter of the rows end before the longest: there are rows to drop
@@ -120,13 +126,8 @@ def test_a_cache_whose_layers_cannot_drop_rows_decodes_whole_chunks(toy_model, t
     assert selectable(DynamicCache(config=toy_model.config)) and not selectable(None) and not selectable(object())
     before = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
     monkeypatch.delattr(DynamicLayer, "batch_select_indices")
-    sizes = []
-    hook = toy_model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]),
-                                               with_kwargs=True)
-    try:
+    with forward_batch_sizes(toy_model) as sizes:
         after = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
-    finally:
-        hook.remove()
     assert set(sizes) == {len(toy_prompts) * 4}
     assert [c.token_ids for g in after for c in g] == [c.token_ids for g in before for c in g]
 
