@@ -1,5 +1,11 @@
-"""The ``hf`` backend's decoding with finished rows dropped from the forward batch, against the same backend
-decoding the whole chunk to its end (the baseline, measured in the same run on the same request).
+"""The ``hf`` backend's decoding against its own earlier forms, measured in the same run on the same request:
+
+- ``whole``: the model's forward at every step, every row of a chunk decoded to the chunk's end (the backend
+  before stop 35);
+- ``compacted``: the model's forward at every step, rows that ended at EOS dropped from the forward batch
+  (``rollout.decoder: transformers``);
+- ``octo_step``: the default (``rollout.decoder: auto``): rows dropped, and a Llama model's steps run by octo's
+  own step with the KV cache in buffers allocated once per chunk (octo.rollout.llama_decode).
 
     python benchmarks/hf_decoding.py [--run-dir runs/quickstart] [--recipe recipes/toy/quickstart.yaml]
                                      [--stages decay-long decay-short] [--problems 32] [--samples 16]
@@ -7,15 +13,18 @@ decoding the whole chunk to its end (the baseline, measured in the same run on t
 
 For each stage with a final checkpoint in the run directory: the probe's step-0 sampling request (level-balanced
 held-out problems x ``--samples`` at temperature 1, ``--max-tokens``; the pass that dominates a probe's time) and
-its greedy evaluation request, generated once by each decoder with the same seed. Reports the seconds of each,
-the speed-up, the mean and clipped share of completion lengths, and whether every completion's tokens are equal
-(they must be: the sampler draws for every row either way). One torch thread by default, as ``--jobs 2`` gives
-each run. Prints one JSON object.
+its greedy evaluation request, and a training step's rollout (8 of the problems x 8 samples at temperature 1),
+generated once by each decoder with the same seed. Reports the seconds of each,
+the speed-ups over ``whole`` and over ``compacted``, the mean and clipped share of completion lengths, and
+whether every completion's tokens are equal across the three and its log-probs between ``octo_step`` and
+``compacted`` (they must be). One torch thread by
+default, as ``--jobs 2`` gives each run. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -29,23 +38,29 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def whole_batch_backend(backend):
     """The same backend object, decoding every row of a chunk to the chunk's end (no compaction)."""
-    backend._compact = lambda rows, stopped, mask, positions, cache: (rows, mask, positions)
+    backend._compact = lambda rows, stopped, mask, positions, step: (rows, mask, positions)
     return backend
 
 
-def timed(backend, prompts, **kw) -> tuple[float, list[list[int]]]:
+def timed(backend, prompts, **kw) -> tuple[float, list[tuple]]:
     t0 = time.perf_counter()
     groups = backend.generate(prompts, **kw)
-    return time.perf_counter() - t0, [c.token_ids for g in groups for c in g]
+    return time.perf_counter() - t0, [(c.token_ids, c.logprobs) for g in groups for c in g]
 
 
 def compare(make, prompts, max_tokens: int, **kw) -> dict:
-    fast_s, fast = timed(make(), prompts, max_tokens=max_tokens, **kw)
-    whole_s, whole = timed(whole_batch_backend(make()), prompts, max_tokens=max_tokens, **kw)
-    lengths = [len(t) for t in fast]
-    return {"compacted_s": round(fast_s, 2), "whole_batch_s": round(whole_s, 2), "speedup": round(whole_s / fast_s, 2),
-            "completions": len(fast), "len/mean": round(sum(lengths) / len(lengths), 1),
-            "clip_ratio": round(sum(n == max_tokens for n in lengths) / len(lengths), 3), "same_tokens": fast == whole}
+    octo_s, octo = timed(make("auto"), prompts, max_tokens=max_tokens, **kw)
+    comp_s, comp = timed(make("transformers"), prompts, max_tokens=max_tokens, **kw)
+    whole_s, whole = timed(whole_batch_backend(make("transformers")), prompts, max_tokens=max_tokens, **kw)
+    lengths = [len(t) for t, _ in octo]
+    return {"whole_s": round(whole_s, 2), "compacted_s": round(comp_s, 2), "octo_step_s": round(octo_s, 2),
+            "speedup_over_whole": round(whole_s / octo_s, 2), "speedup_over_compacted": round(comp_s / octo_s, 2),
+            "completions": len(octo), "len/mean": round(sum(lengths) / len(lengths), 1),
+            "clip_ratio": round(sum(n == max_tokens for n in lengths) / len(lengths), 3),
+            "same_tokens": [t for t, _ in octo] == [t for t, _ in comp] == [t for t, _ in whole],
+            # a smaller forward batch may round a log-prob differently; octo's step and the compacted forward see
+            # the same batches, so theirs must be equal bit for bit
+            "same_logprobs_as_compacted": octo == comp}
 
 
 def main() -> int:
@@ -84,11 +99,14 @@ def main() -> int:
         model.generation_config.eos_token_id = tok.eos_token_id
         prompts = _prompt_ids(tok, problems, recipe.probe.prompt_template)
 
-        def make():
-            return make_backend(recipe.probe.rollout, tokenizer=tok, model=model, model_path=str(ckpt))
+        def make(decoder: str):
+            cfg = dataclasses.replace(recipe.probe.rollout, decoder=decoder)
+            return make_backend(cfg, tokenizer=tok, model=model, model_path=str(ckpt))
 
         out[stage] = {"sampled": compare(make, prompts, args.max_tokens, n=args.samples, temperature=1.0, seed=1),
-                      "greedy": compare(make, prompts, args.max_tokens, n=1, temperature=0.0, seed=1)}
+                      "greedy": compare(make, prompts, args.max_tokens, n=1, temperature=0.0, seed=1),
+                      # a probe step's rollout: 8 prompts x 8 samples (probe.prompts_per_step x num_generations)
+                      "rollout": compare(make, prompts[:8], args.max_tokens, n=8, temperature=1.0, seed=1)}
     print(json.dumps({"run_dir": str(run), "problems": len(problems), "samples": args.samples,
                       "max_tokens": args.max_tokens, "threads": args.threads, "stages": out}, indent=1))
     return 0

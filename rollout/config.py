@@ -19,6 +19,11 @@ class RolloutConfig:
                              help="vllm-server: base URLs of running servers, e.g. http://127.0.0.1:8000; "
                                   "empty: octo starts its own (num_servers)")
     batch_size: int = opt(256, ge=1, help="hf: sequences generated per forward batch")
+    decoder: Literal["auto", "transformers"] = opt(
+        "auto", help="hf: how a decoding step runs. auto: a Llama-architecture model takes octo's own step, which "
+                     "keeps the KV cache in buffers allocated once per chunk (bitwise the same logits, checked "
+                     "against the model's forward at each chunk's first step; docs/rollout.md); any other model, "
+                     "and transformers, call the model's forward at every step")
 
     # vllm-server: transport
     request_timeout_s: float = opt(

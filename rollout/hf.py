@@ -8,15 +8,19 @@ penalties) into every call; randomness comes from a private ``torch.Generator`` 
 is the probe's hot loop. Prompts are left-padded with ``position_ids = cumsum(mask) - 1``, so a padded
 batch computes the same logits as each prompt alone; sequences are cut at EOS, and once a quarter of a chunk
 (``config.batch_size``) has ended the ended rows leave the forward batch, with the sampled tokens unchanged
-(``HFBackend._compact``).
+(``HFBackend._compact``). After the prefill, a Llama model's decoding steps run in octo's own step with the KV
+cache in buffers allocated once per chunk (octo.rollout.llama_decode: the same logits bit for bit, checked at each
+chunk's first step); any other model's through its forward (``TransformersStep``).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from pathlib import Path
 from typing import Any
 
+from octo import progress
 from octo.errors import OctoError
 from octo.rollout.base import Completion, ContextClosing, check_request
 from octo.rollout.config import RolloutConfig
@@ -59,6 +63,9 @@ class HFBackend(ContextClosing):
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        # octo's own decoding step where the model allows it (see _stepper)
+        self._fused = config.decoder == "auto"
+        self._fallback_said = False
 
     @staticmethod
     def _load(model_path: str | None):
@@ -139,9 +146,11 @@ class HFBackend(ContextClosing):
         extra = {"logits_to_keep": 1} if self._logits_to_keep else {}
 
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+        step = self._stepper(out, capacity=width + max_tokens)
+        logits = out.logits[:, -1, :]
         rows = torch.arange(batch, device=device)   # the chunk's rows still generating, in the cache's order
         for t in range(max_tokens):
-            logits = out.logits[:, -1, :].float()
+            logits = logits.float()
             if len(rows) < batch:   # finished rows: a uniform row, drawn and discarded (see _compact)
                 logits = logits.new_zeros((batch, logits.shape[-1])).index_copy_(0, rows, logits)
             if temperature == 0:
@@ -161,18 +170,37 @@ class HFBackend(ContextClosing):
             stopped |= hit
             if t == max_tokens - 1 or bool(stopped.all()):
                 break
-            cache = cache_kwargs(self.model, out)
-            rows, mask, positions = self._compact(rows, stopped, mask, positions, cache)
+            rows, mask, positions = self._compact(rows, stopped, mask, positions, step)
             mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=mask.dtype, device=device)], dim=1)
             positions = positions[:, -1:] + 1
-            out = self.model(input_ids=tok[rows, None], attention_mask=mask, position_ids=positions,
-                             use_cache=True, **cache)
+            logits = step(tok[rows, None], mask, positions)[:, -1, :]
+        self._note_fallback(step)
 
         tokens, logps, lengths, stopped = tokens.tolist(), logps.tolist(), lengths.tolist(), stopped.tolist()
         return [(tokens[i][:lengths[i]], logps[i][:lengths[i]], stopped[i]) for i in range(batch)]
 
+    def _stepper(self, out, *, capacity: int):
+        """The chunk's decoding step after the prefill ``out``: octo's own for a Llama model (``rollout.decoder:
+        auto``, octo.rollout.llama_decode), checked at its first step against the model's forward; else that
+        forward."""
+        from octo.rollout.llama_decode import LlamaDecoder, dynamic_layers, unsupported
+
+        step = TransformersStep(self.model, out)
+        # asked at every chunk: peft may have put adapters into the model since the backend was made
+        if self._fused and dynamic_layers(step.cache_obj) and unsupported(self.model) is None:
+            return LlamaDecoder(self.model, step.cache_obj, capacity, check=step)
+        return step
+
+    def _note_fallback(self, step) -> None:
+        if getattr(step, "verified", None) is False and not self._fallback_said:
+            self._fallback_said = True
+            progress.info("rollout hf: octo's Llama decoding step did not match the model's forward bit for bit; "
+                          "decoding with the model's forward (set probe.rollout.decoder: transformers to skip "
+                          "the check)")
+            self._fused = False
+
     @staticmethod
-    def _compact(rows, stopped, mask, positions, cache: dict):
+    def _compact(rows, stopped, mask, positions, step):
         """Drop finished rows from the forward batch (their cache rows, mask and positions) once a quarter of it
         has finished: a finished row's tokens are cut at its EOS, so computing it is waste, and at the probe's
         lengths (most answers end long before the limit, a few run to it) about half the decoding work is.
@@ -182,12 +210,34 @@ class HFBackend(ContextClosing):
         each live row's draw from it, is unchanged. A cache that cannot drop rows (a static cache, a linear-attention
         layer: see ``selectable``) is left whole."""
         live = ~stopped[rows]
-        cache_obj = next(iter(cache.values()))
-        if int(live.sum()) > 0.75 * len(rows) or not selectable(cache_obj):
+        if int(live.sum()) > 0.75 * len(rows) or not step.can_select():
             return rows, mask, positions
         keep = live.nonzero().squeeze(1)
-        cache_obj.batch_select_indices(keep)
+        step.select(keep)
         return rows[keep], mask[keep], positions[keep]
+
+
+class TransformersStep:
+    """A decoding step through the model's own forward, carrying its KV cache from call to call."""
+
+    def __init__(self, model, out):
+        self.model = model
+        self.cache = cache_kwargs(model, out)
+
+    @property
+    def cache_obj(self):
+        return next(iter(self.cache.values()))
+
+    def __call__(self, tokens, mask, positions):
+        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True, **self.cache)
+        self.cache = cache_kwargs(self.model, out)
+        return out.logits
+
+    def can_select(self) -> bool:
+        return selectable(self.cache_obj)
+
+    def select(self, keep) -> None:
+        self.cache_obj.batch_select_indices(keep)
 
 
 def selectable(cache) -> bool:
@@ -203,5 +253,9 @@ def cache_kwargs(model, out) -> dict:
     """The KV cache of ``out`` as the next forward call's keyword: ``cache`` where the model's forward takes it
     (transformers >= 5.2x, which deprecates ``past_key_values`` with a FutureWarning per call site), else
     ``past_key_values`` (older 5.x)."""
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    return {name: getattr(out, name)}
+    return {(name := _cache_keyword(type(model))): getattr(out, name)}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_keyword(model_class) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"

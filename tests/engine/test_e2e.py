@@ -40,7 +40,7 @@ def _jsonl(path: Path) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
     res = subprocess.run(_cmd(run_dir), capture_output=True, text=True, env=_env(), timeout=900)

