@@ -64,8 +64,8 @@ class HFBackend(ContextClosing):
         self.pad_id = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
         self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         # octo's own decoding step where the model allows it (see _stepper)
+        # (off for good once a chunk's check finds it differs from the model's forward: _note_fallback)
         self._fused = config.decoder == "auto"
-        self._fallback_said = False
 
     @staticmethod
     def _load(model_path: str | None):
@@ -192,8 +192,8 @@ class HFBackend(ContextClosing):
         return step
 
     def _note_fallback(self, step) -> None:
-        if getattr(step, "verified", None) is False and not self._fallback_said:
-            self._fallback_said = True
+        # a chunk that fell back turns octo's step off, so no later chunk makes a LlamaDecoder or says this again
+        if getattr(step, "verified", None) is False and self._fused:
             progress.info("rollout hf: octo's Llama decoding step did not match the model's forward bit for bit; "
                           "decoding with the model's forward (set probe.rollout.decoder: transformers to skip "
                           "the check)")

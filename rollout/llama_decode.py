@@ -86,8 +86,6 @@ class LlamaDecoder:
     first call compares the two and keeps the model's step for the chunk if they differ."""
 
     def __init__(self, model, cache, capacity: int, check=None):
-        import torch
-
         inner = model.model
         self.model = model
         self.layers = list(inner.layers[: model.config.num_hidden_layers])
@@ -101,7 +99,6 @@ class LlamaDecoder:
         self.force_gqa = os.environ.get("TRANSFORMERS_SDPA_FORCE_GQA", "0") == "1"
         self.check = check
         self.verified: bool | None = None
-        self._float = torch.float
 
     # -- the step --------------------------------------------------------------------------------
 
@@ -128,7 +125,7 @@ class LlamaDecoder:
         inner = self.model.model
         x = F.embedding(tokens, inner.embed_tokens.weight)
         rotary = inner.rotary_emb
-        freqs = positions[..., None].float() * rotary.inv_freq.to(device=x.device, dtype=self._float)
+        freqs = positions[..., None].float() * rotary.inv_freq.to(device=x.device, dtype=torch.float)
         emb = torch.cat((freqs, freqs), dim=-1)
         cos = (emb.cos() * rotary.attention_scaling).to(x.dtype).unsqueeze(1)
         sin = (emb.sin() * rotary.attention_scaling).to(x.dtype).unsqueeze(1)
