@@ -71,9 +71,11 @@ class ProbeConfig:
     num_generations: int = opt(8, ge=2, help="completions per prompt (the GRPO group size G)")
     micro_batch_size: int = opt(
         0, ge=0, help="completions per forward/backward pass; one optimizer step accumulates the gradients of "
-                      "prompts_per_step x num_generations / micro_batch_size passes (0: all in one pass). A memory "
-                      "knob, not a setting: a real model's logits over its vocabulary (e.g. 152K for Qwen2.5) take "
-                      "GBs per pass, so lower it when a probe runs out of memory")
+                      "prompts_per_step x num_generations / micro_batch_size passes (0: all in one pass), grouped "
+                      "by completion length and each cut to its longest (the same step up to float rounding). A "
+                      "memory and speed knob, not a setting: a real model's logits over its vocabulary (e.g. 152K "
+                      "for Qwen2.5) take GBs per pass, so lower it when a probe runs out of memory; passes of 16 "
+                      "train faster where completion lengths spread (docs/rollout.md)")
     lr: float = opt(2.0e-5, gt=0, help="policy learning rate (constant)")
     beta: float = opt(0.0, ge=0, help="KL coefficient (OctoThinker: 0)")
     temperature: float = opt(1.0, gt=0, help="sampling temperature of rollouts")

@@ -2,8 +2,8 @@
 
     octo probe runs/quickstart/cpt/decay-long/checkpoints/step-8 --recipe recipes/toy/quickstart.yaml
 
-TRL's ``GRPOTrainer`` (its losses, optimizer and accelerate integration) with three octo parts, through
-TRL's public hooks:
+TRL's ``GRPOTrainer`` (its losses, optimizer and accelerate integration; with ``probe.micro_batch_size``, its passes
+grouped by completion length: octo.probe.passes) with three octo parts, through TRL's public hooks:
 
 - :class:`~octo.probe.rollouts.ProbeRollouts`, the ``rollout_func``: the rollout backend and the
   max-length schedule (and the held-out evaluations, on the same backend);
@@ -165,10 +165,9 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
     from datasets import Dataset
     from datasets.table import InMemoryTable
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl import GRPOTrainer
-
     from octo.model import load_model
     from octo.probe.callback import ProbeMetricsCallback
+    from octo.probe.passes import trainer_class
     from octo.verifiers import ControlReward, MathReward, shared_pool
 
     cfg = recipe.probe
@@ -197,9 +196,9 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
         _check_lora_targets(model, peft_config.target_modules)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=_grpo_config(cfg, spec, probe_dir),
-                              train_dataset=dataset, processing_class=tokenizer, rollout_func=rollouts,
-                              callbacks=[callback], peft_config=peft_config)
+        trainer = trainer_class()(model=model, reward_funcs=[reward], args=_grpo_config(cfg, spec, probe_dir),
+                                  train_dataset=dataset, processing_class=tokenizer, rollout_func=rollouts,
+                                  callbacks=[callback], peft_config=peft_config)
     rollouts.trainer = trainer   # held-out evaluations push the current weights first
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
