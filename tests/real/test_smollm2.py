@@ -65,15 +65,16 @@ def check_run_dir(run: Path) -> dict:
     return rows[0]
 
 
-def _run(overrides: list[str], timeout: int) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "octo.cli", "run", str(RECIPE)] + [a for o in overrides for a in ("--set", o)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          check=False)
+def _octo(args: list[str], overrides: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """``octo <args>`` with each override as a ``--set``."""
+    cmd = [sys.executable, "-m", "octo.cli"] + args + [a for o in overrides for a in ("--set", o)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
 
 
 def test_reduced_recipe_with_the_hf_backend(smollm2_dir, tmp_path):
     run = tmp_path / "run"
-    res = _run(reduced(smollm2_dir, run) + ["probe.rollout.backend=hf", "probe.rollout.servers=[]"], 900)
+    res = _octo(["run", str(RECIPE)], reduced(smollm2_dir, run) + ["probe.rollout.backend=hf",
+                                                                   "probe.rollout.servers=[]"], 900)
     assert res.returncode == 0, res.stderr[-3000:]
     check_run_dir(run)
 
@@ -93,10 +94,8 @@ def test_a_probe_of_the_imported_model_with_rollouts_from_a_vllm_server(smollm2_
     run, out = tmp_path / "run", tmp_path / "probe"
     with start_server(str(smollm2_dir), python=python, max_model_len=1024,
                       log_path=tmp_path / "vllm.log") as server:
-        sets = reduced(smollm2_dir, run) + [f"probe.rollout.servers=[{server.url}]"]
-        cmd = [sys.executable, "-m", "octo.cli", "probe", str(smollm2_dir), "--recipe", str(RECIPE), "--out",
-               str(out)] + [a for o in sets for a in ("--set", o)]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, check=False)
+        res = _octo(["probe", str(smollm2_dir), "--recipe", str(RECIPE), "--out", str(out)],
+                    reduced(smollm2_dir, run) + [f"probe.rollout.servers=[{server.url}]"], 900)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1] and rows[0]["max_len"] == 8 and rows[0]["time/rollout"] > 0
