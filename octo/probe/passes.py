@@ -75,17 +75,26 @@ def length_grouped_passes(batch: dict, passes: int, *, by_length: bool = True) -
 
 def _trainer_class():
     from trl import GRPOTrainer
-    from trl.trainer.grpo_trainer import shuffle_sequence_dict
+
+    try:   # TRL's internals this class builds on (trl 1.16); another TRL keeps its own split
+        from trl.trainer.grpo_trainer import shuffle_sequence_dict, split_tensor_dict
+    except ImportError:
+        return GRPOTrainer
+    if not all(hasattr(GRPOTrainer, name) for name in ("_prepare_inputs", "_generate_and_score_completions",
+                                                       "_compute_loss")):
+        return GRPOTrainer
 
     class LengthGroupedGRPOTrainer(GRPOTrainer):
         """TRL's GRPOTrainer whose passes are length-grouped (module docstring). Falls back to TRL's own split where
-        it does not apply: one pass, more than one iteration per generation, or a batch with keys it does not know."""
+        it does not apply: one pass, more than one iteration per generation, a batch with keys it does not know, or
+        a TRL without the internals it builds on."""
 
         _grouped = False   # whether the buffered passes are ours (the entropy rescale applies to them only)
 
         def _prepare_inputs(self, generation_batch):
             passes = self.args.steps_per_generation
-            if not self.model.training or passes == 1 or self.num_iterations != 1:
+            if (not self.model.training or passes == 1 or getattr(self, "num_iterations", None) != 1
+                    or not hasattr(self, "_buffered_inputs")):
                 return super()._prepare_inputs(generation_batch)
             if self._step % passes == 0 or self._buffered_inputs is None:
                 batch = self._generate_and_score_completions(generation_batch)
@@ -95,8 +104,6 @@ def _trainer_class():
                     self._buffered_inputs = length_grouped_passes(batch, passes,
                                                                   by_length=self.loss_type in GROUPING_LOSSES)
                 else:
-                    from trl.trainer.grpo_trainer import split_tensor_dict
-
                     self._buffered_inputs = split_tensor_dict(batch, passes)
             return self._buffered_inputs[self._step % passes]
 
@@ -109,7 +116,7 @@ def _trainer_class():
                     mask = mask * inputs["tool_mask"]
                 tokens = float(self.accelerator.reduce(mask.sum().float(), reduction="sum"))
                 total = float(inputs["num_items_in_batch"])
-                values = self._metrics["train"]["entropy"]
+                values = getattr(self, "_metrics", {}).get("train", {}).get("entropy")
                 if values and total > 0:
                     values[-1] *= tokens * self.args.steps_per_generation / total
             return loss

@@ -175,3 +175,14 @@ def test_grouped_passes_train_the_step_of_trls_passes(tmp_path, loss_type):
     assert moved > 1e-3                          # the step trained (plain SGD: the weights move by the gradient)
     assert _max_diff(w, w_base) < 1e-4 * moved   # ... the same step, up to float rounding
     assert e == pytest.approx(e_one, rel=1e-5)   # the logged entropy stays the token mean of the whole batch
+
+
+def test_a_trl_without_the_internals_keeps_its_own_trainer(monkeypatch):
+    import trl.trainer.grpo_trainer as grpo_module
+    from trl import GRPOTrainer
+
+    from octo.probe.passes import _trainer_class
+
+    assert _trainer_class() is not GRPOTrainer and issubclass(_trainer_class(), GRPOTrainer)
+    monkeypatch.delattr(grpo_module, "split_tensor_dict")
+    assert _trainer_class() is GRPOTrainer
