@@ -165,6 +165,7 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
     from datasets import Dataset
     from datasets.table import InMemoryTable
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     from octo.model import load_model
     from octo.probe.callback import ProbeMetricsCallback
     from octo.probe.passes import trainer_class

@@ -9,8 +9,9 @@ pass's columns to what its rows use: its longest completion, and its longest pro
 
 The step is the same, up to float rounding:
 
-- padding is masked out of the loss, and RoPE attention depends on relative positions only, so cutting columns
-  changes no term of the loss;
+- padding is masked out of the loss, and rotary attention (Llama, Qwen) depends on relative positions only, so
+  cutting columns changes no term of the loss (TRL passes no position ids: a model with absolute position embeddings
+  would see its prompts start nearer position 0, where generation put them);
 - the ``dapo``, ``grpo`` and ``dr_grpo`` losses are sums of per-token or per-sequence terms over a normalizer that
   does not depend on how rows are grouped, so the accumulated gradient is the one-pass gradient. ``bnpo``
   normalizes each pass by its own token count, so grouping by length would weigh short completions more: its passes
