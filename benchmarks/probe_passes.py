@@ -10,8 +10,9 @@ A validation full run (120 steps, the recipe's stairs, its evaluations every 30 
 ``--steps 120 --stairs 0:64,30:96,60:160,90:256 --eval-every 30 --eval-problems 300``.
 
 Reports per checkpoint the seconds of TRL's step (``time/train``: its forward, backward and optimizer step, and the
-held-out evaluations that end a step; the rollout excluded), of the rollouts, and of the whole run, the speed-ups, and how far the two runs' logged metrics
-are apart at step 1 (the same rollouts and, up to float rounding, the same step) and after. Prints one JSON object.
+held-out evaluations that end a step; the rollout excluded), of the rollouts, and of the whole run, the speed-ups,
+and how far the two runs' logged metrics are apart at step 1 (the same rollouts and, up to float rounding, the
+same step) and after. Prints one JSON object.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class LlamaDecoder:
     # -- dropping rows ---------------------------------------------------------------------------
 
     def can_select(self) -> bool:
-        return True if self.verified is not False else self.check.can_select()
+        return self.verified is not False or self.check.can_select()
 
     def select(self, keep) -> None:
         """Keep only the batch rows ``keep`` (a finished row leaves the forward batch): in the buffers, and in the

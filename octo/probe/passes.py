@@ -25,6 +25,8 @@ state, and with it every later rollout, is the one TRL's split leaves.
 
 from __future__ import annotations
 
+import functools
+
 # the keys of TRL's text-only generation batch this module knows how to cut; any other key (images, a subclass's
 # extra columns) leaves TRL's split as it is
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -125,12 +127,7 @@ def _trainer_class():
     return LengthGroupedGRPOTrainer
 
 
+@functools.cache
 def trainer_class():
     """The GRPOTrainer subclass (built on first call: importing TRL takes seconds)."""
-    global _TRAINER
-    if _TRAINER is None:
-        _TRAINER = _trainer_class()
-    return _TRAINER
-
-
-_TRAINER = None
+    return _trainer_class()

@@ -98,13 +98,13 @@ def test_finished_rows_leave_the_forward_batch_and_the_samples_stay_the_same(toy
     from octo.rollout.hf import HFBackend
 
     with forward_batch_sizes(toy_model) as shrunk:   # the model's own forward at every step: its batch is seen
-        compacted = hf(toy_model, toy_tokenizer, decoder="transformers").generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
-                                                         seed=5)
+        compacted = hf(toy_model, toy_tokenizer, decoder="transformers").generate(
+            toy_prompts, n=4, max_tokens=40, temperature=temperature, seed=5)
     monkeypatch.setattr(HFBackend, "_compact", staticmethod(lambda rows, stopped, mask, positions, step:
                                                             (rows, mask, positions)))
     with forward_batch_sizes(toy_model) as sizes:
-        whole = hf(toy_model, toy_tokenizer, decoder="transformers").generate(toy_prompts, n=4, max_tokens=40, temperature=temperature,
-                                                     seed=5)
+        whole = hf(toy_model, toy_tokenizer, decoder="transformers").generate(
+            toy_prompts, n=4, max_tokens=40, temperature=temperature, seed=5)
     n = len(toy_prompts) * 4
     lengths = sorted(len(c.token_ids) for g in whole for c in g)
     assert lengths[n // 4] < lengths[-1]   # a quarter of the rows end before the longest: there are rows to drop
@@ -127,7 +127,8 @@ def test_a_cache_whose_layers_cannot_drop_rows_decodes_whole_chunks(toy_model, t
     before = hf(toy_model, toy_tokenizer).generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
     monkeypatch.delattr(DynamicLayer, "batch_select_indices")
     with forward_batch_sizes(toy_model) as sizes:
-        after = hf(toy_model, toy_tokenizer, decoder="transformers").generate(toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
+        after = hf(toy_model, toy_tokenizer, decoder="transformers").generate(
+            toy_prompts, n=4, max_tokens=40, temperature=1.0, seed=5)
     assert set(sizes) == {len(toy_prompts) * 4}
     assert [c.token_ids for g in after for c in g] == [c.token_ids for g in before for c in g]
 
@@ -190,8 +191,8 @@ def test_rows_dropped_before_the_llama_steps_first_call_leave_the_checked_cache_
 
     with torch.inference_mode():
         out, tok = prefill()
-        step = LlamaDecoder(toy_model, TransformersStep(toy_model, out).cache_obj, width + 8,
-                            check=TransformersStep(toy_model, out))
+        check = TransformersStep(toy_model, out)   # as the backend makes it: the decoder copies the same cache
+        step = LlamaDecoder(toy_model, check.cache_obj, width + 8, check=check)
         step.select(keep)
         args = (tok[keep, None], torch.cat([mask[keep], torch.ones(len(keep), 1, dtype=mask.dtype)], 1),
                 positions[keep, -1:] + 1)
