@@ -34,7 +34,7 @@ def probe(checkpoint: Path, out: Path, args, micro: int) -> subprocess.Popen:
     sets = [f"validation.full_steps={steps * 100}", f"probe.steps={steps}",
             f"probe.eval_every={args.eval_every or steps * 10}", f"probe.save_every={steps * 10}",
             "probe.start_samples=0", f"probe.eval_problems={args.eval_problems}",
-            f"probe.max_len={{kind: stair, stairs: {{{stairs(args.stairs)}}}}}", f"probe.micro_batch_size={micro}"]
+            f"probe.max_len={{kind: stair, stairs: {{{args.stairs}}}}}", f"probe.micro_batch_size={micro}"]
     cmd = [sys.executable, "-m", "octo.cli", "probe", str(checkpoint), "--recipe", str(args.recipe),
            "--run-dir", str(out / "run"), "--out", str(out / "probe"), "--seed", "0"]
     for s in sets:
@@ -43,8 +43,11 @@ def probe(checkpoint: Path, out: Path, args, micro: int) -> subprocess.Popen:
 
 
 def stairs(spec: str) -> str:
-    """``0:64,30:96`` as a YAML mapping's body (``0: 64, 30: 96``)."""
-    return ", ".join(f"{int(step)}: {int(limit)}" for step, limit in (s.split(":") for s in spec.split(",")))
+    """``0:64,30:96`` as a YAML mapping's body (``0: 64, 30: 96``); argparse's ``type`` for ``--stairs``."""
+    try:
+        return ", ".join(f"{int(step)}: {int(limit)}" for step, limit in (s.split(":") for s in spec.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{spec!r} is not STEP:LIMIT stairs, e.g. 0:64,30:96") from None
 
 
 def rows(out: Path) -> list[dict]:
@@ -94,17 +97,19 @@ def main() -> None:
     ap.add_argument("checkpoints", nargs="+", type=Path)
     ap.add_argument("--recipe", type=Path, default=REPO / "recipes" / "toy" / "validation.yaml")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--stairs", default="0:256", help="the length limit: STEP:LIMIT stairs, comma-separated")
+    ap.add_argument("--stairs", type=stairs, default="0:256", help="the length limit: STEP:LIMIT stairs, comma-separated")
     ap.add_argument("--eval-every", type=int, default=0, help="held-out evaluations (0: at the start and end)")
     ap.add_argument("--eval-problems", type=int, default=20)
     ap.add_argument("--micro", type=int, default=16)
     ap.add_argument("--out", type=Path, default=Path("/tmp/probe-passes"))
     args = ap.parse_args()
     if args.micro < 1:
-        raise SystemExit("--micro must be at least 1 (0 is the one-pass baseline this compares against)")
+        ap.error("--micro must be at least 1 (0 is the one-pass baseline this compares against)")
     missing = [str(c) for c in args.checkpoints if not (c / "config.json").exists()]
     if missing:
-        raise SystemExit(f"not a checkpoint directory (no config.json): {', '.join(missing)}")
+        ap.error(f"not a checkpoint directory (no config.json): {', '.join(missing)}")
+    if args.out.exists() and any(args.out.iterdir()):
+        ap.error(f"{args.out} is not empty (an earlier run's probes): pass another --out or remove it")
     print(json.dumps({"runs": [compare(c.resolve(), args) for c in args.checkpoints]}, indent=1))
 
 
