@@ -21,6 +21,7 @@ set, the probe prompts and the training documents share no question. The probe p
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,47 @@ def column_line(st: dict, wrong: int | None = None) -> str:
 
 def column_lines(a: int, b: int) -> list[str]:
     return [column_line(st) for st in column_steps(a, b)]
+
+
+# A scratchpad line as a model writes it: the digits still to add, the carry, the column sum (a slip and its repair
+# allowed) and the answer digits so far. Loose on purpose (any digit counts) so that wrong lines still parse.
+_LINE = re.compile(r"^(\d+)\+(\d+) c(\d+) (\d+)\+(\d+)\+(\d+)=(\d+)"
+                   r"(?: Wait, that is not right\. \d+\+\d+\+\d+=(\d+))? a(\d+)$")
+_BOXED = re.compile(r"\\boxed\{(\d+)\}")
+# procedure_error's verdicts, in the order a column-procedure answer is written
+PROCEDURE_ERRORS = ("no_procedure", "copy", "rewrite", "carry", "digits", "sum", "answer_digits", "lines",
+                    "final", "ok")
+
+
+def procedure_error(a: int, b: int, text: str) -> str:
+    """Where a model's column-procedure answer to ``a + b`` first goes wrong (one of ``PROCEDURE_ERRORS``).
+
+    ``copy``: the first line does not restate ``a`` and ``b`` (the numbers copied from the question);
+    ``rewrite``: a later line's remaining digits are not the line before's minus their last digit; ``carry``,
+    ``digits`` (the column's two digits), ``sum`` (after a repaired slip, the repair counts), ``answer_digits``:
+    that field of the first line that differs from the right procedure; ``lines``: too few or too many lines;
+    ``final``: the procedure is right but the last boxed number is not the sum (or none was written);
+    ``no_procedure``: no scratchpad line at all (a short answer)."""
+    lines = [m for m in (_LINE.match(ln.strip()) for ln in text.split("\n")) if m]
+    if not lines:
+        return "no_procedure"
+    steps = column_steps(a, b)
+    for k, (m, st) in enumerate(zip(lines, steps)):
+        ra, rb, carry, x, y, c2, total, repaired, acc = m.groups()
+        if (ra, rb) != (st["rest_a"], st["rest_b"]):
+            return "copy" if k == 0 else "rewrite"
+        if int(carry) != st["carry"] or int(c2) != st["carry"]:
+            return "carry"
+        if (int(x), int(y)) != (st["x"], st["y"]):
+            return "digits"
+        if int(repaired if repaired is not None else total) != st["sum"]:
+            return "sum"
+        if acc != st["acc"]:
+            return "answer_digits"
+    if len(lines) != len(steps):
+        return "lines"
+    boxed = _BOXED.findall(text)
+    return "ok" if boxed and int(boxed[-1]) == a + b else "final"
 
 
 def _slip(rng: random.Random, s: int) -> int:

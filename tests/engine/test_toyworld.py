@@ -10,7 +10,8 @@ import pytest
 
 from octo.config import WorldConfig
 from octo.errors import ConfigError
-from octo.toyworld import PLACES_OF_DIGITS, TRAIN_SOURCES, column_lines, column_steps, generate_world, make_problem
+from octo.toyworld import (PLACES_OF_DIGITS, PROCEDURE_ERRORS, TRAIN_SOURCES, column_lines, column_steps,
+                           generate_world, make_problem, procedure_error)
 
 LINE = re.compile(r"^(\d+)\+(\d+) c([01]) (\d)\+(\d)\+([01])=(\d+)(?: Wait, that is not right\. "
                   r"(\d)\+(\d)\+([01])=(\d+))? a(\d+)$")
@@ -152,6 +153,51 @@ def test_every_solution_form_is_right_line_by_line(world):
             assert others[-1].endswith((f" {a + b}.", f" {a + b} {r['query'].split()[3].rstrip('.')}."))
     assert slips > 0
     assert 0.4 < forms["direct"] / (forms["direct"] + forms["places"]) < 0.6
+
+
+def test_procedure_error_passes_every_training_answer(world):
+    """Every Long answer of the world (slips repaired, re-checks) is a right procedure; no short answer is one."""
+    _, out = world
+    seen = set()
+    for name in SHORT | LONG:
+        for r in _read(out / f"{name}.jsonl"):
+            a, b = (int(x) for x in re.findall(r"\d+", r["query"]))
+            verdict = procedure_error(a, b, f"{r['cot']}</think>\n{r['content']}")
+            assert verdict == ("ok" if name in LONG else "no_procedure"), (name, r)
+            seen.add(verdict)
+    assert seen == {"ok", "no_procedure"}
+
+
+def _answer(a, b, lines, box):
+    return "Okay, let me add them.\n" + "".join(ln + "\n" for ln in lines) + f"So.\n</think>\n\\boxed{{{box}}}"
+
+
+@pytest.mark.parametrize("verdict, edit", [
+    ("copy", lambda L: ["4792+1835" + L[0][9:], *L[1:]]),             # the question's digits out of order
+    ("rewrite", lambda L: [L[0], "427+183" + L[1][7:], *L[2:]]),       # a later line re-writes them wrong
+    ("carry", lambda L: [L[0], L[1].replace(" c1 2+3+1=", " c0 2+3+1="), *L[2:]]),
+    ("digits", lambda L: [L[0], L[1].replace("2+3+1=6", "2+4+1=6"), *L[2:]]),
+    ("sum", lambda L: [L[0], L[1].replace("=6 a", "=7 a"), *L[2:]]),
+    ("sum", lambda L: [L[0], L[1].replace("=6 a", "=7 Wait, that is not right. 2+3+1=5 a"), *L[2:]]),
+    ("answer_digits", lambda L: [L[0], L[1].replace("a64", "a46"), *L[2:]]),
+    ("lines", lambda L: L[:-1]),
+    ("lines", lambda L: [*L, L[-1]]),
+])
+def test_procedure_error_names_the_first_wrong_field(verdict, edit):
+    lines = column_lines(4729, 1835)
+    assert lines[1] == "472+183 c1 2+3+1=6 a64"
+    assert procedure_error(4729, 1835, _answer(4729, 1835, lines, 6564)) == "ok"
+    assert procedure_error(4729, 1835, _answer(4729, 1835, edit(lines), 6564)) == verdict
+    assert verdict in PROCEDURE_ERRORS
+
+
+def test_procedure_error_repaired_slip_final_box_and_short_answers():
+    lines = column_lines(4729, 1835)
+    slipped = [lines[0], lines[1].replace("=6 a", "=5 Wait, that is not right. 2+3+1=6 a"), *lines[2:]]
+    assert procedure_error(4729, 1835, _answer(4729, 1835, slipped, 6564)) == "ok"
+    assert procedure_error(4729, 1835, _answer(4729, 1835, lines, 6565)) == "final"
+    assert procedure_error(4729, 1835, "\n".join(lines)) == "final"          # cut before its box
+    assert procedure_error(4729, 1835, "4729+1835=6564\n</think>\n\\boxed{6564}") == "no_procedure"
 
 
 def test_check_place_lines_catches_a_wrong_line():
