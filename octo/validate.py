@@ -1,6 +1,6 @@
 """``octo validate RECIPE``: does the readiness ranking of short probes predict the ranking after full RL?
 
-    octo validate recipes/toy/validation.yaml --jobs 2 --doc docs/validation.md   # the experiment (~3.9 h, 2 cores)
+    octo validate recipes/toy/validation.yaml --jobs 2 --doc docs/validation.md   # the experiment (~2 h, 2 cores)
     octo validate recipes/toy/validation.yaml --reduced                      # the pipeline check (minutes)
 
 1. the mid-training stages the validated checkpoints need (each, and the stages it starts from), in dependency
