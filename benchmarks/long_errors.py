@@ -48,7 +48,7 @@ def level_rows(problems: list[dict], texts: list[str], correct: list[int]) -> di
 
 
 def main() -> int:
-    from octo.accuracy import _prompt_ids, select_problems
+    from octo.accuracy import evaluate_problems, select_problems
     from octo.config import load_recipe
     from octo.context import RunContext
     from octo.model import load_model, load_tokenizer
@@ -83,16 +83,14 @@ def main() -> int:
         tok, model = load_tokenizer(ckpt), load_model(ckpt)
         model.eval()
         backend = make_backend(recipe.probe.rollout, tokenizer=tok, model=model, model_path=str(ckpt))
-        try:
-            done = backend.generate(_prompt_ids(tok, problems, recipe.probe.prompt_template), n=1,
-                                    max_tokens=args.limit, temperature=0.0, seed=0)
+        try:   # the gates' and probes' own greedy evaluation, whose completions it keeps in "_greedy"
+            res = evaluate_problems(backend, tok, problems, template=recipe.probe.prompt_template,
+                                    max_new_tokens=args.limit, verifier=recipe.verifier, pool=pool, seed=0)
         finally:
             backend.close()
-        texts = [c[0].text for c in done]
-        results = pool.verify_batch(golds=[p["answer"] for p in problems], completions=texts)
-        correct = [int(r.correct) for r in results]
-        out[stage] = {"acc": round(sum(correct) / len(correct), 3),
-                      "levels": level_rows(problems, texts, correct)}
+        texts = [c.text for c in res["_greedy"][0]]
+        out[stage] = {"acc": round(res["acc"], 3),
+                      "levels": level_rows(problems, texts, res["per_problem/greedy"])}
     print(json.dumps({"run_dir": str(run), "limit": args.limit, "problems": len(problems), "stages": out},
                      indent=1))
     return 0
