@@ -51,6 +51,7 @@ def main() -> int:
     from octo.accuracy import evaluate_problems, select_problems
     from octo.config import load_recipe
     from octo.context import RunContext
+    from octo.errors import OctoError
     from octo.model import load_model, load_tokenizer
     from octo.rollout import make_backend
     from octo.runio import STAGE_DONE_FILE, read_json
@@ -72,7 +73,10 @@ def main() -> int:
                  "first, or name stages it has with --stages")
     if args.limit < 1 or args.per_level < 1:
         ap.error("--limit and --per-level must be positive")
-    recipe = load_recipe(args.recipe, [f"run_dir={run}", *args.set])
+    try:
+        recipe = load_recipe(args.recipe, [f"run_dir={run}", *args.set])
+    except OctoError as e:
+        ap.error(str(e))
     heldout = RunContext(recipe).problems(recipe.data.heldout)
     levels = len({p["level"] for p in heldout})
     problems = select_problems(heldout, args.per_level * levels)
