@@ -1,7 +1,7 @@
 """Does RL in the toy world behave like RL after real mid-training? The measured tables of docs/toyworld.md.
 
     python benchmarks/toyworld_rl.py [--run-dir runs/toyworld-rl] [--seeds 0 1 2] [--control-seeds 0]
-                                     [--full-seeds 0] [--doc docs/toyworld.md] [--ship DIR]
+                                     [--full-seeds 0] [--doc docs/toyworld.md] [--ship DIR] [--set KEY=VALUE ...]
 
 Trains the stages of recipes/toy/scratch.yaml (the quickstart from random init, with the pretrain stage that
 the quickstart takes from the shipped base model), plus one extra stage ``early``: that pretrain stage stopped
@@ -29,13 +29,17 @@ evaluation minus its step-0 evaluation, averaged over the row's seeds; its 95% C
 problems. A full run's accuracy is the validation's truth: the mean of greedy and sampled accuracy. Collapse
 is octo's own detector (octo.analysis.detectors) on the probe's logs. Prints one JSON object and (re)writes
 ``--doc`` from it; ``--ship DIR`` also copies the stable checkpoint to DIR with ``octo export`` (the
-checkpoint tests/probe/test_toy_rl.py uses). Everything is resumable: a finished stage or run is skipped.
+checkpoint tests/probe/test_toy_rl.py uses). ``--set KEY=VALUE`` (repeatable) overrides a key of the bench recipe,
+e.g. ``--set model.num_layers=4`` for recipes/toy/validation.yaml's model; use its own ``--run-dir`` and ``--doc``.
+Everything is resumable: a finished stage or run is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -52,10 +56,14 @@ EARLY_STEPS = 25
 BRANCHES = ("decay-long", "decay-short", "decay-hybrid")
 
 
-def bench_recipe(run_dir: Path) -> Path:
-    """recipes/toy/scratch.yaml with an ``early`` stage and this run directory, written beside it (the quickstart
-    itself starts from the shipped base model, so it has no pretrain stage to stop early)."""
+def bench_recipe(run_dir: Path, sets: list[str] = ()) -> Path:
+    """recipes/toy/scratch.yaml with an ``early`` stage, this run directory and the ``sets`` overrides, written
+    beside it (the quickstart itself starts from the shipped base model, so it has no pretrain stage to stop
+    early). A bad override raises octo's OctoError before anything is written."""
     import yaml
+
+    from octo.config import parse_recipe
+    from octo.schema import apply_overrides
 
     r = yaml.safe_load((REPO / "recipes/toy/scratch.yaml").read_text())
     r["name"], r["run_dir"] = "toyworld-rl", str(run_dir)
@@ -63,6 +71,8 @@ def bench_recipe(run_dir: Path) -> Path:
     r["cpt"]["stages"]["early"] = {"init": "random", "mixture": dict(pre["mixture"]),
                                    "tokens": EARLY_STEPS * r["cpt"]["batch_tokens"],
                                    "schedule": dict(pre["schedule"])}
+    r = apply_overrides(r, list(sets))
+    parse_recipe(copy.deepcopy(r))
     path = run_dir.parent / f"{run_dir.name}.recipe.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(r, sort_keys=False))
@@ -392,10 +402,11 @@ measured. World v1 (small-number multi-step problems) hit a ceiling, and long re
   probe exists for (is a low start a bad checkpoint, or one whose answers do not fit yet?). Evaluating
   the probe at the full runs' last limit instead would show the Long answers finishing at step 0 and
   leave nothing for a readiness score to find that step-0 accuracy does not already show.
-- **Model.** Llama, 3 layers, width 128, 4 heads of 32, FFN 384, untied embeddings: about 0.8M
-  parameters (world v1's; it learns the column procedure, see above). The validation experiment
-  (recipes/toy/validation.yaml) uses 4 layers, about 1.0M: at 3 the Long branch copies the question's
-  numbers into its procedure wrongly (below).
+- **Model.** This page's runs: Llama, {num_layers} layers, width {hidden_size}, {num_heads} heads of {head_dim},
+  FFN {intermediate_size}, untied embeddings, {params_m:.2f}M parameters. The quickstart's shipped base has 3
+  layers, about 0.8M parameters (world v1's size; it learns the column procedure, see above). The validation
+  experiment (recipes/toy/validation.yaml) uses 4 layers, about 1.0M: at 3 the Long branch copies the
+  question's numbers into its procedure wrongly (below).
 - **Stages.** pretrain ({pretrain_tokens} tokens, cosine 2e-3 -> 1e-3) -> stable ({stable_tokens} tokens at
   constant 1e-3) -> three decay branches ({decay_tokens} tokens each, cosine to 5e-4) with OctoThinker's Table 5
   mixtures.
@@ -466,6 +477,19 @@ def _token_lengths(run_dir: Path) -> tuple[str, str]:
     return out[0], out[1]
 
 
+def _param_count(model_dir: Path) -> int:
+    """Parameters of a saved model, from its safetensors headers."""
+    from safetensors import safe_open
+
+    n = 0
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for k in st.keys():
+                shape = st.get_slice(k).get_shape()
+                n += math.prod(shape)
+    return n
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", default=str(REPO / "runs/toyworld-rl"))
@@ -475,10 +499,17 @@ def main() -> int:
                     help="seeds of the full RL runs from each branch (none: skip them)")
     ap.add_argument("--doc", default=str(REPO / "docs/toyworld.md"))
     ap.add_argument("--ship", default=None, help="export the stable checkpoint here (octo export)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the bench recipe (repeatable), e.g. --set model.num_layers=4")
     args = ap.parse_args()
     t_start = time.perf_counter()
     run_dir = Path(args.run_dir).resolve()
-    recipe_path = bench_recipe(run_dir)
+    from octo.errors import OctoError
+
+    try:
+        recipe_path = bench_recipe(run_dir, args.set)
+    except OctoError as e:
+        ap.error(str(e))
     octo("cpt", str(recipe_path))
 
     import yaml
@@ -513,7 +544,11 @@ def main() -> int:
     def stair_text(stairs):
         return " -> ".join(f"{v} (step {k})" for k, v in stairs.items())
 
-    rec = {"min_digits": w["min_digits"], "max_digits": w["max_digits"], "mathweb_columns": w["mathweb_columns"],
+    m = r["model"]
+    rec = {**{k: m[k] for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")},
+           "head_dim": m["hidden_size"] // m["num_heads"],
+           "params_m": _param_count(random_init_checkpoint(run_dir, recipe_path)) / 1e6,
+           "min_digits": w["min_digits"], "max_digits": w["max_digits"], "mathweb_columns": w["mathweb_columns"],
            "long_slip": w["long_slip"], "long_len": long_len, "short_len": short_len,
            "pretrain_tokens": f"{st['pretrain']['tokens']:,}", "stable_tokens": f"{st['stable']['tokens']:,}",
            "decay_tokens": f"{st['decay-long']['tokens']:,}",
@@ -524,7 +559,7 @@ def main() -> int:
     cmd = "python benchmarks/toyworld_rl.py" + "".join(
         f" {flag}" + "".join(f" {v}" for v in val) for flag, val, default in
         (("--seeds", args.seeds, [0, 1, 2]), ("--control-seeds", args.control_seeds, [0]),
-         ("--full-seeds", args.full_seeds, [0])) if val != default)
+         ("--full-seeds", args.full_seeds, [0])) if val != default) + "".join(f" --set {x}" for x in args.set)
     result = {"command": cmd, "machine": f"{os.cpu_count()} CPU cores, no GPU", "recipe": rec,
               "rows": rows, "full": full, "total_s": time.perf_counter() - t_start,
               "probe_s": sum(w for row in rows.values() for w in row["wall_s"]),
