@@ -308,8 +308,8 @@ def improvements(r: dict) -> list[str]:
     """Statements about this run's limits, computed from its numbers (the page's closing list)."""
     out = ["This reduced run checks the pipeline only; run the full command above for the evidence."] \
         if r["reduced"] else []
-    for part in (_truth_separation, _tau_resolution, _settling, _vs_simpler, _separated_pairs, _over_budget,
-                 _findings_not_holding):
+    for part in (_truth_separation, _seed_disagreement, _tau_resolution, _settling, _vs_simpler, _separated_pairs,
+                 _over_budget, _findings_not_holding):
         line = part(r)
         if line:
             out.append(line)
@@ -332,6 +332,33 @@ def _truth_separation(r: dict) -> str | None:
             + (f" and its seed-to-seed standard deviation {float(np.median(seed_sd)):.3f}" if seed_sd else "")
             + ". Where intervals overlap, the true order is itself uncertain and no predictor can reach tau 1; more "
               "seeds and more held-out problems narrow them.")
+
+
+def _seed_disagreement(r: dict) -> str | None:
+    """Checkpoints whose full-RL seeds end further apart than a checkpoint's median interval is wide: for them the
+    outcome of full RL is itself a draw, and the pairs they are in are the ones full RL cannot order."""
+    rows, stages = r["checkpoints"], r["stages"]
+    widths = [rows[s]["full_final_acc_ci"][1] - rows[s]["full_final_acc_ci"][0] for s in stages
+              if rows[s]["full_final_acc_ci"]]
+    multi = [s for s in stages if len(rows[s]["full_final_acc_per_seed"]) > 1]
+    if not widths or not multi:
+        return None
+    width = float(np.median(widths))
+    split = sorted((s for s in multi if np.ptp(rows[s]["full_final_acc_per_seed"]) > width),
+                   key=lambda s: -float(np.ptp(rows[s]["full_final_acc_per_seed"])))
+    if not split:
+        return (f"The full runs' seeds agree: every checkpoint's seeds end within {width:.3f} (the median "
+                f"{int(r['ci_level'] * 100)}% interval width) of each other.")
+    seps = {frozenset(x["pair"]) for x in r.get("separated_pairs") or []}
+    unsep = [(a, b) for i, a in enumerate(stages) for b in stages[i + 1:] if frozenset((a, b)) not in seps]
+    touched = sum(1 for a, b in unsep if a in split or b in split)
+    return (f"The full runs' seeds disagree for {len(split)} of the {len(multi)} checkpoints with several: "
+            + "; ".join(f"{s} " + ", ".join(f"{v:.3f}" for v in rows[s]["full_final_acc_per_seed"]) for s in split)
+            + f" (each spread wider than the median {int(r['ci_level'] * 100)}% interval, {width:.3f}). From these "
+              "checkpoints one full RL run is a draw between far-apart outcomes, so "
+              f"their mean over seeds is a coarse truth: {touched} of the {len(unsep)} pairs full RL does not "
+              "separate involve one of them. More full-run seeds measure the draw; a more stable RL recipe for the "
+              "full runs would narrow it (and change the truth being predicted).")
 
 
 def _tau_resolution(r: dict) -> str | None:

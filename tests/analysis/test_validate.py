@@ -811,3 +811,27 @@ def test_long_runs_are_scheduled_longest_first_from_their_probes_tokens(tmp_path
             Job(full, Spec("unknown"), "c", "full RL run"), Job(full, Spec("long"), "d", "full RL run")]
     assert [_expected_cost(tmp_path, rows, j) for j in jobs] == [1600.0, 2400.0, 0.0, 9600.0]
     assert [j.rel for j in longest_first(tmp_path, rows, jobs)] == ["d", "b", "a", "c"]
+
+
+def test_seed_disagreement_names_the_checkpoints_whose_full_runs_split_and_the_pairs_they_leave_unordered():
+    """A checkpoint whose full-RL seeds end further apart than the median interval width is named with its per-seed
+    accuracies, and the page counts how many of the pairs full RL does not separate involve such a checkpoint."""
+    from octo.analysis.validation_page import _seed_disagreement
+
+    def row(seeds, lo, hi):
+        return {"full_final_acc_per_seed": seeds, "full_final_acc_ci": [lo, hi]}
+
+    r = {"stages": ["a", "b", "c", "d"], "ci_level": 0.95,
+         "checkpoints": {"a": row([0.80, 0.82], 0.75, 0.85), "b": row([0.90, 0.15], 0.10, 0.92),
+                         "c": row([0.40, 0.41], 0.35, 0.45), "d": row([0.42, 0.39], 0.36, 0.46)},
+         "separated_pairs": [{"pair": ["a", "c"]}, {"pair": ["d", "a"]}]}
+    text = _seed_disagreement(r)
+    assert "disagree for 1 of the 4 checkpoints" in text and "b 0.900, 0.150" in text
+    assert "a 0.8" not in text and "median 95% interval, 0.100" in text
+    # unseparated pairs: a-b, b-c, b-d, c-d; three involve b
+    assert "3 of the 4 pairs full RL does not separate" in text
+    r["checkpoints"]["b"] = row([0.50, 0.52], 0.45, 0.55)
+    assert "seeds agree: every checkpoint's seeds end within 0.100" in _seed_disagreement(r)
+    one = {**r, "checkpoints": {s: {**x, "full_final_acc_per_seed": x["full_final_acc_per_seed"][:1]}
+                                for s, x in r["checkpoints"].items()}}
+    assert _seed_disagreement(one) is None
