@@ -171,6 +171,23 @@ def _checkpoint_table(doc: Document, r: dict, pct: int) -> None:
                  "scored by octo.analysis.score (what `octo score RUN` computes); full-RL accuracy: the last row of "
                  "`validation/full/<id>/evals.jsonl`; perplexities: the final row of `cpt/<stage>/gates.jsonl`; "
                  "rollout tokens: `probe.json`. Directories per checkpoint are listed in `validation/validation.json`."))
+    _level_table(doc, r)
+
+
+def _level_table(doc: Document, r: dict) -> None:
+    """Full-RL held-out accuracy per difficulty level, first evaluation -> last, in full-RL rank order."""
+    rows = r["checkpoints"]
+    per = {s: rows[s].get("full_per_level") for s in r["stages"]}
+    if not per or any(v is None for v in per.values()) or len({tuple(v["levels"]) for v in per.values()}) != 1:
+        return
+    levels = next(iter(per.values()))["levels"]
+    cells = [[s] + [f"{a:.2f} → {b:.2f}" for a, b in zip(per[s]["first"], per[s]["last"])]
+             for s in sorted(r["stages"], key=lambda s: rows[s]["rank_full"])]
+    doc.add(Para("**Full-RL held-out accuracy per difficulty level** (mean of greedy and sampled per problem, mean "
+                 "over the full runs' seeds), at the full runs' first evaluation (step "
+                 f"{next(iter(per.values()))['first_step']:g}) → their last; rows in full-RL rank order. Source: "
+                 "`per_problem/level` and the per-problem vectors of `validation/full/<id>/evals.jsonl`."),
+            Table(["checkpoint", *[f"level {x}" for x in levels]], cells))
 
 
 def _compute_curve(doc: Document, r: dict, pct: int) -> None:

@@ -835,3 +835,38 @@ def test_seed_disagreement_names_the_checkpoints_whose_full_runs_split_and_the_p
     one = {**r, "checkpoints": {s: {**x, "full_final_acc_per_seed": x["full_final_acc_per_seed"][:1]}
                                 for s, x in r["checkpoints"].items()}}
     assert _seed_disagreement(one) is None
+
+
+def test_full_rl_accuracy_per_level_is_read_from_the_per_problem_vectors_and_shown_in_rank_order(tmp_path):
+    """Issue 20 asks for accuracy per difficulty level: each checkpoint's full runs' held-out accuracy per level
+    (mean of greedy and sampled per problem) at their first and last evaluation, recomputed here from evals.jsonl;
+    the page shows it in full-RL rank order. Without levels in the evaluations there is no table."""
+    run = synthetic_validation(tmp_path / "run")
+    res = write_validation(run)
+    stages = res["stages"]
+    for s in stages:
+        rows = [json.loads(x) for x in (run / "validation" / "full" / f"{s}.step-40" / "evals.jsonl").read_text()
+                .splitlines()]
+        lv = np.array(rows[0]["per_problem/level"])
+        want = {}
+        for i, key in ((0, "first"), (-1, "last")):
+            per = (np.array(rows[i]["per_problem/greedy"]) + np.array(rows[i]["per_problem/sampled"])) / 2
+            want[key] = [per[lv == x].mean() for x in sorted(set(lv.tolist()))]
+        got = res["checkpoints"][s]["full_per_level"]
+        assert got["levels"] == sorted(set(lv.tolist())) and got["first_step"] == rows[0]["step"]
+        assert got["first"] == pytest.approx(want["first"]) and got["last"] == pytest.approx(want["last"])
+    page = (run / "validation" / "validation.md").read_text()
+    assert "**Full-RL held-out accuracy per difficulty level**" in page
+    table = page.split("**Full-RL held-out accuracy per difficulty level**")[1].split("\n\n")[1].splitlines()
+    assert table[0] == "| checkpoint | level 1 | level 2 | level 3 | level 4 |"
+    order = [line.split(" | ")[0].lstrip("| ") for line in table[2:]]
+    assert order == sorted(stages, key=lambda s: res["checkpoints"][s]["rank_full"])
+    top = res["checkpoints"][order[0]]["full_per_level"]
+    assert table[2].endswith(f"{top['first'][-1]:.2f} → {top['last'][-1]:.2f} |")
+    # without levels: no table, and the row says so with None
+    for f in (run / "validation" / "full").glob("*/evals.jsonl"):
+        f.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "per_problem/level"}) + "\n"
+                             for x in f.read_text().splitlines()))
+    res = write_validation(run)
+    assert all(res["checkpoints"][s]["full_per_level"] is None for s in stages)
+    assert "per difficulty level" not in (run / "validation" / "validation.md").read_text()
