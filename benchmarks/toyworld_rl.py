@@ -521,6 +521,39 @@ def _param_count(model_dir: Path) -> int:
     return n
 
 
+def recipe_facts(r: dict, run_dir: Path, recipe_path: Path, fs: dict) -> dict:
+    """The bench recipe's settings the page's design text states (DOC_HEAD's fields)."""
+    st, w, m, p = r["cpt"]["stages"], r["world"], r["model"], r["probe"]
+    long_len, short_len = _token_lengths(run_dir)
+
+    def stair_text(stairs):
+        return " -> ".join(f"{v} (step {k})" for k, v in stairs.items())
+
+    return {**{k: m[k] for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")},
+            "head_dim": m["hidden_size"] // m["num_heads"],
+            "params_m": _param_count(random_init_checkpoint(run_dir, recipe_path)) / 1e6,
+            "min_digits": w["min_digits"], "max_digits": w["max_digits"], "mathweb_columns": w["mathweb_columns"],
+            "long_slip": w["long_slip"], "long_len": long_len, "short_len": short_len,
+            "pretrain_tokens": f"{st['pretrain']['tokens']:,}", "stable_tokens": f"{st['stable']['tokens']:,}",
+            "decay_tokens": f"{st['decay-long']['tokens']:,}",
+            **{k: p[k] for k in ("loss_type", "beta", "prompts_per_step", "num_generations", "steps", "lr",
+                                 "temperature", "eval_samples")},
+            "probe_stairs": stair_text(p["max_len"]["stairs"]), "full_stairs": stair_text(fs["stairs"]),
+            "probe_max": max(p["max_len"]["stairs"].values()), "full_max": max(fs["stairs"].values())}
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that regenerates the page: the options that differ from their defaults (not --run-dir)."""
+    cmd = "python benchmarks/toyworld_rl.py" + "".join(
+        f" {flag}" + "".join(f" {v}" for v in val) for flag, val, default in
+        (("--seeds", args.seeds, [0, 1, 2]), ("--control-seeds", args.control_seeds, [0]),
+         ("--full-seeds", args.full_seeds, [0])) if val != default) + "".join(f" --set {x}" for x in args.set)
+    doc = Path(args.doc).resolve() if args.doc else None
+    if doc and doc != (REPO / "docs/toyworld.md").resolve():
+        cmd += f" --doc {doc.relative_to(REPO) if doc.is_relative_to(REPO) else doc}"
+    return cmd
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run-dir", default=str(REPO / "runs/toyworld-rl"))
@@ -568,32 +601,8 @@ def main() -> int:
         full[b] = summarise(b, runs)
         print(json.dumps({k: full[b][k] for k in ("name", "combined_start", "combined_end", "levels_end")}),
               file=sys.stderr, flush=True)
-    st = r["cpt"]["stages"]
-    w = r["world"]
-    long_len, short_len = _token_lengths(run_dir)
-
-    def stair_text(stairs):
-        return " -> ".join(f"{v} (step {k})" for k, v in stairs.items())
-
-    m = r["model"]
-    rec = {**{k: m[k] for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size")},
-           "head_dim": m["hidden_size"] // m["num_heads"],
-           "params_m": _param_count(random_init_checkpoint(run_dir, recipe_path)) / 1e6,
-           "min_digits": w["min_digits"], "max_digits": w["max_digits"], "mathweb_columns": w["mathweb_columns"],
-           "long_slip": w["long_slip"], "long_len": long_len, "short_len": short_len,
-           "pretrain_tokens": f"{st['pretrain']['tokens']:,}", "stable_tokens": f"{st['stable']['tokens']:,}",
-           "decay_tokens": f"{st['decay-long']['tokens']:,}",
-           **{k: p[k] for k in ("loss_type", "beta", "prompts_per_step", "num_generations", "steps", "lr",
-                                "temperature", "eval_samples")},
-           "probe_stairs": stair_text(p["max_len"]["stairs"]), "full_stairs": stair_text(fs["stairs"]),
-           "probe_max": max(p["max_len"]["stairs"].values()), "full_max": max(fs["stairs"].values())}
-    cmd = "python benchmarks/toyworld_rl.py" + "".join(
-        f" {flag}" + "".join(f" {v}" for v in val) for flag, val, default in
-        (("--seeds", args.seeds, [0, 1, 2]), ("--control-seeds", args.control_seeds, [0]),
-         ("--full-seeds", args.full_seeds, [0])) if val != default) + "".join(f" --set {x}" for x in args.set)
-    doc = Path(args.doc).resolve() if args.doc else None
-    if doc and doc != (REPO / "docs/toyworld.md").resolve():
-        cmd += f" --doc {doc.relative_to(REPO) if doc.is_relative_to(REPO) else doc}"
+    rec = recipe_facts(r, run_dir, recipe_path, fs)
+    cmd = command_line(args)
     result = {"command": cmd, "machine": f"{os.cpu_count()} CPU cores, no GPU", "recipe": rec,
               "rows": rows, "full": full, "total_s": time.perf_counter() - t_start,
               "probe_s": sum(w for row in rows.values() for w in row["wall_s"]),

@@ -46,3 +46,21 @@ def test_parameter_count_is_read_from_the_weights(tmp_path):
     save_file({"a": torch.zeros(3, 5), "b": torch.zeros(7)}, str(tmp_path / "model.safetensors"))
     save_file({"c": torch.zeros(2, 2, 2)}, str(tmp_path / "model-2.safetensors"))
     assert toyworld_rl._param_count(tmp_path) == 15 + 7 + 8
+
+
+def test_the_page_names_the_command_that_regenerates_it():
+    """Defaults are left out; seeds, overrides and a page other than docs/toyworld.md are named (not --run-dir,
+    which is this machine's)."""
+    import argparse
+
+    def ns(**kw):
+        base = dict(seeds=[0, 1, 2], control_seeds=[0], full_seeds=[0], set=[], doc=str(REPO / "docs/toyworld.md"),
+                    run_dir="/somewhere")
+        return argparse.Namespace(**{**base, **kw})
+
+    assert toyworld_rl.command_line(ns()) == "python benchmarks/toyworld_rl.py"
+    assert toyworld_rl.command_line(ns(full_seeds=[], set=["model.num_layers=4"],
+                                       doc=str(REPO / "docs/toyworld-4layers.md"))) == (
+        "python benchmarks/toyworld_rl.py --full-seeds --set model.num_layers=4 --doc docs/toyworld-4layers.md")
+    assert toyworld_rl.command_line(ns(seeds=[3], doc="/tmp/x.md")) == \
+        "python benchmarks/toyworld_rl.py --seeds 3 --doc /tmp/x.md"
