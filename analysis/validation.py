@@ -280,6 +280,9 @@ def _protocol_v2(plan: dict, stages: list[str], full: dict[str, list[Probe]], pr
 def _checkpoint_row(run_dir: Path, plan: dict, probes: list[Probe], full: list[Probe], probe_score: CheckpointScore,
                     full_score: CheckpointScore, gates: dict) -> dict:
     """One checkpoint's figures: its predictors, its full-RL outcome, its rollout tokens, its length dynamics."""
+    from octo.analysis.heldout import heldout
+
+    held = [heldout(p) for p in full]   # each full run's evals.jsonl, read once for both figures below
     pt = [num(p.meta.get("rollout_tokens")) or 0.0 for p in probes if not p.control]
     ft = [num(p.meta.get("rollout_tokens")) or 0.0 for p in full]
     pm, fm = (float(np.mean(x)) if x else 0.0 for x in (pt, ft))
@@ -290,8 +293,8 @@ def _checkpoint_row(run_dir: Path, plan: dict, probes: list[Probe], full: list[P
         "readiness": probe_score.score, "readiness_ci": list(probe_score.ci), "components": probe_score.components,
         "start_acc": probe_score.metrics["start/acc"], "probe_final_acc": probe_score.metrics["final/acc"],
         "full_final_acc": full_score.metrics["final/acc"], "full_final_acc_ci": full_score.metric_cis.get("final/acc"),
-        "full_final_acc_per_seed": [float(np.mean([c[-1] for c in _curves(p)])) for p in full],
-        "full_per_level": full_per_level(full),
+        "full_final_acc_per_seed": [float(np.mean([c[-1] for c in h.curves])) for h in held],
+        "full_per_level": full_per_level(held),
         "full_start_acc": full_score.metrics["start/acc"], "full_stability": full_score.components["stability"],
         "full_events": sorted({e.detector for e in full_score.events}),
         "probe_events": sorted({e.detector for e in probe_score.events}),
@@ -353,24 +356,20 @@ def probe_compute_curve(stages: list[str], probe_scores: dict[str, CheckpointSco
     return out
 
 
-def full_per_level(full: list[Probe]) -> dict | None:
-    """Held-out accuracy per difficulty level (mean of greedy and sampled per problem, mean over the full runs) at
-    the runs' first evaluation and their last; None where an evaluation lacks per-problem vectors or levels, or
-    the runs disagree on the held-out set."""
-    from octo.analysis.heldout import heldout
-
-    hs = [heldout(p) for p in full]
+def full_per_level(hs: list) -> dict | None:
+    """Held-out accuracy per difficulty level (mean of greedy and sampled per problem, mean over the full runs'
+    ``heldout()`` curves) at the runs' first evaluation and their last; None where an evaluation lacks per-problem
+    vectors or levels, or the runs disagree on the held-out set."""
     if not hs or any(h is None or h.levels is None or h.per_combined is None for h in hs) \
             or len({h.levels for h in hs}) != 1:
         return None
     lv = np.asarray(hs[0].levels)
-    levels = sorted(set(hs[0].levels), key=lambda x: (str(type(x)), x))
+    levels = sorted(set(hs[0].levels), key=lambda x: (str(type(x)), x))   # JSON scalars, whatever their type
 
     def at(i: int) -> list[float]:
         return [float(np.mean([h.per_combined[i][lv == x].mean() for h in hs])) for x in levels]
 
-    return {"levels": [x if isinstance(x, (int, float, str)) else str(x) for x in levels],
-            "first_step": float(hs[0].steps[0]), "first": at(0), "last": at(-1)}
+    return {"levels": levels, "first_step": float(hs[0].steps[0]), "first": at(0), "last": at(-1)}
 
 
 def _curves(p: Probe) -> list[np.ndarray]:

@@ -333,13 +333,19 @@ def improvements(r: dict) -> list[str]:
     return out
 
 
+def _full_ci_widths(r: dict) -> list[float]:
+    """The width of each checkpoint's full-RL final-accuracy interval (where it has one)."""
+    rows = r["checkpoints"]
+    return [rows[s]["full_final_acc_ci"][1] - rows[s]["full_final_acc_ci"][0] for s in r["stages"]
+            if rows[s]["full_final_acc_ci"]]
+
+
 def _truth_separation(r: dict) -> str | None:
     rows, stages = r["checkpoints"], r["stages"]
     gaps = np.diff(sorted(rows[s]["full_final_acc"] for s in stages))
     seed_sd = [float(np.std(rows[s]["full_final_acc_per_seed"], ddof=1)) for s in stages
                if len(rows[s]["full_final_acc_per_seed"]) > 1]
-    widths = [rows[s]["full_final_acc_ci"][1] - rows[s]["full_final_acc_ci"][0] for s in stages
-              if rows[s]["full_final_acc_ci"]]
+    widths = _full_ci_widths(r)
     if not widths:
         return None
     med_gap = float(np.median(gaps)) if len(gaps) else float("nan")
@@ -355,8 +361,7 @@ def _seed_disagreement(r: dict) -> str | None:
     """Checkpoints whose full-RL seeds end further apart than a checkpoint's median interval is wide: for them the
     outcome of full RL is itself a draw, and the pairs they are in are the ones full RL cannot order."""
     rows, stages = r["checkpoints"], r["stages"]
-    widths = [rows[s]["full_final_acc_ci"][1] - rows[s]["full_final_acc_ci"][0] for s in stages
-              if rows[s]["full_final_acc_ci"]]
+    widths = _full_ci_widths(r)
     multi = [s for s in stages if len(rows[s]["full_final_acc_per_seed"]) > 1]
     if not widths or not multi:
         return None
