@@ -578,6 +578,8 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a key of the bench recipe (repeatable), e.g. --set model.num_layers=4")
     args = ap.parse_args()
+    if args.doc and not Path(args.doc).resolve().parent.is_dir():
+        ap.error(f"--doc {args.doc}: its folder does not exist; create it or name a page in an existing one")
     t_start = time.perf_counter()
     run_dir = Path(args.run_dir).resolve()
     from octo.errors import OctoError

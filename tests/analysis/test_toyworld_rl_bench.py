@@ -40,6 +40,11 @@ def test_a_bad_override_is_one_line_and_exit_2(tmp_path):
         assert last.startswith("toyworld_rl.py: error:") and words in last
         assert "Traceback" not in p.stderr
     assert not list(tmp_path.iterdir())
+    # a page in a folder that does not exist would fail only after the runs: refused first
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks/toyworld_rl.py"), "--run-dir", str(tmp_path / "run"),
+                        "--doc", str(tmp_path / "no" / "page.md")], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 2 and "its folder does not exist" in p.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in p.stderr and not list(tmp_path.iterdir())
 
 
 def test_parameter_count_is_read_from_the_weights(tmp_path):
