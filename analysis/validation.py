@@ -16,6 +16,8 @@ imports the engine.
 - **Separated pairs**: pairs whose full-RL difference CI excludes 0, each predictor counted right,
   wrong or tied on them.
 - **Findings** (seed 004): yes/no with the figure, from the full RL runs; see ``findings``.
+- **The world's properties** (issue 20): can this world judge a readiness score at all? See
+  octo.analysis.world_properties.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from octo.analysis.stats import (defined_tau, percentile_ci, ranking, ranks, tau
 from octo.analysis.targets import (choose, final_target, gain_target, late_bloomers, noise_ceiling, probe_baselines,
                                    seed_groups, verdict)
 
+from octo.analysis.world_properties import world_properties
 from octo.errors import OctoError
 from octo.runio import read_json, write_json_atomic, write_text_atomic
 
@@ -198,6 +201,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "readiness_is": {"rank_by": cfg.rank_by, "combination": dict(cfg.combination),
                          "intercept": cfg.combination_intercept, "combined": "readiness/components" in predictors},
     }
+    result["world_properties"] = world_properties(result, plan, truth_draws)
     groups = {"probes": probes, "full": full, "fixed": fixed, "full_scores": full_scores, "fixed_scores": fixed_scores}
     return result, groups
 

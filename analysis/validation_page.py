@@ -63,12 +63,14 @@ def page_document(r: dict, images: dict[str, Path]) -> Document:
     _prediction(doc, r, images)
     if "verdict" in r:
         _protocol_v2(doc, r)
+    _world(doc, r)
     _findings(doc, r, images)
     doc.add(Heading("Reading this honestly, and what would improve it"), Bullets(improvements(r)))
     worked = [x for x in r.get("invocations", []) if x["runs"]]   # a rerun that only re-analyses adds nothing
     if worked:
         calls = "; ".join(f"{x['wall_s']:.0f} s, executing {x['runs']} of the {x['of']} GRPO runs"
                           + (f" ({x['probes']} of them probes of {x['probe_steps']} steps)" if x.get("probes") else "")
+                          + ("" if x.get("complete", True) else ", interrupted (its time to its last finished run)")
                           for x in worked)
         doc.add(Para("Wall time of the command on this run directory (CPT stages, probes and full runs; the analysis "
                      f"after them not included): {calls}."))
@@ -300,6 +302,20 @@ _FULL_PLOTS = (("full_acc", "Held-out accuracy during the full RL runs"),
                ("stair_acc", "Stair schedule vs fixed long limit: held-out accuracy"),
                ("stair_length", "Stair schedule vs fixed long limit: response length"),
                ("stair_clip", "Stair schedule vs fixed long limit: clip ratio and length limit"))
+
+
+def _world(doc: Document, r: dict) -> None:
+    props = r.get("world_properties")
+    if not props:
+        return
+    doc.add(Heading("Can this world judge a readiness score?"),
+            Para("Issue 20's properties of the world, each yes or no (not measured where this run directory cannot "
+                 "tell), with the figure it is read from; the targets are the recipe's `validation.world_targets`, "
+                 "the branches its `validation.findings`. Beyond noise: the CI of the difference, problems and "
+                 "full-run seeds resampled as above, excludes 0. The controls (random init, a far-too-early "
+                 "checkpoint, a random reward) are measured by `python benchmarks/toyworld_rl.py`."),
+            Table(["property", "holds", "figure"],
+                  [[p["property"], _yes(p["holds"], "not measured"), p["figure"]] for p in props]))
 
 
 def _findings(doc: Document, r: dict, images: dict[str, Path]) -> None:

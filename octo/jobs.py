@@ -72,11 +72,12 @@ def _interrupt_pool(pool, futures) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, plan=None) -> int:
+def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, plan=None, on_done=None) -> int:
     """Run (or resume, or skip) every GRPO run of ``jobs``, in order, up to ``jobs_at_once`` at a time in worker
     processes (each with an equal share of ``threads``, 0 = every core or OMP_NUM_THREADS); returns how many were not
     already done. The first failure stops the rest and is raised. ``plan`` (octo.plan.RunPlan, ``octo run``) labels
-    the lines and learns each run's time; a run is handed to a worker only when one is free, so its time is its own."""
+    the lines and learns each run's time; a run is handed to a worker only when one is free, so its time is its own.
+    ``on_done()`` is called after each run this call completes (``octo validate`` records its wall time so far)."""
     from contextlib import nullcontext
 
     from octo.probe.grpo import run_grpo_probe
@@ -94,6 +95,8 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, p
             with plan.part("probe", spec.probe_id) if plan is not None else nullcontext():
                 progress.info(f"[{i}/{len(jobs)}] {what} {spec.probe_id}")
                 run_grpo_probe(r, spec, ctx.run_dir / rel, tokenizer=ctx.tokenizer)
+            if on_done is not None:
+                on_done()
         return len(todo)
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -125,6 +128,8 @@ def run_jobs(ctx, jobs: list[Job], *, jobs_at_once: int = 1, threads: int = 0, p
                     if future.exception() is not None:
                         queue.clear()
                         raise future.exception()
+                    if on_done is not None:
+                        on_done()
         except KeyboardInterrupt:
             _interrupt_pool(pool, list(running))
             raise

@@ -157,15 +157,36 @@ class FindingsConfig:
     more_stable_tokens: str = opt("", help="... and one trained on more stable-stage tokens: more tokens "
                                            "should give higher held-out accuracy after RL (Fig. 11)")
 
+    hybrid: str = opt("", help="a branch mixing long and short CoT (Hybrid): it should end full RL between 'short' "
+                               "and 'long' or above both (issue 20's world property; needs both named)")
+
     def stages(self) -> list[tuple[str, str]]:
         return [(k, getattr(self, k)) for k in ("long", "short", "with_if", "without_if", "fewer_stable_tokens",
-                                                 "more_stable_tokens") if getattr(self, k)]
+                                                 "more_stable_tokens", "hybrid") if getattr(self, k)]
 
     def validate(self) -> None:
         for a, b in (("long", "short"), ("with_if", "without_if"), ("fewer_stable_tokens", "more_stable_tokens")):
             if bool(getattr(self, a)) != bool(getattr(self, b)):
                 raise ConfigError(a if not getattr(self, a) else b,
                                   f"{a} and {b} are compared with each other: name both stages or neither")
+        if self.hybrid and not (self.long and self.short):
+            raise ConfigError("hybrid", "is compared with 'long' and 'short': name both of them too, or leave hybrid "
+                                        "empty")
+
+
+@dataclass(kw_only=True)
+class WorldTargetsConfig:
+    """What a world must show for its validation to judge a readiness score (issue 20); the page reports each
+    as yes or no with its figure."""
+
+    max_final_acc: float = opt(0.9, gt=0, le=1, help="no ceiling: no checkpoint's mean full-RL final held-out "
+                                                     "accuracy above this")
+    min_separated_share: float = opt(0.8, ge=0, le=1, help="real spread: the share of checkpoint pairs whose full-RL "
+                                                           "difference CI excludes 0")
+    min_late_bloomers: int = opt(3, ge=0, help="late bloomers (full-RL rank at least 3 places above the step-0 "
+                                               "accuracy rank) needed ...")
+    min_checkpoints: int = opt(12, ge=3, help="... among at least this many validated checkpoints")
+    max_hours: float = opt(3.0, gt=0, help="wall time of the whole experiment (CPT, gates, every GRPO run)")
 
 
 @dataclass(kw_only=True)
@@ -213,6 +234,8 @@ class ValidationConfig:
                                       "predictors: lower perplexity predicts the better checkpoint")
     target_tau: float = opt(0.8, ge=-1, le=1, help="Kendall tau the readiness ranking should reach")
     findings: FindingsConfig = opt(default_factory=FindingsConfig, help="OctoThinker findings checked")
+    world_targets: WorldTargetsConfig = opt(default_factory=WorldTargetsConfig,
+                                            help="the world's properties the page checks (issue 20)")
     stair_vs_fixed: StairVsFixedConfig = opt(default_factory=StairVsFixedConfig,
                                              help="stair schedule vs a fixed long limit, early in training")
     reduced: list[str] = opt(default_factory=list,

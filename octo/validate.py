@@ -128,20 +128,31 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     jobs = _jobs(ctx, recipe)
     for job in jobs.probes + jobs.long_runs:   # a run started with other settings is refused before anything trains
         check_probe_dir(ctx.run_dir / job.rel, probe_meta(job.recipe.probe, job.spec))
-    # probes first: they are cheap and give the readiness ranking early; then the long runs, longest first
-    # (their probes' rollout tokens per step x steps), so that with --jobs no worker is left with a long run at
-    # the end while the others idle
-    ran_probes = run_jobs(ctx, jobs.probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads)
-    ran = ran_probes + run_jobs(ctx, longest_first(ctx.run_dir, jobs.rows, jobs.long_runs), jobs_at_once=n_jobs,
-                                threads=recipe.cpt.threads)
     plan_path = ctx.run_dir / VALIDATION_DIR / PLAN_FILE
     earlier = read_json(plan_path).get("invocations", []) if plan_path.exists() else []
     # every invocation on this run directory: its wall time (to the analysis), the runs it executed, and of them
-    # the probes with their length (a directory's probes may be rerun shorter: octo.reuse.PER_RUN_KEYS)
-    invocation = {"wall_s": round(time.monotonic() - t0, 1), "runs": ran,
-                  "of": len(jobs.probes) + len(jobs.long_runs), "probes": ran_probes, "probe_steps": recipe.probe.steps}
-    write_json_atomic(plan_path, _plan(recipe, jobs, command=command, full_command=full_command, reduced=reduced,
-                                       n_jobs=n_jobs, invocations=earlier + [invocation]))
+    # the probes with their length (a directory's probes may be rerun shorter: octo.reuse.PER_RUN_KEYS). Recorded
+    # after the stages and after every finished run, so that a killed invocation keeps its time up to its last
+    # finished run (complete: false), and the experiment's whole cost can be read from the directory
+    invocation = {"wall_s": 0.0, "runs": 0, "of": len(jobs.probes) + len(jobs.long_runs), "probes": 0,
+                  "probe_steps": recipe.probe.steps, "complete": False}
+
+    def record(run: str = "") -> None:
+        invocation["runs"] += bool(run)
+        invocation["probes"] += run == "probe"
+        invocation["wall_s"] = round(time.monotonic() - t0, 1)
+        write_json_atomic(plan_path, _plan(recipe, jobs, command=command, full_command=full_command, reduced=reduced,
+                                           n_jobs=n_jobs, invocations=earlier + [invocation]))
+
+    record()
+    # probes first: they are cheap and give the readiness ranking early; then the long runs, longest first
+    # (their probes' rollout tokens per step x steps), so that with --jobs no worker is left with a long run at
+    # the end while the others idle
+    run_jobs(ctx, jobs.probes, jobs_at_once=n_jobs, threads=recipe.cpt.threads, on_done=lambda: record("probe"))
+    run_jobs(ctx, longest_first(ctx.run_dir, jobs.rows, jobs.long_runs), jobs_at_once=n_jobs,
+             threads=recipe.cpt.threads, on_done=lambda: record("full"))
+    invocation["complete"] = True
+    record()
     progress.info("analysing: Kendall tau, findings, the validation page")
     result = write_validation(ctx.run_dir, doc=doc)
     progress.info(f"done in {time.monotonic() - t0:.0f}s; page: {ctx.run_dir / VALIDATION_DIR / 'validation.md'}"
@@ -205,7 +216,7 @@ def _plan(recipe: Recipe, jobs: _Jobs, *, command: str, full_command: str, reduc
                   "max_len": _schedule_text(recipe.probe.max_len)},
         "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "max_len": _schedule_text(jobs.full_sched)},
         "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
-        "findings": dataclasses.asdict(v.findings),
+        "findings": dataclasses.asdict(v.findings), "world_targets": dataclasses.asdict(v.world_targets),
         "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": jobs.fixed_len,
                            "stair": _schedule_text(jobs.full_sched),
                            "early_steps": sv.early_steps or jobs.fixed_steps // 2,

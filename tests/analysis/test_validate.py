@@ -374,6 +374,10 @@ def octo(*args, timeout=120):
     ([VALIDATION, "--set", "validation.full_seeds=[1, 1]"], "names a seed twice"),
     ([VALIDATION, "--jobs", "0"], "--jobs must be 1 or more"),
     ([VALIDATION, "--set", "validation.findings.long="], "name both stages or neither"),
+    ([VALIDATION, "--set", "validation.findings.long=", "--set", "validation.findings.short="],
+     "'validation.findings.hybrid': is compared with 'long' and 'short'"),
+    ([VALIDATION, "--set", "validation.findings.hybrid=nosuch"], "'nosuch' is not a validated checkpoint"),
+    ([VALIDATION, "--set", "validation.world_targets.max_final_acc=2"], "must be <= 1"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-long]", "--set", "validation.findings={}",
       "--set", "validation.stair_vs_fixed.checkpoint="], "needs at least 3 checkpoints"),
     ([REPO / "nosuch.yaml"], "does not exist"),
@@ -518,6 +522,15 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     assert not (run / "cpt" / "decay-noqa").exists()
     text = doc.read_text()
     assert "**This is the reduced run**" in text and "not evidence" in text
+    # the killed invocation kept its time to its last finished run: every run was executed by one of the two, so
+    # the experiment's cost is read from the directory
+    calls = plan["invocations"]
+    assert [c["complete"] for c in calls] == [False, True] and sum(c["runs"] for c in calls) == calls[-1]["of"]
+    assert calls[0]["probes"] == sum(len(c["probes"]) for c in plan["checkpoints"]) and calls[1]["probes"] == 0
+    assert 0 < calls[0]["wall_s"] and ", interrupted (its time to its last finished run)" in text
+    world = {p["key"]: p for p in result["world_properties"]}
+    assert world["cost"]["holds"] is True and "1 of them interrupted" in world["cost"]["figure"]
+    assert "hybrid" not in world and world["late_bloomers"]["holds"] is False   # 6 checkpoints: fewer than 12
     assert "`octo validate recipes/toy/validation.yaml --jobs 2 --doc " in text    # the full command, no --reduced
     # every number of the checkpoint table is traceable to the run's files
     gates = {}
@@ -870,3 +883,53 @@ def test_full_rl_accuracy_per_level_is_read_from_the_per_problem_vectors_and_sho
     res = write_validation(run)
     assert all(res["checkpoints"][s]["full_per_level"] is None for s in stages)
     assert "per difficulty level" not in (run / "validation" / "validation.md").read_text()
+
+
+def _world_run(root: Path, **plan_changes) -> tuple[Path, dict]:
+    run = synthetic_validation(root)
+    plan_path = run / "validation" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan.update(plan_changes)
+    plan_path.write_text(json.dumps(plan))
+    return run, write_validation(run)
+
+
+def test_world_properties_are_yes_or_no_with_the_figure_they_are_read_from(tmp_path):
+    """Issue 20's properties, read off the run: each verdict recomputed here from the result's own numbers and
+    the recorded targets; Hybrid is judged against the lower of Short and Long beyond noise; the cost is not
+    measured where the recorded invocations did not execute every run; the page shows the table."""
+    targets = {"max_final_acc": 0.7, "min_separated_share": 0.5, "min_late_bloomers": 1, "min_checkpoints": 6,
+               "max_hours": 1.0}
+    findings = {"long": "decay-long", "short": "decay-short", "hybrid": "stable-more"}
+    run, res = _world_run(tmp_path / "a", world_targets=targets, findings=findings)
+    props = {p["key"]: p for p in res["world_properties"]}
+    assert list(props) == ["long_starts_below", "long_lengths_grow", "long_ends_above", "hybrid", "no_ceiling",
+                           "separation", "late_bloomers", "cost"]
+    rows = res["checkpoints"]
+    assert props["long_starts_below"]["holds"] is (rows["decay-long"]["start_acc"] < rows["decay-short"]["start_acc"])
+    grow = rows["decay-long"]["length"]["growth"]
+    assert props["long_lengths_grow"]["holds"] is (grow > 1 and grow > rows["decay-short"]["length"]["growth"])
+    assert f"x{grow:.2f}" in props["long_lengths_grow"]["figure"]
+    # the synthetic Long branch collapses (0.05) below Short (0.75): not above; stable-more (0.65) is above Long
+    assert props["long_ends_above"]["holds"] is False and props["hybrid"]["holds"] is True
+    d = rows["stable-more"]["full_final_acc"] - rows["decay-long"]["full_final_acc"]
+    assert f"Hybrid - Long {d:+.3f} [" in props["hybrid"]["figure"]
+    top = max(res["stages"], key=lambda s: rows[s]["full_final_acc"])
+    assert props["no_ceiling"]["holds"] is (rows[top]["full_final_acc"] <= 0.7) is False
+    assert f"highest {rows[top]['full_final_acc']:.3f} ({top})" == props["no_ceiling"]["figure"]
+    k = len(res["separated_pairs"])
+    assert props["separation"]["holds"] is (k >= 0.5 * 15) and props["separation"]["figure"].startswith(f"{k} of 15")
+    late = len(res["late_bloomers"]["checkpoints"])
+    assert props["late_bloomers"]["holds"] is (late >= 1) and props["late_bloomers"]["figure"].startswith(f"{late} of 6")
+    assert props["cost"]["holds"] is True and props["cost"]["figure"].startswith("0 min over 1 invocation")
+    text = (run / "validation" / "validation.md").read_text()
+    assert "## Can this world judge a readiness score?" in text
+    for p in props.values():
+        assert f"| {p['property']} | {'yes' if p['holds'] else '**no**'} | {p['figure']} |" in text
+    # the recipe's defaults where the plan records none (an older run directory); no hybrid named: no row for it;
+    # an invocation that executed only part of the runs leaves the cost not measured
+    _, res = _world_run(tmp_path / "b", invocations=[{"wall_s": 99.0, "runs": 5, "of": 13}])
+    props = {p["key"]: p for p in res["world_properties"]}
+    assert "hybrid" not in props and props["no_ceiling"]["holds"] is True
+    assert props["late_bloomers"]["holds"] is False   # 6 checkpoints, fewer than the default 12
+    assert props["cost"]["holds"] is None and "executed 5 of the 13 GRPO runs" in props["cost"]["figure"]
