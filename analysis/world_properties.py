@@ -104,8 +104,8 @@ def _cost(result: dict, t: dict) -> dict:
     if done < total:
         return _prop("cost", claim, None,
                      f"not measured in full here: the recorded invocations ({wall / 60:.0f} min) executed {done} of the "
-                     f"{total} GRPO runs; an interrupted invocation is not recorded, and runs made in another "
-                     "directory are not timed")
+                     f"{total} GRPO runs; the others were made by an invocation killed before its first finished "
+                     "run (or, before octo recorded each run, before its end) or copied from another directory")
     cut = sum(not x.get("complete", True) for x in calls)
     return _prop("cost", claim, bool(wall <= t["max_hours"] * 3600),
                  f"{wall / 60:.0f} min over {len(calls)} invocation(s) (CPT, gates and GRPO runs; not the analysis)"
