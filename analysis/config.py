@@ -191,3 +191,19 @@ def load_analysis_config(run_dir=None, overrides: list[str] | None = None) -> An
                                    "e.g. --set analysis.bootstrap=2000")
     apply_overrides(wrapped, list(overrides or []))
     return from_dict(AnalysisConfig, wrapped["analysis"], "analysis")
+
+
+@dataclass(kw_only=True)
+class WorldTargetsConfig:
+    """What a world must show for its validation to judge a readiness score (issue 20); the page reports each
+    as yes or no with its figure. The recipe's ``validation.world_targets`` (octo.rl_config uses it from here:
+    the analysis imports no engine module)."""
+
+    max_final_acc: float = opt(0.9, gt=0, le=1, help="no ceiling: no checkpoint's mean full-RL final held-out "
+                                                     "accuracy above this")
+    min_separated_share: float = opt(0.8, ge=0, le=1, help="real spread: the share of checkpoint pairs whose full-RL "
+                                                           "difference CI excludes 0")
+    min_late_bloomers: int = opt(3, ge=0, help="late bloomers (full-RL rank at least 3 places above the step-0 "
+                                               "accuracy rank) needed ...")
+    min_checkpoints: int = opt(12, ge=3, help="... among at least this many validated checkpoints")
+    max_hours: float = opt(3.0, gt=0, help="wall time of the whole experiment (CPT, gates, every GRPO run)")

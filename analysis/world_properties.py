@@ -13,8 +13,8 @@ import dataclasses
 
 import numpy as np
 
+from octo.analysis.config import WorldTargetsConfig
 from octo.analysis.stats import percentile_ci
-from octo.rl_config import WorldTargetsConfig
 
 
 def _prop(key: str, claim: str, holds: bool | None, figure: str) -> dict:

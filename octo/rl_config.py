@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from octo.analysis.config import WorldTargetsConfig
 from octo.errors import ConfigError
 from octo.rollout.config import RolloutConfig
 from octo.schema import opt
@@ -172,21 +173,6 @@ class FindingsConfig:
         if self.hybrid and not (self.long and self.short):
             raise ConfigError("hybrid", "is compared with 'long' and 'short': name both of them too, or leave hybrid "
                                         "empty")
-
-
-@dataclass(kw_only=True)
-class WorldTargetsConfig:
-    """What a world must show for its validation to judge a readiness score (issue 20); the page reports each
-    as yes or no with its figure."""
-
-    max_final_acc: float = opt(0.9, gt=0, le=1, help="no ceiling: no checkpoint's mean full-RL final held-out "
-                                                     "accuracy above this")
-    min_separated_share: float = opt(0.8, ge=0, le=1, help="real spread: the share of checkpoint pairs whose full-RL "
-                                                           "difference CI excludes 0")
-    min_late_bloomers: int = opt(3, ge=0, help="late bloomers (full-RL rank at least 3 places above the step-0 "
-                                               "accuracy rank) needed ...")
-    min_checkpoints: int = opt(12, ge=3, help="... among at least this many validated checkpoints")
-    max_hours: float = opt(3.0, gt=0, help="wall time of the whole experiment (CPT, gates, every GRPO run)")
 
 
 @dataclass(kw_only=True)
