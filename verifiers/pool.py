@@ -37,6 +37,8 @@ from octo.verifiers.worker import WorkerProcess as _Worker
 
 _STARTUP_TIMEOUT_S = 120.0
 _MAX_START_FAILURES = 3
+# the counters of VerifierPool.stats(), each present (0) from the start
+STATS = ("local", "cache_hits", "remote", "started", "kills", "deaths")
 
 
 def for_item(result: VerifyResult, prep: Prepared) -> VerifyResult:
@@ -119,7 +121,7 @@ class VerifierPool:
         self._workers: list[_Worker | None] = [None] * self.config.workers
         self._ready_event = threading.Event()
         self._start_failures = 0
-        self._stats = collections.Counter()
+        self._stats = collections.Counter(dict.fromkeys(STATS, 0))
         self._cache = VerdictCache(self.config.cache_size)
 
     # ------------------------------------------------------------------ public API

@@ -87,6 +87,8 @@ def test_verify_off_the_main_thread_uses_the_shared_pool():
 
 def test_numbers_never_need_a_worker():
     with VerifierPool(VerifierConfig(workers=1)) as p:
+        # every counter reads 0 before the first verification (a session-wide pool's first test may read them)
+        assert p.stats() == dict.fromkeys(("local", "cache_hits", "remote", "started", "kills", "deaths"), 0)
         res = p.verify_batch(golds=["72", "1,000", "0.5"], completions=["#### 72", "\\boxed{1000}", "\\boxed{\\frac12}"])
         assert [r.status for r in res] == ["ok", "ok", "ok"]
         assert p.worker_pids() == [] and p.stats().get("started", 0) == 0
