@@ -34,7 +34,6 @@ from octo.analysis.series import column
 from octo.analysis.stats import (defined_tau, percentile_ci, ranking, ranks, tau_ci, tau_gain_ci)
 from octo.analysis.targets import (choose, final_target, gain_target, late_bloomers, noise_ceiling, probe_baselines,
                                    seed_groups, verdict)
-
 from octo.analysis.world_properties import world_properties
 from octo.errors import OctoError
 from octo.runio import read_json, write_json_atomic, write_text_atomic
@@ -201,7 +200,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "readiness_is": {"rank_by": cfg.rank_by, "combination": dict(cfg.combination),
                          "intercept": cfg.combination_intercept, "combined": "readiness/components" in predictors},
     }
-    result["world_properties"] = world_properties(result, plan, truth_draws)
+    result["world_properties"] = world_properties(result, plan, full_scores, cfg)
     groups = {"probes": probes, "full": full, "fixed": fixed, "full_scores": full_scores, "fixed_scores": fixed_scores}
     return result, groups
 

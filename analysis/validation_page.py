@@ -305,9 +305,6 @@ _FULL_PLOTS = (("full_acc", "Held-out accuracy during the full RL runs"),
 
 
 def _world(doc: Document, r: dict) -> None:
-    props = r.get("world_properties")
-    if not props:
-        return
     doc.add(Heading("Can this world judge a readiness score?"),
             Para("Issue 20's properties of the world, each yes or no (not measured where this run directory cannot "
                  "tell), with the figure it is read from; the targets are the recipe's `validation.world_targets`, "
@@ -315,7 +312,7 @@ def _world(doc: Document, r: dict) -> None:
                  "full-run seeds resampled as above, excludes 0. The controls (random init, a far-too-early "
                  "checkpoint, a random reward) are measured by `python benchmarks/toyworld_rl.py`."),
             Table(["property", "holds", "figure"],
-                  [[p["property"], _yes(p["holds"], "not measured"), p["figure"]] for p in props]))
+                  [[p["property"], _yes(p["holds"], "not measured"), p["figure"]] for p in r["world_properties"]]))
 
 
 def _findings(doc: Document, r: dict, images: dict[str, Path]) -> None:

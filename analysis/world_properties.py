@@ -11,38 +11,33 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
-from octo.analysis.config import WorldTargetsConfig
-from octo.analysis.stats import percentile_ci
+from octo.analysis.config import AnalysisConfig, WorldTargetsConfig
+from octo.analysis.score import CheckpointScore, difference
 
 
 def _prop(key: str, claim: str, holds: bool | None, figure: str) -> dict:
     return {"key": key, "property": claim, "holds": holds, "figure": figure}
 
 
-def _diff(result: dict, draws: np.ndarray, a: str, b: str) -> tuple[float, list[float]]:
-    """Mean full-RL final accuracy of ``a`` minus ``b`` and the bootstrap CI of that difference."""
-    i, j = result["stages"].index(a), result["stages"].index(b)
-    rows = result["checkpoints"]
-    return (rows[a]["full_final_acc"] - rows[b]["full_final_acc"],
-            list(percentile_ci(draws[:, i] - draws[:, j], result["ci_level"])))
+def _ci(d: dict) -> str:
+    return f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]"
 
 
-def _ci(d: float, ci: list[float]) -> str:
-    return f"{d:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
-
-
-def world_properties(result: dict, plan: dict, truth_draws: np.ndarray) -> list[dict]:
-    """The properties of issue 20 that a validation run measures (controls and cost of the toy-world bench are
-    benchmarks/toyworld_rl.py's); ``truth_draws`` are the bootstrap draws of the full-RL final accuracy."""
+def world_properties(result: dict, plan: dict, full_scores: dict[str, CheckpointScore],
+                     cfg: AnalysisConfig) -> list[dict]:
+    """The properties of issue 20 that a validation run measures (the controls are benchmarks/toyworld_rl.py's);
+    ``full_scores`` are the full RL runs scored per checkpoint, whose final-accuracy draws the differences use."""
     t = {**dataclasses.asdict(WorldTargetsConfig()), **(plan.get("world_targets") or {})}
     f = plan.get("findings") or {}
-    out = _branches(result, truth_draws, f.get("long"), f.get("short"), f.get("hybrid"))
+
+    def final_diff(a: str, b: str) -> dict:   # a - b in full-RL final accuracy, with its bootstrap CI
+        return difference(full_scores[a], full_scores[b], "final/acc", cfg)
+
+    out = _branches(result, final_diff, f.get("long"), f.get("short"), f.get("hybrid"))
     return out + [_ceiling(result, t), _separation(result, t), _late(result, t), _cost(result, t)]
 
 
-def _branches(result: dict, draws: np.ndarray, long: str | None, short: str | None, hybrid: str | None) -> list[dict]:
+def _branches(result: dict, final_diff, long: str | None, short: str | None, hybrid: str | None) -> list[dict]:
     if not (long and short):
         return []
     rows, out = result["checkpoints"], []
@@ -54,18 +49,18 @@ def _branches(result: dict, draws: np.ndarray, long: str | None, short: str | No
     out.append(_prop("long_lengths_grow", "its response lengths grow under full RL, more than Short's",
                      bool(gl > 1 and gl > gs), f"length growth x{gl:.2f} vs x{gs:.2f} (full runs, mean train length "
                                                "of the last tenth of steps over the first tenth)"))
-    d, ci = _diff(result, draws, long, short)
-    out.append(_prop("long_ends_above", "it ends full RL above Short, beyond noise", bool(ci[0] > 0),
+    d = final_diff(long, short)
+    out.append(_prop("long_ends_above", "it ends full RL above Short, beyond noise", bool(d["ci"][0] > 0),
                      f"final accuracy {rows[long]['full_final_acc']:.3f} vs {rows[short]['full_final_acc']:.3f}; "
-                     f"Long - Short {_ci(d, ci)}"))
+                     f"Long - Short {_ci(d)}"))
     if hybrid:
         low = min((long, short), key=lambda s: rows[s]["full_final_acc"])
-        d, ci = _diff(result, draws, hybrid, low)
+        d = final_diff(hybrid, low)
         out.append(_prop("hybrid", f"Hybrid ({hybrid}) ends between Short and Long or above both (above the lower "
-                                   "of them, beyond noise)", bool(ci[0] > 0),
+                                   "of them, beyond noise)", bool(d["ci"][0] > 0),
                          f"final accuracy {rows[hybrid]['full_final_acc']:.3f}, Short "
                          f"{rows[short]['full_final_acc']:.3f}, Long {rows[long]['full_final_acc']:.3f}; Hybrid - "
-                         f"{'Short' if low == short else 'Long'} {_ci(d, ci)}"))
+                         f"{'Short' if low == short else 'Long'} {_ci(d)}"))
     return out
 
 
@@ -86,7 +81,7 @@ def _separation(result: dict, t: dict) -> dict:
 
 
 def _late(result: dict, t: dict) -> dict:
-    late, n = result.get("late_bloomers", {}).get("checkpoints", []), len(result["stages"])
+    late, n = result["late_bloomers"]["checkpoints"], len(result["stages"])
     names = ", ".join(x["stage"] for x in late)
     return _prop("late_bloomers", f"at least {t['min_late_bloomers']} late bloomers among at least "
                                   f"{t['min_checkpoints']} checkpoints",
@@ -95,7 +90,7 @@ def _late(result: dict, t: dict) -> dict:
 
 
 def _cost(result: dict, t: dict) -> dict:
-    calls = result.get("invocations", [])
+    calls = result["invocations"]
     claim = f"the whole experiment takes at most {t['max_hours']:g} h"
     if not calls:
         return _prop("cost", claim, None, "no invocation recorded")
@@ -103,8 +98,8 @@ def _cost(result: dict, t: dict) -> dict:
     wall = sum(x["wall_s"] for x in calls)
     if done < total:
         return _prop("cost", claim, None,
-                     f"not measured in full here: the recorded invocations ({wall / 60:.0f} min) executed {done} of the "
-                     f"{total} GRPO runs; the others were made by an invocation killed before its first finished "
+                     f"not measured in full here: the recorded invocations ({wall / 60:.0f} min) executed {done} of "
+                     f"the {total} GRPO runs; the others were made by an invocation killed before its first finished "
                      "run (or, before octo recorded each run, before its end) or copied from another directory")
     cut = sum(not x.get("complete", True) for x in calls)
     return _prop("cost", claim, bool(wall <= t["max_hours"] * 3600),
