@@ -51,7 +51,22 @@ def run_cpt(args: argparse.Namespace) -> int:
         for stage in stage_order(recipe):
             if not args.stage or stage in args.stage:
                 run_stage(ctx, stage)
-    finally:
+    except BaseException:
         if world is not None:
             world.destroy_process_group()
+        raise
+    if world is not None:
+        _end_process_group(world)
     return 0
+
+
+def _end_process_group(world) -> None:
+    """After the stages: free what still refers to the process group (under FSDP a stage's sharded model outlives
+    the stage in reference cycles until a collection), wait for every rank, then destroy the group. A model
+    freed only at interpreter exit, after the group, could abort the process (SIGABRT, "terminate called without
+    an active exception") once its work was done, and the launcher reports a failed run."""
+    import gc
+
+    gc.collect()
+    world.wait_for_everyone()
+    world.destroy_process_group()
