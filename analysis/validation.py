@@ -264,7 +264,8 @@ def _protocol_v2(plan: dict, stages: list[str], full: dict[str, list[Probe]], pr
                  full_scores: dict[str, CheckpointScore], final: tuple[np.ndarray, np.ndarray], taus: dict,
                  cfg: AnalysisConfig, resampler: Resampler) -> dict:
     """octo.analysis.targets: the gain target's taus, the noise ceiling of both targets from the full-run seed
-    groups, the combination chosen without peeking for each target, and the verdict on the target tau."""
+    groups (and the pairs each group separates alone), the combination chosen without peeking for each target, and
+    the verdict on the target tau."""
     gain, gain_draws = gain_target(full_scores, stages)
     taus_gain = _taus(predictors, stages, gain, gain_draws, separated_pairs(stages, gain, gain_draws, cfg.ci_level),
                       cfg.ci_level)
@@ -273,6 +274,8 @@ def _protocol_v2(plan: dict, stages: list[str], full: dict[str, list[Probe]], pr
     ceiling = {k: noise_ceiling(v, cfg.ci_level) for k, v in per_group.items()}
     return {
         "taus_gain": taus_gain, "noise_ceiling": ceiling,
+        # the pairs one seed group's full runs separate (its problems resampled; no seed to resample)
+        "separated_per_seed": [len(separated_pairs(stages, p, d, cfg.ci_level)) for p, d in per_group["final"]],
         "late_bloomers": late_bloomers(stages, predictors["start_acc"]["values"], list(final[0])),
         "combination": {"final": choose(predictors, final[0]), "gain": choose(predictors, gain)},
         "verdict": {"final": verdict(taus, ceiling["final"], plan["target_tau"]),

@@ -75,9 +75,12 @@ def _ceiling(result: dict, t: dict) -> dict:
 def _separation(result: dict, t: dict) -> dict:
     n = len(result["stages"])
     pairs, k = n * (n - 1) // 2, len(result["separated_pairs"])
+    per_seed = result["separated_per_seed"]
+    alone = (f"; each full-run seed alone (its held-out problems resampled, no seeds to resample) separates "
+             f"{' and '.join(map(str, per_seed))}" if len(per_seed) > 1 else "")
     return _prop("separation", f"full RL separates at least {t['min_separated_share']:.0%} of checkpoint pairs "
                                "beyond noise", bool(pairs and k >= t["min_separated_share"] * pairs),
-                 f"{k} of {pairs} pairs ({k / pairs:.0%})" if pairs else "no pairs")
+                 f"{k} of {pairs} pairs ({k / pairs:.0%}){alone}" if pairs else "no pairs")
 
 
 def _late(result: dict, t: dict) -> dict:

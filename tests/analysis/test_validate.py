@@ -656,6 +656,7 @@ def test_noise_ceiling_from_two_full_run_seed_groups(tmp_path):
     (here the second group is the first with pretrain ending on top), and the verdict compares readiness with 0.9 x
     that ceiling."""
     run = synthetic_validation(tmp_path / "run")
+    one_seed = write_validation(run)
     plan = json.loads((run / "validation" / "plan.json").read_text())
     for row in plan["checkpoints"]:
         src = run / row["full"][0]
@@ -685,6 +686,13 @@ def test_noise_ceiling_from_two_full_run_seed_groups(tmp_path):
     assert v["reaches_ceiling_share"] == (res["taus"]["readiness"]["tau"] >= 0.9 * ceiling["tau"])
     assert res["noise_ceiling"]["gain"]["groups"] == 2 and res["noise_ceiling"]["gain"]["tau"] is not None
     assert f"Final accuracy: {ceiling['tau']:+.3f} [" in (run / "validation" / "validation.md").read_text()
+    # the pairs each seed group separates alone: the first group is the one-seed run, which separated its own
+    # (the same held-out draws); the separation row names both counts, a one-seed run's none
+    per_seed = res["separated_per_seed"]
+    assert len(per_seed) == 2 and per_seed[0] == len(one_seed["separated_pairs"]) == one_seed["separated_per_seed"][0]
+    row = {p["key"]: p for p in res["world_properties"]}["separation"]["figure"]
+    assert row.endswith(f"separates {per_seed[0]} and {per_seed[1]}")
+    assert "alone" not in {p["key"]: p for p in one_seed["world_properties"]}["separation"]["figure"]
 
 
 def test_editing_the_reduced_overrides_does_not_refuse_the_full_run_directory(tmp_path):
