@@ -83,7 +83,9 @@ def _what_was_run(doc: Document, r: dict) -> None:
     doc.add(Heading("What was run"),
             Para(f"From the final checkpoint of each of {len(stages)} mid-training stages: a **probe** (GRPO, "
                  f"{r['probe']['steps']} steps, the recipe's `probe` section) and a **full RL run** (the same GRPO "
-                 f"for {r['full']['steps']} steps, max length {r['full']['max_len']}, evaluated every "
+                 f"for {r['full']['steps']} steps, max length {r['full']['max_len']}"
+                 f"{', completions cut at the limit left out of the loss' if r['full'].get('mask_truncated') else ''}"
+                 ", evaluated every "
                  f"{r['full']['eval_every']} steps), probes with seed(s) {', '.join(map(str, r['seeds']))} and full "
                  f"runs with seed(s) {', '.join(map(str, r['full_seeds']))} (independent of the probes: a probe is "
                  f"not the start of its own full run), all evaluated on the same {r['n_heldout']} held-out problems. "

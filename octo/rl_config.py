@@ -212,6 +212,9 @@ class ValidationConfig:
                          "its own full run (shared rollouts would flatter the agreement); 0 shares them")
     full_max_len: LengthScheduleConfig | None = opt(
         None, help="max response length schedule of the full runs (null: the probe's probe.max_len)")
+    full_mask_truncated_completions: bool | None = opt(
+        None, help="leave completions cut at the length limit out of the full runs' loss (DAPO's overlong "
+                   "filtering) while the probes keep probe.mask_truncated_completions (null: the probe's setting)")
     max_probe_ratio: float = opt(0.1, gt=0, le=1,
                                  help="compute budget of a probe: probe.steps <= max_probe_ratio x full_steps; "
                                       "the report measures the ratio in rollout tokens (probe.json)")

@@ -66,15 +66,18 @@ def validation_recipe(path: str, overrides: list[str], *, reduced: bool = False)
 
 
 def full_run_recipe(recipe: Recipe, max_len: LengthScheduleConfig | None = None, steps: int = 0) -> Recipe:
-    """The recipe whose probe is a full RL run: ``validation.full_*`` replace the probe's length, evaluation
-    and checkpoint cadence, and (``max_len``, ``steps``) its length schedule and number of steps; it makes no
-    step-0 sampling pass (the checkpoint's probes have made it, and the analysis reads theirs); everything else
-    is the probe's."""
+    """The recipe whose probe is a full RL run: ``validation.full_*`` replace the probe's length schedule, its
+    handling of cut completions and its evaluation and checkpoint cadence, and (``max_len``, ``steps``) its length
+    schedule and number of steps; it makes no step-0 sampling pass (the checkpoint's probes have made it, and the
+    analysis reads theirs); everything else is the probe's."""
     v = recipe.validation
     steps = steps or v.full_steps
+    mask = recipe.probe.mask_truncated_completions if v.full_mask_truncated_completions is None \
+        else v.full_mask_truncated_completions
     probe = dataclasses.replace(recipe.probe, steps=steps, eval_every=min(v.full_eval_every, steps),
                                 save_every=v.full_save_every, start_samples=0,
-                                max_len=max_len or v.full_max_len or recipe.probe.max_len)
+                                max_len=max_len or v.full_max_len or recipe.probe.max_len,
+                                mask_truncated_completions=mask)
     return dataclasses.replace(recipe, probe=probe)
 
 
@@ -214,7 +217,8 @@ def _plan(recipe: Recipe, jobs: _Jobs, *, command: str, full_command: str, reduc
         "descriptions": {s: _describe(recipe, s) for s in stages},
         "probe": {"steps": recipe.probe.steps, "eval_every": recipe.probe.eval_every,
                   "max_len": _schedule_text(recipe.probe.max_len)},
-        "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "max_len": _schedule_text(jobs.full_sched)},
+        "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "max_len": _schedule_text(jobs.full_sched),
+                 "mask_truncated": full_run_recipe(recipe).probe.mask_truncated_completions},
         "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
         "findings": dataclasses.asdict(v.findings), "world_targets": dataclasses.asdict(v.world_targets),
         "stair_vs_fixed": {"checkpoint": sv.checkpoint, "fixed_len": jobs.fixed_len,

@@ -517,6 +517,7 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     plan = json.loads((run / "validation" / "plan.json").read_text())
     stages = result["stages"]
     assert len(stages) >= 6 and result["reduced"] is True
+    assert plan["full"]["mask_truncated"] is False   # the probe's setting: the recipe sets no full-run own
     # the stages no validated checkpoint needs were not trained
     assert {p.name for p in (run / "cpt").iterdir()} == set(stage_order(load_recipe(VALIDATION), stages))
     assert not (run / "cpt" / "decay-noqa").exists()
@@ -941,3 +942,38 @@ def test_world_properties_are_yes_or_no_with_the_figure_they_are_read_from(tmp_p
     assert "hybrid" not in props and props["no_ceiling"]["holds"] is True
     assert props["late_bloomers"]["holds"] is False   # 6 checkpoints, fewer than the default 12
     assert props["cost"]["holds"] is None and "executed 5 of the 13 GRPO runs" in props["cost"]["figure"]
+
+
+def test_full_runs_can_leave_cut_completions_out_of_the_loss_while_the_probes_keep_theirs(tmp_path):
+    """validation.full_mask_truncated_completions: null takes the probe's setting, true/false set the full and
+    fixed-limit runs' own (DAPO's overlong filtering), the probe is untouched, TRL's GRPOConfig receives it, and
+    the page says so."""
+    from octo.probe.grpo import ProbeSpec, _grpo_config
+    from octo.rl_config import LengthScheduleConfig
+    from octo.validate import full_run_recipe, validation_recipe
+
+    over = [f"run_dir={tmp_path / 'run'}"]
+    base = validation_recipe(str(VALIDATION), over)
+    assert base.validation.full_mask_truncated_completions is None
+    assert full_run_recipe(base).probe.mask_truncated_completions is base.probe.mask_truncated_completions is False
+    probe_masks = validation_recipe(str(VALIDATION), over + ["probe.mask_truncated_completions=true"])
+    assert full_run_recipe(probe_masks).probe.mask_truncated_completions is True
+    for full_mask in (True, False):
+        r = validation_recipe(str(VALIDATION), over + ["probe.mask_truncated_completions=" + str(not full_mask).lower(),
+                                                       f"validation.full_mask_truncated_completions={full_mask}"])
+        assert r.probe.mask_truncated_completions is (not full_mask)
+        fixed = full_run_recipe(r, LengthScheduleConfig(kind="constant", max_len=256), steps=30)
+        for rec in (full_run_recipe(r), fixed):
+            assert rec.probe.mask_truncated_completions is full_mask
+            spec = ProbeSpec(checkpoint=tmp_path, checkpoint_id="stable.step-1", seed=0, control=None)
+            assert _grpo_config(rec.probe, spec, tmp_path / "p").mask_truncated_completions is full_mask
+    run = synthetic_validation(tmp_path / "synth")
+    phrase = "completions cut at the limit left out of the loss"
+    write_validation(run)
+    assert phrase not in (run / "validation" / "validation.md").read_text()
+    plan_path = run / "validation" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["full"]["mask_truncated"] = True
+    plan_path.write_text(json.dumps(plan))
+    write_validation(run)
+    assert f"max length fixed 1024, {phrase}, evaluated every 25 steps" in (run / "validation" / "validation.md").read_text()
