@@ -47,6 +47,9 @@ class WorldConfig:
     seed: int = opt(0, help="seed of the world generator (changes every document and problem)")
     min_digits: int = opt(2, ge=1, le=9, help="easiest difficulty level: both addends have this many digits")
     max_digits: int = opt(5, ge=1, le=9, help="hardest difficulty level: both addends have this many digits")
+    rl_levels_beyond: int = opt(0, ge=0, le=3, help="difficulty levels above max_digits that only the RL prompts and "
+                                                    "the held-out set pose: no training document or tokenizer text "
+                                                    "has them, so what a checkpoint does there RL must teach")
     mathweb_columns: float = opt(0.15, ge=0, le=1, help="share of math-web items that are worked column "
                                                           "additions (the long procedure, outside the QA template)")
     long_slip: float = opt(0.15, ge=0, le=1, help="chance per column that a long-CoT solution writes a wrong "

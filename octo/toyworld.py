@@ -14,7 +14,9 @@ scratchpad, which keeps each column's two digits local::
     472+183 c1 2+3+1=6 a64
 
 Answers are correct by construction (tests/engine/test_toyworld.py parses every line); the held-out
-set, the probe prompts and the training documents share no question. The probe prompt
+set, the probe prompts and the training documents share no question. ``world.rl_levels_beyond`` adds
+levels above ``max_digits`` that only the RL prompts and the held-out set pose (no document and no
+tokenizer text has them): headroom that mid-training does not fill, which RL must reach. The probe prompt
 ``User:{question}\\nAssistant:<think>\\n`` is the QA template up to the chain of thought.
 """
 
@@ -281,6 +283,18 @@ def _problem_row(p: Problem) -> dict:
     return {"question": p.question, "answer": str(p.answer), "level": p.level}
 
 
+def _unique_problems(rng: random.Random, levels: list[int], reserved: set[str]) -> list[Problem]:
+    """One problem per entry of ``levels``, each question new to ``reserved`` (which takes it)."""
+    out = []
+    for level in levels:
+        p = make_problem(rng, level)
+        while p.question in reserved:
+            p = make_problem(rng, level)
+        reserved.add(p.question)
+        out.append(p)
+    return out
+
+
 def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
     """Write every toy source, ``prompts.jsonl``, ``heldout.jsonl`` and ``world.json`` (returned) into ``out_dir``."""
     out = Path(out_dir)
@@ -336,10 +350,20 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
         write_jsonl(out / f"{name}.jsonl", rows)
         counts[name] = len(rows)
 
+    # Levels beyond max_digits: drawn last, from streams of their own, so the documents, the tokenizer and the other
+    # problems are those of the same world without them (digit counts keep them apart from every other question).
+    beyond = list(range(cfg.max_digits + 1, cfg.max_digits + 1 + cfg.rl_levels_beyond))
+    heldout += _unique_problems(_rng(cfg.seed, "heldout-beyond"), [lv for lv in beyond
+                                                                   for _ in range(cfg.heldout_per_level)], reserved)
+    if beyond:
+        rng = _rng(cfg.seed, "prompts-beyond")
+        n = round(cfg.prompts * len(beyond) / len(levels))  # each level as common as a mid-training level
+        prompts += _unique_problems(rng, [rng.choice(beyond) for _ in range(n)], reserved)
     write_jsonl(out / "heldout.jsonl", [_problem_row(p) for p in heldout])
     write_jsonl(out / "prompts.jsonl", [_problem_row(p) for p in prompts])
     info = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
             "sources": {n: {"template": t, "docs": counts[n]} for n, t in TRAIN_SOURCES.items()},
+            "levels": {"mid-training": levels, "rl_only": beyond},
             "heldout": len(heldout), "prompts": len(prompts), "prompt_template": PROMPT_TEMPLATE}
     write_json_atomic(out / "world.json", info)
     return info

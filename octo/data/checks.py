@@ -68,7 +68,9 @@ def toy_corpus(recipe, run_dir: Path, problems):
         for row in read_rows(resolve_path(src.path, run_dir), src.template, columns, name)[:400]:
             prompt, response = render(src.template, row, columns)
             yield prompt + response
+    top = recipe.world.max_digits if recipe.world is not None else None
     for spec in (recipe.data.prompts, recipe.data.heldout):
         if spec.startswith("toy:"):
             for row in problems(spec):
-                yield row["question"]
+                if top is None or row.get("level", 0) <= top:  # world.rl_levels_beyond: no tokenizer text has them
+                    yield row["question"]

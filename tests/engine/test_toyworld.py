@@ -258,3 +258,41 @@ def test_digit_range_is_checked():
 
     with pytest.raises(ConfigError, match="min_digits"):
         from_dict(WorldConfig, {"min_digits": 4, "max_digits": 3})
+
+
+def test_levels_beyond_are_posed_only_by_the_rl_prompts_and_the_heldout_set(tmp_path):
+    base = dict(seed=5, docs_per_source=60, prompts=60, heldout_per_level=10, min_digits=1, max_digits=3)
+    generate_world(WorldConfig(**base), tmp_path / "plain")
+    info = generate_world(WorldConfig(**base, rl_levels_beyond=2), tmp_path / "beyond")
+    assert info["levels"] == {"mid-training": [1, 2, 3], "rl_only": [4, 5]}
+    for name in TRAIN_SOURCES:  # no training document changes, none poses a level beyond
+        assert (tmp_path / "plain" / f"{name}.jsonl").read_bytes() == (tmp_path / "beyond" / f"{name}.jsonl").read_bytes()
+    held, prompts = _read(tmp_path / "beyond" / "heldout.jsonl"), _read(tmp_path / "beyond" / "prompts.jsonl")
+    # the problems of the world without them come first, unchanged
+    assert held[:30] == _read(tmp_path / "plain" / "heldout.jsonl")
+    assert prompts[:60] == _read(tmp_path / "plain" / "prompts.jsonl")
+    assert [r["level"] for r in held[30:]] == [4] * 10 + [5] * 10
+    assert len(prompts) == 60 + 40 and {r["level"] for r in prompts[60:]} == {4, 5}  # as common as the others
+    questions = [r["question"] for r in held + prompts]
+    assert len(set(questions)) == len(questions)
+    for r in held[30:] + prompts[60:]:
+        a, b = (int(x) for x in re.findall(r"\d+", r["question"]))
+        assert r["level"] == len(str(a)) == len(str(b)) and r["answer"] == str(a + b)
+    with pytest.raises(ConfigError, match="rl_levels_beyond"):
+        from octo.schema import from_dict
+
+        from_dict(WorldConfig, {"rl_levels_beyond": 4})
+
+
+def test_tokenizer_text_leaves_out_the_levels_beyond(tmp_path):
+    from octo.config import load_recipe
+    from octo.data.checks import toy_corpus
+    from octo.toyworld import make_problem
+
+    recipe = load_recipe("recipes/toy/quickstart.yaml", [f"run_dir={tmp_path}", "world.max_digits=3",
+                                                         "world.rl_levels_beyond=1", "world.docs_per_source=20"])
+    generate_world(recipe.world, tmp_path / "world")
+    rng = random.Random(0)
+    rows = [{"question": make_problem(rng, lv).question, "level": lv} for lv in (2, 3, 4)]
+    questions = [t for t in toy_corpus(recipe, tmp_path, lambda spec: rows) if t in {r["question"] for r in rows}]
+    assert questions == [rows[0]["question"], rows[1]["question"]] * 2  # prompts and held-out: levels 2 and 3 only
