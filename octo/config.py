@@ -50,6 +50,9 @@ class WorldConfig:
     rl_levels_beyond: int = opt(0, ge=0, le=3, help="difficulty levels above max_digits that only the RL prompts and "
                                                     "the held-out set pose: no training document or tokenizer text "
                                                     "has them, so what a checkpoint does there RL must teach")
+    mathweb_levels_beyond: bool = opt(False, help="math-web items (digit facts, sums, worked column additions) also "
+                                                  "cover the rl_levels_beyond levels: web text shows the procedure at "
+                                                  "lengths that no QA solution reaches")
     mathweb_columns: float = opt(0.15, ge=0, le=1, help="share of math-web items that are worked column "
                                                           "additions (the long procedure, outside the QA template)")
     long_slip: float = opt(0.15, ge=0, le=1, help="chance per column that a long-CoT solution writes a wrong "
@@ -62,6 +65,8 @@ class WorldConfig:
     def validate(self) -> None:
         if self.min_digits > self.max_digits:
             raise ConfigError("min_digits", f"must be at most max_digits={self.max_digits}")
+        if self.mathweb_levels_beyond and not self.rl_levels_beyond:
+            raise ConfigError("mathweb_levels_beyond", "needs rl_levels_beyond of at least 1 (the levels it adds)")
 
 
 def _check_asset(key: str, spec: str) -> None:

@@ -15,8 +15,8 @@ scratchpad, which keeps each column's two digits local::
 
 Answers are correct by construction (tests/engine/test_toyworld.py parses every line); the held-out
 set, the probe prompts and the training documents share no question. ``world.rl_levels_beyond`` adds
-levels above ``max_digits`` that only the RL prompts and the held-out set pose (no document and no
-tokenizer text has them): headroom that mid-training does not fill, which RL must reach. The probe prompt
+levels above ``max_digits`` that only the RL prompts and the held-out set pose (no QA document and no
+tokenizer question has them; math web's worked additions cover them with ``mathweb_levels_beyond``). The probe prompt
 ``User:{question}\\nAssistant:<think>\\n`` is the QA template up to the chain of thought.
 """
 
@@ -300,6 +300,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     levels = list(range(cfg.min_digits, cfg.max_digits + 1))
+    beyond = list(range(cfg.max_digits + 1, cfg.max_digits + 1 + cfg.rl_levels_beyond))
 
     # Held-out first; its questions (and the prompts') are excluded from everything else.
     rng = _rng(cfg.seed, "heldout")
@@ -328,7 +329,8 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
             if name == "web":
                 rows.append({"text": web_doc(rng)})
             elif name == "mathweb":
-                rows.append({"text": mathweb_doc(rng, levels, cfg.mathweb_columns)})
+                rows.append({"text": mathweb_doc(rng, levels + beyond if cfg.mathweb_levels_beyond else levels,
+                                                 cfg.mathweb_columns)})
             elif name == "if":
                 rows.append(if_doc(rng))
             else:
@@ -350,9 +352,9 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
         write_jsonl(out / f"{name}.jsonl", rows)
         counts[name] = len(rows)
 
-    # Levels beyond max_digits: drawn last, from streams of their own, so the documents, the tokenizer and the other
-    # problems are those of the same world without them (digit counts keep them apart from every other question).
-    beyond = list(range(cfg.max_digits + 1, cfg.max_digits + 1 + cfg.rl_levels_beyond))
+    # Levels beyond max_digits: drawn last, from streams of their own, so the documents (math web's, unless
+    # mathweb_levels_beyond), the tokenizer and the other problems are those of the same world without them (digit
+    # counts keep them apart from every other question).
     heldout += _unique_problems(_rng(cfg.seed, "heldout-beyond"), [lv for lv in beyond
                                                                    for _ in range(cfg.heldout_per_level)], reserved)
     if beyond:

@@ -296,3 +296,22 @@ def test_tokenizer_text_leaves_out_the_levels_beyond(tmp_path):
     rows = [{"question": make_problem(rng, lv).question, "level": lv} for lv in (2, 3, 4)]
     questions = [t for t in toy_corpus(recipe, tmp_path, lambda spec: rows) if t in {r["question"] for r in rows}]
     assert questions == [rows[0]["question"], rows[1]["question"]] * 2  # prompts and held-out: levels 2 and 3 only
+
+
+def test_math_web_can_show_the_levels_beyond(tmp_path):
+    from octo.schema import from_dict
+
+    base = dict(seed=5, docs_per_source=300, prompts=60, heldout_per_level=10, min_digits=1, max_digits=2,
+                mathweb_columns=1.0, rl_levels_beyond=1)
+    generate_world(WorldConfig(**base), tmp_path / "rl-only")
+    generate_world(WorldConfig(**base, mathweb_levels_beyond=True), tmp_path / "web")
+
+    def worked(out):  # the addends' digit counts of math web's worked column additions
+        return {len(a) for a, _ in re.findall(r"adding (\d+) and (\d+) by columns", (out / "mathweb.jsonl").read_text())}
+
+    assert worked(tmp_path / "rl-only") == {1, 2} and worked(tmp_path / "web") == {1, 2, 3}
+    for name, template in TRAIN_SOURCES.items():  # the QA sources stay as they were
+        if template == "QA":
+            assert (tmp_path / "rl-only" / f"{name}.jsonl").read_bytes() == (tmp_path / "web" / f"{name}.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="mathweb_levels_beyond"):
+        from_dict(WorldConfig, {"mathweb_levels_beyond": True})
