@@ -953,6 +953,8 @@ def test_full_runs_can_leave_cut_completions_out_of_the_loss_while_the_probes_ke
     from octo.validate import full_run_recipe, validation_recipe
 
     over = [f"run_dir={tmp_path / 'run'}"]
+    assert validation_recipe(str(VALIDATION), over).validation.full_mask_truncated_completions is True  # shipped (v6)
+    over.append("validation.full_mask_truncated_completions=null")
     base = validation_recipe(str(VALIDATION), over)
     assert base.validation.full_mask_truncated_completions is None
     assert full_run_recipe(base).probe.mask_truncated_completions is base.probe.mask_truncated_completions is False
