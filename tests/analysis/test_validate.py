@@ -517,7 +517,7 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     plan = json.loads((run / "validation" / "plan.json").read_text())
     stages = result["stages"]
     assert len(stages) >= 6 and result["reduced"] is True
-    assert plan["full"]["mask_truncated"] is False   # the probe's setting: the recipe sets no full-run own
+    assert plan["full"]["mask_truncated"] is True   # the recipe's full runs leave cut completions out of their loss
     # the stages no validated checkpoint needs were not trained
     assert {p.name for p in (run / "cpt").iterdir()} == set(stage_order(load_recipe(VALIDATION), stages))
     assert not (run / "cpt" / "decay-noqa").exists()
