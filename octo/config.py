@@ -48,8 +48,9 @@ class WorldConfig:
     min_digits: int = opt(2, ge=1, le=9, help="easiest difficulty level: both addends have this many digits")
     max_digits: int = opt(5, ge=1, le=9, help="hardest difficulty level: both addends have this many digits")
     rl_levels_beyond: int = opt(0, ge=0, le=3, help="difficulty levels above max_digits that only the RL prompts and "
-                                                    "the held-out set pose: no training document or tokenizer text "
-                                                    "has them, so what a checkpoint does there RL must teach")
+                                                    "the held-out set pose: no QA solution and no tokenizer question "
+                                                    "has them (math web does with mathweb_levels_beyond), so RL must "
+                                                    "teach them")
     mathweb_levels_beyond: bool = opt(False, help="math-web items (digit facts, sums, worked column additions) also "
                                                   "cover the rl_levels_beyond levels: web text shows the procedure at "
                                                   "lengths that no QA solution reaches")

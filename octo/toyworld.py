@@ -14,10 +14,11 @@ scratchpad, which keeps each column's two digits local::
     472+183 c1 2+3+1=6 a64
 
 Answers are correct by construction (tests/engine/test_toyworld.py parses every line); the held-out
-set, the probe prompts and the training documents share no question. ``world.rl_levels_beyond`` adds
-levels above ``max_digits`` that only the RL prompts and the held-out set pose (no QA document and no
-tokenizer question has them; math web's worked additions cover them with ``mathweb_levels_beyond``). The probe prompt
+set, the probe prompts and the training documents share no question. The probe prompt
 ``User:{question}\\nAssistant:<think>\\n`` is the QA template up to the chain of thought.
+``world.rl_levels_beyond`` adds levels above ``max_digits`` that only the RL prompts and the held-out
+set pose (no QA document and no tokenizer question has them; math web's items cover them with
+``mathweb_levels_beyond``).
 """
 
 from __future__ import annotations
@@ -365,7 +366,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
     write_jsonl(out / "prompts.jsonl", [_problem_row(p) for p in prompts])
     info = {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
             "sources": {n: {"template": t, "docs": counts[n]} for n, t in TRAIN_SOURCES.items()},
-            "levels": {"mid-training": levels, "rl_only": beyond},
+            "levels": {"mid-training": levels, "beyond": beyond},
             "heldout": len(heldout), "prompts": len(prompts), "prompt_template": PROMPT_TEMPLATE}
     write_json_atomic(out / "world.json", info)
     return info

@@ -264,9 +264,10 @@ def test_levels_beyond_are_posed_only_by_the_rl_prompts_and_the_heldout_set(tmp_
     base = dict(seed=5, docs_per_source=60, prompts=60, heldout_per_level=10, min_digits=1, max_digits=3)
     generate_world(WorldConfig(**base), tmp_path / "plain")
     info = generate_world(WorldConfig(**base, rl_levels_beyond=2), tmp_path / "beyond")
-    assert info["levels"] == {"mid-training": [1, 2, 3], "rl_only": [4, 5]}
+    assert info["levels"] == {"mid-training": [1, 2, 3], "beyond": [4, 5]}
     for name in TRAIN_SOURCES:  # no training document changes, none poses a level beyond
-        assert (tmp_path / "plain" / f"{name}.jsonl").read_bytes() == (tmp_path / "beyond" / f"{name}.jsonl").read_bytes()
+        plain, beyond = (tmp_path / d / f"{name}.jsonl" for d in ("plain", "beyond"))
+        assert plain.read_bytes() == beyond.read_bytes()
     held, prompts = _read(tmp_path / "beyond" / "heldout.jsonl"), _read(tmp_path / "beyond" / "prompts.jsonl")
     # the problems of the world without them come first, unchanged
     assert held[:30] == _read(tmp_path / "plain" / "heldout.jsonl")
@@ -307,11 +308,13 @@ def test_math_web_can_show_the_levels_beyond(tmp_path):
     generate_world(WorldConfig(**base, mathweb_levels_beyond=True), tmp_path / "web")
 
     def worked(out):  # the addends' digit counts of math web's worked column additions
-        return {len(a) for a, _ in re.findall(r"adding (\d+) and (\d+) by columns", (out / "mathweb.jsonl").read_text())}
+        text = (out / "mathweb.jsonl").read_text()
+        return {len(a) for a, _ in re.findall(r"adding (\d+) and (\d+) by columns", text)}
 
     assert worked(tmp_path / "rl-only") == {1, 2} and worked(tmp_path / "web") == {1, 2, 3}
     for name, template in TRAIN_SOURCES.items():  # the QA sources stay as they were
         if template == "QA":
-            assert (tmp_path / "rl-only" / f"{name}.jsonl").read_bytes() == (tmp_path / "web" / f"{name}.jsonl").read_bytes()
+            rl_only, web = (tmp_path / d / f"{name}.jsonl" for d in ("rl-only", "web"))
+            assert rl_only.read_bytes() == web.read_bytes()
     with pytest.raises(ConfigError, match="mathweb_levels_beyond"):
         from_dict(WorldConfig, {"mathweb_levels_beyond": True})
