@@ -304,16 +304,9 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
     beyond = list(range(cfg.max_digits + 1, cfg.max_digits + 1 + cfg.rl_levels_beyond))
 
     # Held-out first; its questions (and the prompts') are excluded from everything else.
-    rng = _rng(cfg.seed, "heldout")
-    heldout, reserved = [], set()
-    for level in levels:
-        made = 0
-        while made < cfg.heldout_per_level:
-            p = make_problem(rng, level)
-            if p.question not in reserved:
-                reserved.add(p.question)
-                heldout.append(p)
-                made += 1
+    reserved = set()
+    heldout = _unique_problems(_rng(cfg.seed, "heldout"), [lv for lv in levels for _ in range(cfg.heldout_per_level)],
+                               reserved)
     rng = _rng(cfg.seed, "prompts")
     prompts = []
     while len(prompts) < cfg.prompts:
@@ -322,6 +315,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
             reserved.add(p.question)
             prompts.append(p)
 
+    mathweb_levels = levels + beyond if cfg.mathweb_levels_beyond else levels
     counts = {}
     for name, template in TRAIN_SOURCES.items():
         rng = _rng(cfg.seed, name)
@@ -330,8 +324,7 @@ def generate_world(cfg: WorldConfig, out_dir: str | Path) -> dict:
             if name == "web":
                 rows.append({"text": web_doc(rng)})
             elif name == "mathweb":
-                rows.append({"text": mathweb_doc(rng, levels + beyond if cfg.mathweb_levels_beyond else levels,
-                                                 cfg.mathweb_columns)})
+                rows.append({"text": mathweb_doc(rng, mathweb_levels, cfg.mathweb_columns)})
             elif name == "if":
                 rows.append(if_doc(rng))
             else:

@@ -261,6 +261,8 @@ def test_digit_range_is_checked():
 
 
 def test_levels_beyond_are_posed_only_by_the_rl_prompts_and_the_heldout_set(tmp_path):
+    from octo.schema import from_dict
+
     base = dict(seed=5, docs_per_source=60, prompts=60, heldout_per_level=10, min_digits=1, max_digits=3)
     generate_world(WorldConfig(**base), tmp_path / "plain")
     info = generate_world(WorldConfig(**base, rl_levels_beyond=2), tmp_path / "beyond")
@@ -280,8 +282,6 @@ def test_levels_beyond_are_posed_only_by_the_rl_prompts_and_the_heldout_set(tmp_
         a, b = (int(x) for x in re.findall(r"\d+", r["question"]))
         assert r["level"] == len(str(a)) == len(str(b)) and r["answer"] == str(a + b)
     with pytest.raises(ConfigError, match="rl_levels_beyond"):
-        from octo.schema import from_dict
-
         from_dict(WorldConfig, {"rl_levels_beyond": 4})
 
 
