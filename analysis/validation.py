@@ -191,7 +191,7 @@ def analyse(run_dir: str | Path, cfg: AnalysisConfig | None = None) -> tuple[dic
         "truth_ranking": truth_order, "settle_tau": defined_tau(prev, truth) if settled else None,
         "settle_swaps": settle_swaps(stages, prev, truth, truth_draws, cfg.ci_level) if settled else [],
         "taus": taus, **protocol, "separated_pairs": [{k: v for k, v in p.items() if k != "idx"} for p in separated],
-        "checkpoints": rows, "budget": _budget(rows, plan),
+        "checkpoints": rows, "budget": _budget(rows, plan), "world_levels": world_levels(run_dir),
         "probe_compute": probe_compute_curve(stages, probe_scores, {s: rows[s]["full_tokens"] for s in stages}, truth,
                                              truth_draws, resampler, cfg.ci_level),
         "findings": findings(plan, full_scores, fixed_scores, full, fixed, resampler, cfg),
@@ -360,6 +360,25 @@ def probe_compute_curve(stages: list[str], probe_scores: dict[str, CheckpointSco
                     "max_ratio": float(np.nanmax(ratios)) if not np.all(np.isnan(ratios)) else None,
                     "values": dict(zip(stages, values))})
     return out
+
+
+def world_levels(run_dir: Path) -> dict | None:
+    """The toy world's difficulty levels by who poses them (``world/world.json``'s ``levels``: ``mid-training``,
+    the levels its QA documents teach; ``beyond``, the levels only the RL prompts and the held-out set pose, which math
+    web's items show where ``mathweb_shows_beyond``); None for a run directory without a toy world, or one written
+    before the world recorded them."""
+    path = Path(run_dir) / "world" / "world.json"
+    if not path.is_file():
+        return None
+    try:
+        info = read_json(path)
+        levels, config = info.get("levels"), info.get("config") or {}
+    except (OctoError, AttributeError):
+        return None
+    if not isinstance(levels, dict) or not all(isinstance(levels.get(k), list) for k in ("mid-training", "beyond")):
+        return None
+    return {"mid-training": levels["mid-training"], "beyond": levels["beyond"],
+            "mathweb_shows_beyond": bool(config.get("mathweb_levels_beyond", False))}
 
 
 def full_per_level(hs: list) -> dict | None:

@@ -885,6 +885,24 @@ def test_full_rl_accuracy_per_level_is_read_from_the_per_problem_vectors_and_sho
     assert order == sorted(stages, key=lambda s: res["checkpoints"][s]["rank_full"])
     top = res["checkpoints"][order[0]]["full_per_level"]
     assert table[2].endswith(f"{top['first'][-1]:.2f} → {top['last'][-1]:.2f} |")
+    assert res["world_levels"] is None and "RL only" not in page   # no toy world in this run directory
+    # a toy world that poses level 4 only to RL (world.rl_levels_beyond): its column says so, and the note says
+    # whether math web shows that length
+    (run / "world").mkdir()
+    for shows in (False, True):
+        (run / "world" / "world.json").write_text(json.dumps({
+            "config": {"mathweb_levels_beyond": shows}, "levels": {"mid-training": [1, 2, 3], "beyond": [4]}}))
+        res = write_validation(run)
+        assert res["world_levels"] == {"mid-training": [1, 2, 3], "beyond": [4], "mathweb_shows_beyond": shows}
+        page = (run / "validation" / "validation.md").read_text()
+        head = page.split("**Full-RL held-out accuracy per difficulty level**")[1].split("\n\n")[1].splitlines()[0]
+        assert head == "| checkpoint | level 1 | level 2 | level 3 | level 4 (RL only) |"
+        assert "Level 4 (*RL only*): no mid-training question or solution is at that length" in page
+        assert ("Math web's items" in page) is shows
+    # a world.json from before the world recorded its levels: plain columns
+    (run / "world" / "world.json").write_text(json.dumps({"config": {}}))
+    res = write_validation(run)
+    assert res["world_levels"] is None and "RL only" not in (run / "validation" / "validation.md").read_text()
     # without levels: no table, and the row says so with None
     for f in (run / "validation" / "full").glob("*/evals.jsonl"):
         f.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "per_problem/level"}) + "\n"
