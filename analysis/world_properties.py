@@ -104,6 +104,17 @@ def _cost(result: dict, t: dict) -> dict:
                      f"not measured in full here: the recorded invocations ({wall / 60:.0f} min) executed {done} of "
                      f"the {total} GRPO runs; the others were made by an invocation killed before its first finished "
                      "run (or, before octo recorded each run, before its end) or copied from another directory")
+    # the CPT stages: invocations recorded before octo recorded them cannot tell, so they are not questioned
+    if all("stages_needed" in x for x in calls):
+        trained = {s for x in calls for s in x["stages_trained"]}
+        missing = [s for s in calls[-1]["stages_needed"] if s not in trained]
+        if missing:
+            return _prop("cost", claim, None,
+                         f"not measured in full here: the recorded invocations ({wall / 60:.0f} min) executed all "
+                         f"{total} GRPO runs, but the CPT of {len(missing)} of the "
+                         f"{len(calls[-1]['stages_needed'])} stages ({', '.join(missing)}) was not trained by them "
+                         "(copied from another directory, trained by `octo cpt`, or by an invocation killed before "
+                         "its stages were done)")
     cut = sum(not x.get("complete", True) for x in calls)
     return _prop("cost", claim, bool(wall <= t["max_hours"] * 3600),
                  f"{wall / 60:.0f} min over {len(calls)} invocation(s) (CPT, gates and GRPO runs; not the analysis)"

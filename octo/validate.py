@@ -126,7 +126,9 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     progress.info(f"validate {recipe.name} in {ctx.run_dir}" + (" (reduced)" if reduced else ""))
     ctx.prepare()
     set_threads(recipe.cpt.threads)   # for the probes too, also when every stage is already done
-    for stage in stage_order(recipe, recipe.validation_checkpoints):   # the stages a validated checkpoint needs
+    needed = stage_order(recipe, recipe.validation_checkpoints)   # the stages a validated checkpoint needs
+    trained = [stage for stage in needed if ctx.stage_done(stage) is None]   # this invocation trains (or resumes)
+    for stage in needed:
         run_stage(ctx, stage)
     jobs = _jobs(ctx, recipe)
     for job in jobs.probes + jobs.long_runs:   # a run started with other settings is refused before anything trains
@@ -136,9 +138,12 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     # every invocation on this run directory: its wall time (to the analysis), the runs it executed, and of them
     # the probes with their length (a directory's probes may be rerun shorter: octo.reuse.PER_RUN_KEYS). Recorded
     # after the stages and after every finished run, so that a killed invocation keeps its time up to its last
-    # finished run (complete: false), and the experiment's whole cost can be read from the directory
+    # finished run (complete: false), and the experiment's whole cost can be read from the directory. The CPT stages
+    # it trained are recorded too: a stage trained elsewhere (copied in, `octo cpt`, or an invocation killed before
+    # its stages were done, which records nothing) is a cost the directory cannot tell
     invocation = {"wall_s": 0.0, "runs": 0, "of": len(jobs.probes) + len(jobs.long_runs), "probes": 0,
-                  "probe_steps": recipe.probe.steps, "complete": False}
+                  "probe_steps": recipe.probe.steps, "stages_trained": trained, "stages_needed": needed,
+                  "complete": False}
 
     def record(run: str = "") -> None:
         invocation["runs"] += bool(run)

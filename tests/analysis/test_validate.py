@@ -527,6 +527,9 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     # the experiment's cost is read from the directory
     calls = plan["invocations"]
     assert [c["complete"] for c in calls] == [False, True] and sum(c["runs"] for c in calls) == calls[-1]["of"]
+    # the first trained every CPT stage, the second none (killed in the full runs, after the stages)
+    assert calls[0]["stages_trained"] == calls[0]["stages_needed"] == stage_order(load_recipe(VALIDATION), stages)
+    assert calls[1]["stages_trained"] == [] and calls[1]["stages_needed"] == calls[0]["stages_needed"]
     assert calls[0]["probes"] == sum(len(c["probes"]) for c in plan["checkpoints"]) and calls[1]["probes"] == 0
     assert 0 < calls[0]["wall_s"] and ", interrupted (its time to its last finished run)" in text
     world = {p["key"]: p for p in result["world_properties"]}
@@ -960,6 +963,18 @@ def test_world_properties_are_yes_or_no_with_the_figure_they_are_read_from(tmp_p
     assert "hybrid" not in props and props["no_ceiling"]["holds"] is True
     assert props["late_bloomers"]["holds"] is False   # 6 checkpoints, fewer than the default 12
     assert props["cost"]["holds"] is None and "executed 5 of the 13 GRPO runs" in props["cost"]["figure"]
+    # every GRPO run executed, but a CPT stage trained outside the recorded invocations (copied in): not measured;
+    # once an invocation has trained it, measured
+    need = ["pretrain", "stable", "decay-long"]
+    calls = [{"wall_s": 60.0, "runs": 0, "of": 13, "stages_trained": ["decay-long"], "stages_needed": need},
+             {"wall_s": 600.0, "runs": 13, "of": 13, "stages_trained": [], "stages_needed": need}]
+    _, res = _world_run(tmp_path / "c", invocations=calls)
+    cost = {p["key"]: p for p in res["world_properties"]}["cost"]
+    assert cost["holds"] is None and "the CPT of 2 of the 3 stages (pretrain, stable) was not trained" in cost["figure"]
+    calls[0]["stages_trained"] = need
+    _, res = _world_run(tmp_path / "d", invocations=calls)
+    cost = {p["key"]: p for p in res["world_properties"]}["cost"]
+    assert cost["holds"] is True and cost["figure"].startswith("11 min over 2 invocation(s)")
 
 
 def test_full_runs_can_leave_cut_completions_out_of_the_loss_while_the_probes_keep_theirs(tmp_path):
