@@ -372,11 +372,12 @@ def world_levels(run_dir: Path) -> dict | None:
         return None
     try:
         info = read_json(path)
-        levels, config = info.get("levels"), info.get("config") or {}
-    except (OctoError, AttributeError):
+    except OctoError:
         return None
+    levels = info.get("levels") if isinstance(info, dict) else None
     if not isinstance(levels, dict) or not all(isinstance(levels.get(k), list) for k in ("mid-training", "beyond")):
         return None
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
     return {"mid-training": levels["mid-training"], "beyond": levels["beyond"],
             "mathweb_shows_beyond": bool(config.get("mathweb_levels_beyond", False))}
 

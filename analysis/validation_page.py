@@ -187,12 +187,16 @@ def _level_table(doc: Document, r: dict) -> None:
     levels = next(iter(per.values()))["levels"]
     cells = [[s] + [f"{a:.2f} → {b:.2f}" for a, b in zip(per[s]["first"], per[s]["last"])]
              for s in sorted(r["stages"], key=lambda s: rows[s]["rank_full"])]
-    beyond = [x for x in levels if x in ((r.get("world_levels") or {}).get("beyond") or [])]
-    shown = (" Math web's items (digit facts, worked column additions) do show numbers of that length "
-             "(`world.mathweb_levels_beyond`)." if (r.get("world_levels") or {}).get("mathweb_shows_beyond") else "")
-    note = (f" Level{'s' if len(beyond) > 1 else ''} {', '.join(map(str, beyond))} (*RL only*): no mid-training "
-            "question or solution is at that length (`world.rl_levels_beyond`); only the RL prompts and the held-out "
-            f"set pose {'them' if len(beyond) > 1 else 'it'} (`world/world.json`'s `levels`)." + shown if beyond else "")
+    world = r.get("world_levels") or {}
+    beyond = [x for x in levels if x in world.get("beyond", [])]
+    note = ""
+    if beyond:
+        note = (f" Level{'s' if len(beyond) > 1 else ''} {', '.join(map(str, beyond))} (*RL only*): no mid-training "
+                "question or solution is at that length (`world.rl_levels_beyond`); only the RL prompts and the "
+                f"held-out set pose {'them' if len(beyond) > 1 else 'it'} (`world/world.json`'s `levels`).")
+        if world.get("mathweb_shows_beyond"):
+            note += (" Math web's items (digit facts, worked column additions) do show numbers of that length "
+                     "(`world.mathweb_levels_beyond`).")
     doc.add(Para("**Full-RL held-out accuracy per difficulty level** (mean of greedy and sampled per problem, mean "
                  "over the full runs' seeds), at the full runs' first evaluation (step "
                  f"{next(iter(per.values()))['first_step']:g}) → their last; rows in full-RL rank order. Source: "

@@ -902,6 +902,12 @@ def test_full_rl_accuracy_per_level_is_read_from_the_per_problem_vectors_and_sho
         assert head == "| checkpoint | level 1 | level 2 | level 3 | level 4 (RL only) |"
         assert "Level 4 (*RL only*): no mid-training question or solution is at that length" in page
         assert ("Math web's items" in page) is shows
+    # a damaged config beside good levels: the levels stand, math web is not claimed; damaged JSON: plain columns
+    damaged = {"config": [1], "levels": {"mid-training": [1], "beyond": [4]}}
+    (run / "world" / "world.json").write_text(json.dumps(damaged))
+    assert write_validation(run)["world_levels"] == {"mid-training": [1], "beyond": [4], "mathweb_shows_beyond": False}
+    (run / "world" / "world.json").write_text("{not json")
+    assert write_validation(run)["world_levels"] is None
     # a world.json from before the world recorded its levels: plain columns
     (run / "world" / "world.json").write_text(json.dumps({"config": {}}))
     res = write_validation(run)
