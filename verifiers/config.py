@@ -34,6 +34,10 @@ class VerifierConfig:
         help="extra seconds after timeout_s before a worker stuck in C code (where the in-worker timer "
              "cannot fire) is killed and replaced")
     workers: int = opt(2, ge=1, help="verifier worker processes")
+    worker_death_retries: int = opt(
+        1, ge=0,
+        help="times an item whose worker died while holding it (killed from outside, out of memory, a crash) "
+             "is sent again to a fresh worker before it counts as status 'error'; hard timeouts are never retried")
     worker_memory_mb: int = opt(
         4096, ge=0,
         help="address-space limit of each worker process in MiB, so that a huge number fails with "

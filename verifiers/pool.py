@@ -38,7 +38,7 @@ from octo.verifiers.worker import WorkerProcess as _Worker
 _STARTUP_TIMEOUT_S = 120.0
 _MAX_START_FAILURES = 3
 # the counters of VerifierPool.stats(), each present (0) from the start
-STATS = ("local", "cache_hits", "remote", "started", "kills", "deaths")
+STATS = ("local", "cache_hits", "remote", "started", "kills", "deaths", "retried")
 
 
 def for_item(result: VerifyResult, prep: Prepared) -> VerifyResult:
@@ -97,6 +97,7 @@ class _Job:
     task: str | None
     future: Future = field(default_factory=Future)
     id: int = 0
+    deaths: int = 0  # workers that died while holding this job
 
 
 class VerifierPool:
@@ -192,7 +193,7 @@ class VerifierPool:
 
     def stats(self) -> dict[str, int]:
         """Counters: local (decided in the caller), cache_hits, remote (sent to a worker), started,
-        kills (hard timeouts), deaths (workers that died)."""
+        kills (hard timeouts), deaths (workers that died), retried (items sent again after their worker died)."""
         with self._lock:
             return dict(self._stats)
 
@@ -373,7 +374,16 @@ class VerifierPool:
             self._start_failed(f"a verifier worker exited with code {code} before it was ready")
             return
         if w.job is not None:
+            # A worker can die from outside (the OOM killer, a stray kill) or die idle just as an item is
+            # written to its pipe; neither says the item is bad, so it goes to a fresh worker, at most
+            # worker_death_retries times. An item that kills every worker it meets is an error.
             job, w.job = w.job, None
+            job.deaths += 1
+            if job.deaths <= self.config.worker_death_retries:
+                with self._lock:
+                    self._queue.appendleft(job)
+                    self._stats["retried"] += 1
+                return
             how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
             job.future.set_result(VerifyResult(
                 correct=False, status="error", extracted=None, method=None, n_boxed=0, checked_by="pool",

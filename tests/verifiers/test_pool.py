@@ -88,7 +88,7 @@ def test_verify_off_the_main_thread_uses_the_shared_pool():
 def test_numbers_never_need_a_worker():
     with VerifierPool(VerifierConfig(workers=1)) as p:
         # every counter reads 0 before the first verification (a session-wide pool's first test may read them)
-        assert p.stats() == dict.fromkeys(("local", "cache_hits", "remote", "started", "kills", "deaths"), 0)
+        assert p.stats() == dict.fromkeys(("local", "cache_hits", "remote", "started", "kills", "deaths", "retried"), 0)
         res = p.verify_batch(golds=["72", "1,000", "0.5"], completions=["#### 72", "\\boxed{1000}", "\\boxed{\\frac12}"])
         assert [r.status for r in res] == ["ok", "ok", "ok"]
         assert p.worker_pids() == [] and p.stats().get("started", 0) == 0
@@ -168,27 +168,50 @@ def test_hung_workers_are_killed_and_replaced(fast_pool):
     assert not set(fast_pool.worker_pids()) & set(pids)
 
 
-def test_worker_killed_mid_item_is_replaced(fast_pool):
-    fast_pool.start()
-    pids = fast_pool.worker_pids()
+def _kill_workers_holding_one_item(pool: VerifierPool) -> tuple[list[int], dict]:
+    """Stop every worker, queue one item (it waits in a stopped worker), then kill them all."""
+    pool.start()
+    pids = pool.worker_pids()
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)  # hold the item inside the worker until we kill it
     out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", fast_pool.verify_batch(
+    t = threading.Thread(target=lambda: out.setdefault("r", pool.verify_batch(
         golds=["x+1"], completions=["\\boxed{1+x}"])))
     t.start()
     time.sleep(0.3)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     t.join(timeout=30)
-    (res,) = out["r"]
-    assert res.status == "error" and "killed by signal 9" in res.reason
-    _alive(fast_pool)
-    # the idle worker's death is noticed on its own (end of file on its pipe), not only on use
+    return pids, out
+
+
+def _wait_replaced(pool: VerifierPool, pids: list[int]) -> None:
+    """The idle worker's death is noticed on its own (end of file on its pipe), not only on use."""
     deadline = time.time() + 10
-    while set(fast_pool.worker_pids()) & set(pids) and time.time() < deadline:
+    while set(pool.worker_pids()) & set(pids) and time.time() < deadline:
         time.sleep(0.05)
-    assert not set(fast_pool.worker_pids()) & set(pids)
+    assert not set(pool.worker_pids()) & set(pids)
+
+
+def test_worker_killed_mid_item_is_replaced_and_the_item_retried(fast_pool):
+    pids, out = _kill_workers_holding_one_item(fast_pool)
+    (res,) = out["r"]
+    assert res.status == "ok" and res.checked_by == "math_verify", res.reason
+    stats = fast_pool.stats()
+    assert stats["retried"] == 1 and stats["deaths"] >= 1
+    _alive(fast_pool)  # an item sent to the other killed worker before its death was seen is retried too
+    _wait_replaced(fast_pool, pids)
+
+
+def test_an_item_whose_workers_keep_dying_is_an_error():
+    cfg = VerifierConfig(workers=2, timeout_s=1.0, kill_grace_s=0.5, guard_heavy=False, worker_death_retries=0)
+    with VerifierPool(cfg) as pool:
+        pids, out = _kill_workers_holding_one_item(pool)
+        (res,) = out["r"]
+        assert res.status == "error" and "killed by signal 9 while checking this item;" in res.reason
+        assert pool.stats()["retried"] == 0
+        _wait_replaced(pool, pids)
+        _alive(pool)
 
 
 def test_close_and_context_manager():
