@@ -282,3 +282,40 @@ def test_micro_batches_train_the_same_step_as_one_pass(tmp_path):
     bad = subprocess.run(_probe_cmd(ckpt, run_dir, base + ["probe.micro_batch_size=5"], "--dry-run"),
                          capture_output=True, text=True, env=_env(), timeout=300)
     assert bad.returncode == 2 and "micro_batch_size" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_heldout_evaluations_do_not_change_what_the_probe_trains(tmp_path):
+    """How often a run is evaluated is a measuring choice: evaluating after every step trains the same rollouts,
+    rewards and weights as evaluating only at the start and the end (the evaluation samples with its own seed and
+    leaves no state behind), so a recipe can evaluate less without changing the run it measures."""
+    from safetensors.torch import load_file
+
+    base = PROBE_OVERRIDES + ["probe.steps=3", "probe.save_every=3", "probe.prompts_per_step=4",
+                              "probe.num_generations=4", "probe.start_samples=0"]
+    run_dir = tmp_path / "run"
+    ckpt = _prepare(run_dir, base)
+    outs = {}
+    for every in (1, 3):
+        out = run_dir / "probes" / f"every-{every}"
+        # the random-reward control: a random-init model earns no real reward, so no gradient to compare
+        res = subprocess.run(_probe_cmd(ckpt, run_dir, base + [f"probe.eval_every={every}"], "--out", str(out),
+                                        "--control", "random"), capture_output=True, text=True, env=_env(), timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[every] = out
+    assert [r["step"] for r in _rows(outs[1] / "evals.jsonl")] == [0, 1, 2, 3]
+    assert [r["step"] for r in _rows(outs[3] / "evals.jsonl")] == [0, 3]
+
+    def trained(out: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in _rows(out / "metrics.jsonl")]
+
+    assert trained(outs[1]) == trained(outs[3])
+    samples = {e: [(s["step"], s["completion"], s["reward"]) for s in _rows(o / "samples.jsonl")] for e, o in outs.items()}
+    assert samples[1] == samples[3] and samples[1]
+    w = {e: load_file(str(o / "checkpoints" / "checkpoint-3" / "model.safetensors")) for e, o in outs.items()}
+    moved = max(float((w[1][k] - load_file(str(ckpt / "model.safetensors"))[k]).abs().max()) for k in w[1])
+    assert moved > 1e-4   # the steps trained
+    for k in w[1]:
+        assert (w[1][k] == w[3][k]).all(), k
+    # the last evaluation sees the same model
+    last = {e: _rows(o / "evals.jsonl")[-1] for e, o in outs.items()}
+    assert last[1]["per_problem/greedy"] == last[3]["per_problem/greedy"]
