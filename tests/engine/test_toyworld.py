@@ -10,8 +10,8 @@ import pytest
 
 from octo.config import WorldConfig
 from octo.errors import ConfigError
-from octo.toyworld import (PLACES_OF_DIGITS, PROCEDURE_ERRORS, TRAIN_SOURCES, column_lines, column_steps,
-                           generate_world, make_problem, procedure_error)
+from octo.toyworld import (ANSWER_FORMS, PLACES_OF_DIGITS, PROCEDURE_ERRORS, TRAIN_SOURCES, answer_form, column_lines,
+                           column_steps, generate_world, make_problem, procedure_error)
 
 LINE = re.compile(r"^(\d+)\+(\d+) c([01]) (\d)\+(\d)\+([01])=(\d+)(?: Wait, that is not right\. "
                   r"(\d)\+(\d)\+([01])=(\d+))? a(\d+)$")
@@ -166,6 +166,22 @@ def test_procedure_error_passes_every_training_answer(world):
             assert verdict == ("ok" if name in LONG else "no_procedure"), (name, r)
             seen.add(verdict)
     assert seen == {"ok", "no_procedure"}
+
+
+def test_answer_form_names_each_sources_solution_form(world):
+    """answer_form tells the world's solution forms apart on every training answer, and names what a policy writes
+    when it is cut or wrong."""
+    _, out = world
+    seen = {name: {answer_form(f"{r['cot']}</think>\n{r['content']}") for r in _read(out / f"{name}.jsonl")}
+            for name in SHORT | LONG}
+    assert seen == {"long-openr1": {"column"}, "long-am": {"column"}, "qa-omi2": {"places"},
+                    "qa-numina": {"direct"}, "qa-megamath": {"direct", "places"}}
+    cut = "Okay, let me add 47 and 18.\n47+18 c0 7+8+0=15 a5\n4+"
+    assert answer_form(cut) == "column"
+    assert answer_form("ten-thousands 3+5+1=9\nSo the sum is 90549.") == "places"
+    assert answer_form("Step 1: 47+18=66.\nSo \\boxed{66}") == "direct"   # wrong, still the direct form
+    assert [answer_form(t) for t in ("", "The answer is \\boxed{65}.", "tens and units")] == ["other"] * 3
+    assert set(ANSWER_FORMS) == {"column", "places", "direct", "other"}
 
 
 def _answer(a, b, lines, box):
