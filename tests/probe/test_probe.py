@@ -249,23 +249,32 @@ def test_rollout_server_dying_mid_probe_stops_naming_it_then_resumes(probe_run, 
         peer.close()
 
 
+def _random_reward_probes(tmp_path: Path, steps: int, variants: dict, *shared: str) -> tuple[Path, list[str], dict]:
+    """A fresh tiny checkpoint and one short random-reward probe from it per variant (its extra overrides): the
+    checkpoint, the overrides the probes share, and each variant's probe directory. The random-reward control,
+    because a random-init model earns no real reward and so would get no gradient to compare."""
+    base = PROBE_OVERRIDES + [f"probe.steps={steps}", f"probe.save_every={steps}", "probe.prompts_per_step=4",
+                              "probe.num_generations=4", "probe.start_samples=0", *shared]
+    run_dir = tmp_path / "run"
+    ckpt = _prepare(run_dir, base)
+    outs = {}
+    for key, extra in variants.items():
+        out = run_dir / "probes" / f"variant-{key}"
+        res = subprocess.run(_probe_cmd(ckpt, run_dir, base + extra, "--out", str(out), "--control", "random"),
+                             capture_output=True, text=True, env=_env(), timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        outs[key] = out
+    return ckpt, base, outs
+
+
 def test_micro_batches_train_the_same_step_as_one_pass(tmp_path):
     """probe.micro_batch_size splits an optimizer step's completions into accumulated passes (a memory knob): the
     same rollouts, rewards and, up to float rounding, the same trained weights as one pass over the batch."""
     from safetensors.torch import load_file
 
-    base = PROBE_OVERRIDES + ["probe.steps=2", "probe.save_every=2", "probe.eval_every=2", "probe.prompts_per_step=4",
-                              "probe.num_generations=4", "probe.start_samples=0"]
+    ckpt, base, outs = _random_reward_probes(tmp_path, 2, {m: [f"probe.micro_batch_size={m}"] for m in (0, 4)},
+                                             "probe.eval_every=2")
     run_dir = tmp_path / "run"
-    ckpt = _prepare(run_dir, base)
-    outs = {}
-    for micro in (0, 4):
-        out = run_dir / "probes" / f"micro-{micro}"
-        # the random-reward control: a random-init model earns no real reward, so no gradient to compare
-        res = subprocess.run(_probe_cmd(ckpt, run_dir, base + [f"probe.micro_batch_size={micro}"], "--out", str(out),
-                                        "--control", "random"), capture_output=True, text=True, env=_env(), timeout=600)
-        assert res.returncode == 0, res.stderr[-3000:]
-        outs[micro] = out
     rows = {m: _rows(o / "metrics.jsonl") for m, o in outs.items()}
     assert [r["reward/mean"] for r in rows[0]] == [r["reward/mean"] for r in rows[4]]
     assert len(rows[4]) == 2 and [r["step"] for r in rows[4]] == [1, 2]
@@ -290,18 +299,7 @@ def test_heldout_evaluations_do_not_change_what_the_probe_trains(tmp_path):
     leaves no state behind), so a recipe can evaluate less without changing the run it measures."""
     from safetensors.torch import load_file
 
-    base = PROBE_OVERRIDES + ["probe.steps=3", "probe.save_every=3", "probe.prompts_per_step=4",
-                              "probe.num_generations=4", "probe.start_samples=0"]
-    run_dir = tmp_path / "run"
-    ckpt = _prepare(run_dir, base)
-    outs = {}
-    for every in (1, 3):
-        out = run_dir / "probes" / f"every-{every}"
-        # the random-reward control: a random-init model earns no real reward, so no gradient to compare
-        res = subprocess.run(_probe_cmd(ckpt, run_dir, base + [f"probe.eval_every={every}"], "--out", str(out),
-                                        "--control", "random"), capture_output=True, text=True, env=_env(), timeout=600)
-        assert res.returncode == 0, res.stderr[-3000:]
-        outs[every] = out
+    ckpt, _, outs = _random_reward_probes(tmp_path, 3, {e: [f"probe.eval_every={e}"] for e in (1, 3)})
     assert [r["step"] for r in _rows(outs[1] / "evals.jsonl")] == [0, 1, 2, 3]
     assert [r["step"] for r in _rows(outs[3] / "evals.jsonl")] == [0, 3]
 
