@@ -51,10 +51,21 @@ def forms_by_tenth(samples: list[dict], steps: int, tenths: list[int]) -> dict:
 
 def run_steps(run: Path, samples: list[dict]) -> int:
     """The run's planned steps (probe.json), else the last step it logged."""
+    from octo.errors import OctoError
+    from octo.runio import PROBE_META_FILE, read_json
+
     try:
-        return int(json.loads((run / "probe.json").read_text())["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json(run / PROBE_META_FILE)["steps"])
+    except (OctoError, ValueError, KeyError, TypeError):
         return max(int(s["step"]) for s in samples)
+
+
+def read_samples(run: Path) -> list[dict]:
+    """The run's logged completions (samples.jsonl, a cut last line skipped): step, completion and reward."""
+    from octo.runio import SAMPLES_FILE, iter_jsonl
+
+    return [{"step": int(row["step"]), "completion": str(row["completion"]), "reward": float(row["reward"])}
+            for row in iter_jsonl(run / SAMPLES_FILE)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,16 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         ap.error(f"no run directory with a samples.jsonl matches {args.runs!r} under {args.run_dir}; "
                  "pass --runs with the glob of your runs (e.g. 'probes/*')")
+    from octo.errors import OctoError
+
     out = {}
     for run in runs:
-        samples = []
-        for line in (run / "samples.jsonl").read_text().splitlines():
-            try:
-                row = json.loads(line)
-                samples.append({"step": int(row["step"]), "completion": str(row["completion"]),
-                                "reward": float(row["reward"])})
-            except (ValueError, KeyError, TypeError):
-                continue   # a line cut by a kill, or not a sample
+        try:
+            samples = read_samples(run)
+        except OctoError as err:   # a damaged line before the last
+            ap.error(str(err))
+        except (KeyError, TypeError, ValueError) as err:
+            ap.error(f"{run / 'samples.jsonl'} has a row that is not a logged sample ({type(err).__name__}: {err}); "
+                     "pass --runs with the glob of octo's GRPO run directories")
         if samples:
             out[run.name] = forms_by_tenth(samples, run_steps(run, samples), sorted(set(args.tenths)))
     print(json.dumps(out, indent=1))

@@ -59,8 +59,16 @@ def test_forms_per_tenth_of_the_run(tmp_path, capsys):
 
 
 def test_no_matching_run_is_one_line_and_exit_2(tmp_path):
+    damaged, foreign = tmp_path / "damaged", tmp_path / "foreign"
+    _run(damaged / "validation" / "full" / "a", 2, [(1, COLUMN, 1.0)])
+    with open(damaged / "validation" / "full" / "a" / "samples.jsonl", "a") as fh:
+        fh.write('\n{"step": 2, "completion": "x", "reward": 0.0}\n')   # the cut line is no longer the last
+    _run(foreign / "validation" / "full" / "a", 2, [])
+    (foreign / "validation" / "full" / "a" / "samples.jsonl").write_text('{"step": 1, "text": "no completion"}\n')
     for args, words in (([str(tmp_path)], "no run directory with a samples.jsonl matches"),
-                        ([str(tmp_path), "--tenths", "0"], "invalid choice")):
+                        ([str(tmp_path), "--tenths", "0"], "invalid choice"),
+                        ([str(damaged)], "is not valid JSON; the file is damaged"),
+                        ([str(foreign)], "has a row that is not a logged sample")):
         p = subprocess.run([sys.executable, str(REPO / "benchmarks/answer_forms.py"), *args],
                            capture_output=True, text=True, cwd=REPO)
         assert p.returncode == 2 and "Traceback" not in p.stderr
