@@ -162,27 +162,6 @@ def procedure_error(a: int, b: int, text: str) -> str:
     return "ok" if boxed and int(boxed[-1]) == a + b else "final"
 
 
-# answer_form's names: the column procedure (the Long sources), one sum per place (OpenMathInstruct-2 and half of
-# MegaMath-QA), the sum written at once (NuminaMath and the other half), anything else (no recognisable work)
-ANSWER_FORMS = ("column", "places", "direct", "other")
-_COLUMN_START = re.compile(r"^\d+\+\d+ c\d+ ", re.M)
-_DIRECT = re.compile(r"\d+\+\d+=\d+")
-
-
-def answer_form(text: str) -> str:
-    """Which of the toy world's solution forms an answer uses (one of ``ANSWER_FORMS``), right or wrong: ``column``
-    if any line starts like a column-procedure line, else ``places`` if any line starts with a place name and a
-    sum (``tens 2+3+1=6``), else ``direct`` if it writes a sum ``a+b=c``, else ``other``. It names the form a
-    policy chose, for following which form RL selects (docs/toyworld.md); procedure_error judges the procedure."""
-    if _COLUMN_START.search(text):
-        return "column"
-    if _PLACE_START.search(text):
-        return "places"
-    if _DIRECT.search(text):
-        return "direct"
-    return "other"
-
-
 def _slip(rng: random.Random, s: int) -> int:
     return s + 1 if s == 0 or rng.random() < 0.5 else s - 1
 
@@ -209,7 +188,26 @@ def place_lines(a: int, b: int) -> list[str]:
     return out
 
 
+# answer_form's names: the column procedure (the Long sources), one sum per place (OpenMathInstruct-2 and half of
+# MegaMath-QA), the sum written at once (NuminaMath and the other half), anything else (no recognisable work)
+ANSWER_FORMS = ("column", "places", "direct", "other")
+_COLUMN_START = re.compile(r"^\d+\+\d+ c\d+ ", re.M)
 _PLACE_START = re.compile(r"^(?:" + "|".join(PLACES_OF_DIGITS) + r") \d+\+\d+", re.M)
+_DIRECT = re.compile(r"\d+\+\d+=\d+")
+
+
+def answer_form(text: str) -> str:
+    """Which of the toy world's solution forms an answer uses (one of ``ANSWER_FORMS``), right or wrong: ``column``
+    if any line starts like a column-procedure line, else ``places`` if any line starts with a place name and a
+    sum (``tens 2+3+1=6``), else ``direct`` if it writes a sum ``a+b=c``, else ``other``. It names the form a
+    policy chose, for following which form RL selects (docs/toyworld.md); procedure_error judges the procedure."""
+    if _COLUMN_START.search(text):
+        return "column"
+    if _PLACE_START.search(text):
+        return "places"
+    if _DIRECT.search(text):
+        return "direct"
+    return "other"
 
 
 def cot_omi2(p: Problem) -> tuple[str, str]:
