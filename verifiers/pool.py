@@ -291,6 +291,8 @@ class VerifierPool:
                     if job is None:
                         break
                     try:
+                        if w.proc.poll() is not None:   # exited, its end of file not read yet
+                            raise BrokenPipeError
                         w.send(job, now + hard)
                     except OSError:  # the worker died while idle: the job goes back, untouched
                         w.job = None
@@ -374,8 +376,8 @@ class VerifierPool:
             self._start_failed(f"a verifier worker exited with code {code} before it was ready")
             return
         if w.job is not None:
-            # A worker can die from outside (the OOM killer, a stray kill) or die idle just as an item is
-            # written to its pipe; neither says the item is bad, so it goes to a fresh worker, at most
+            # A worker can die from outside (the OOM killer, a stray kill), or after _loop checked it was alive, as an
+            # item is written to its pipe; neither says the item is bad, so it goes to a fresh worker, at most
             # worker_death_retries times. An item that kills every worker it meets is an error.
             job, w.job = w.job, None
             job.deaths += 1

@@ -168,50 +168,60 @@ def test_hung_workers_are_killed_and_replaced(fast_pool):
     assert not set(fast_pool.worker_pids()) & set(pids)
 
 
-def _kill_workers_holding_one_item(pool: VerifierPool) -> tuple[list[int], dict]:
-    """Stop every worker, queue one item (it waits in a stopped worker), then kill them all."""
-    pool.start()
-    pids = pool.worker_pids()
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)  # hold the item inside the worker until we kill it
+def _kill_the_worker_holding_one_item(retries: int):
+    """A one-worker pool whose worker is stopped with one item queued in it, then killed: a single kill, so that no
+    other dying worker can take the item (killing several is never one atomic step on a loaded machine)."""
+    cfg = VerifierConfig(workers=1, timeout_s=1.0, kill_grace_s=0.5, guard_heavy=False,
+                         worker_death_retries=retries)
+    pool = VerifierPool(cfg).start()
+    (pid,) = pool.worker_pids()
+    os.kill(pid, signal.SIGSTOP)  # hold the item inside the worker until we kill it
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("r", pool.verify_batch(
         golds=["x+1"], completions=["\\boxed{1+x}"])))
     t.start()
     time.sleep(0.3)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
     t.join(timeout=30)
-    return pids, out
+    return pool, pid, out["r"]
 
 
 def _wait_replaced(pool: VerifierPool, pids: list[int]) -> None:
-    """The idle worker's death is noticed on its own (end of file on its pipe), not only on use."""
     deadline = time.time() + 10
     while set(pool.worker_pids()) & set(pids) and time.time() < deadline:
         time.sleep(0.05)
     assert not set(pool.worker_pids()) & set(pids)
 
 
-def test_worker_killed_mid_item_is_replaced_and_the_item_retried(fast_pool):
-    pids, out = _kill_workers_holding_one_item(fast_pool)
-    (res,) = out["r"]
-    assert res.status == "ok" and res.checked_by == "math_verify", res.reason
-    stats = fast_pool.stats()
-    assert stats["retried"] == 1 and stats["deaths"] >= 1
-    _alive(fast_pool)  # an item sent to the other killed worker before its death was seen is retried too
-    _wait_replaced(fast_pool, pids)
+def test_worker_killed_mid_item_is_replaced_and_the_item_retried():
+    pool, pid, (res,) = _kill_the_worker_holding_one_item(retries=1)
+    with pool:
+        assert res.status == "ok" and res.checked_by == "math_verify", res.reason
+        assert pool.stats()["retried"] == 1 and pool.stats()["deaths"] == 1
+        assert pool.worker_pids() != [pid]
+        _alive(pool)
 
 
 def test_an_item_whose_workers_keep_dying_is_an_error():
-    cfg = VerifierConfig(workers=2, timeout_s=1.0, kill_grace_s=0.5, guard_heavy=False, worker_death_retries=0)
-    with VerifierPool(cfg) as pool:
-        pids, out = _kill_workers_holding_one_item(pool)
-        (res,) = out["r"]
+    pool, pid, (res,) = _kill_the_worker_holding_one_item(retries=0)
+    with pool:
         assert res.status == "error" and "killed by signal 9 while checking this item;" in res.reason
         assert pool.stats()["retried"] == 0
-        _wait_replaced(pool, pids)
+        _wait_replaced(pool, [pid])
         _alive(pool)
+
+
+def test_idle_workers_killed_are_replaced_and_get_no_items(fast_pool):
+    first, second = fast_pool.worker_pids()
+    # an idle worker's death is noticed on its own (end of file on its pipe), not only on use
+    os.kill(first, signal.SIGKILL)
+    _wait_replaced(fast_pool, [first])
+    assert fast_pool.stats()["deaths"] == 1
+    # items queued at once after a kill are not lost to the dying worker (checked before sending, else retried)
+    os.kill(second, signal.SIGKILL)
+    _alive(fast_pool)
+    _wait_replaced(fast_pool, [second])
+    assert fast_pool.stats()["deaths"] == 2
 
 
 def test_close_and_context_manager():
