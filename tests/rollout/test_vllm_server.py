@@ -106,6 +106,10 @@ def test_serve_prints_url_of_a_healthy_server(served):
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", served.url)
     with urllib.request.urlopen(served.url + "/health", timeout=10) as resp:
         assert resp.status == 200
+    # stderr is read by its own thread, which may not have reached the line printed just before the URL
+    deadline = time.monotonic() + 30
+    while not any("healthy at" in ln for ln in served.stderr_lines) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert any("healthy at" in ln and str(served.log) in ln for ln in served.stderr_lines)
 
 
