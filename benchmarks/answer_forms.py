@@ -6,7 +6,8 @@ For every run directory under RUN_DIR matching ``--runs`` (a glob; each holds a 
 ``probe.log_samples`` completions logged per step), the completions of each chosen tenth of its steps (1 = the first
 tenth, 10 = the last) are sorted by the toy world's answer form (octo.toyworld.answer_form: ``column``, the column
 procedure of the Long sources; ``places``, one sum per place; ``direct``, the sum at once; ``other``), and each form
-gets its share of the completions and their mean reward. Prints one JSON object, ``{run: {tenth: {...}}}``.
+gets its share of the completions and their mean reward. Prints one JSON object, ``{run: {tenth: {...}}}``, a run
+named by its directory (by its path under RUN_DIR where two matched directories share a name: ``'*/probe'``).
 
 It says why a branch ends where it does (docs/toyworld.md, v8): decay-hybrid's rollouts start mostly in the
 ``places`` form of its short sources, and RL drops the rarer column procedure, so Hybrid ends as a Short branch.
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from octo.errors import OctoError
 
     out = {}
+    names = [run.name for run in runs]
     for run in runs:
         try:
             samples = read_samples(run)
@@ -93,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{run / 'samples.jsonl'} has a row that is not a logged sample ({type(err).__name__}: {err}); "
                      "pass --runs with the glob of octo's GRPO run directories")
         if samples:
-            out[run.name] = forms_by_tenth(samples, run_steps(run, samples), sorted(set(args.tenths)))
+            # a run is named by its directory, or by its path under RUN_DIR where the glob matches two of that name
+            name = run.name if names.count(run.name) == 1 else str(run.relative_to(args.run_dir))
+            out[name] = forms_by_tenth(samples, run_steps(run, samples), sorted(set(args.tenths)))
     print(json.dumps(out, indent=1))
     return 0
 

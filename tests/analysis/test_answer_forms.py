@@ -56,6 +56,12 @@ def test_forms_per_tenth_of_the_run(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)["b.step-1"]
     assert out["1"] == {"steps": [], "completions": 0, "forms": {}} and out["10"]["completions"] == 2
     assert [answer_forms.tenth_steps(k, 120) for k in (1, 5, 10)] == [(1, 12), (49, 60), (109, 120)]
+    # runs of the same name (octo probe --out x/probe, y/probe) are told apart by their path under RUN_DIR
+    _run(tmp_path / "bench" / "x" / "probe", 2, rows[:1])
+    _run(tmp_path / "bench" / "y" / "probe", 2, rows[1:2])
+    assert answer_forms.main([str(tmp_path / "bench"), "--runs", "*/probe", "--tenths", "10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {k: list(v["10"]["forms"]) for k, v in out.items()} == {"x/probe": ["column"], "y/probe": ["places"]}
 
 
 def test_no_matching_run_is_one_line_and_exit_2(tmp_path):
