@@ -85,8 +85,7 @@ def _what_was_run(doc: Document, r: dict) -> None:
                  f"{r['probe']['steps']} steps, the recipe's `probe` section) and a **full RL run** (the same GRPO "
                  f"for {r['full']['steps']} steps, max length {r['full']['max_len']}"
                  f"{', completions cut at the limit left out of the loss' if r['full'].get('mask_truncated') else ''}"
-                 ", evaluated every "
-                 f"{r['full']['eval_every']} steps), probes with seed(s) {', '.join(map(str, r['seeds']))} and full "
+                 f", {_full_evaluations(r)}), probes with seed(s) {', '.join(map(str, r['seeds']))} and full "
                  f"runs with seed(s) {', '.join(map(str, r['full_seeds']))} (independent of the probes: a probe is "
                  f"not the start of its own full run), all evaluated on the same {r['n_heldout']} held-out problems. "
                  "Settings: the recipe's `validation:` section (`ValidationConfig` in octo/rl_config.py, every key with "
@@ -202,6 +201,19 @@ def _level_table(doc: Document, r: dict) -> None:
                  f"{next(iter(per.values()))['first_step']:g}) → their last; rows in full-RL rank order. Source: "
                  "`per_problem/level` and the per-problem vectors of `validation/full/<id>/evals.jsonl`." + note),
             Table(["checkpoint", *[f"level {x}" + (" (RL only)" if x in beyond else "") for x in levels]], cells))
+
+
+def _full_evaluations(r: dict) -> str:
+    """When the full runs were evaluated: every N steps, or at the steps named (validation.full_eval_steps)."""
+    full, sv = r["full"], r.get("stair_vs_fixed")
+    named = full.get("eval_steps") or []
+    if not named:
+        return f"evaluated every {full['eval_every']} steps"
+    at = [s for s in range(1, full["steps"] + 1) if s % full["eval_every"] == 0 or s in named or s == full["steps"]]
+    text = "evaluated at steps 0, " + ", ".join(map(str, at[:-1])) + f" and {at[-1]}"
+    if sv and sv.get("early_steps") not in at:
+        text += f" (and {sv['checkpoint']}'s at {sv['early_steps']}, where stair and fixed limit are compared)"
+    return text
 
 
 def _compute_curve(doc: Document, r: dict, pct: int) -> None:

@@ -20,8 +20,9 @@ decay-hybrid   the Hybrid branch
 ============== ==========================================================================
 
 and, once per ``--full-seeds`` seed, a *full* RL run from each branch with recipes/toy/validation.yaml's full-run
-settings (``validation.full_steps`` steps, the full length stair, ``validation.full_eval_every``): the
-comparison OctoThinker makes (seed 004: Long starts lowest, its lengths grow, it ends highest).
+settings (``validation.full_steps`` steps, the full length stair, ``validation.full_eval_every`` and
+``full_eval_steps``): the comparison OctoThinker makes (seed 004: Long starts lowest, its lengths grow, it ends
+highest).
 
 Every control and branch probe runs once per ``--control-seeds`` seed. The gain of a probe row is held-out
 sampled accuracy (temperature 1, every held-out problem, ``eval_samples`` samples each) at the probe's last
@@ -88,6 +89,7 @@ def full_settings() -> dict:
     return {"steps": v["full_steps"], "eval_every": v["full_eval_every"], "save_every": v["full_save_every"],
             "stairs": stairs,
             "overrides": [f"probe.steps={v['full_steps']}", f"probe.eval_every={v['full_eval_every']}",
+                          f"probe.eval_steps={list(v.get('full_eval_steps') or [])}",
                           f"probe.save_every={v['full_save_every']}",
                           "probe.max_len.stairs={" + ", ".join(f"{k}: {x}" for k, x in stairs.items()) + "}"]}
 

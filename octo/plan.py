@@ -323,7 +323,7 @@ def _probe_estimate(recipe, p: Part, t: Timing) -> tuple[float, float]:
     for s in range(p.start_step, cfg.steps):
         limit = _limit_at(sched, s)
         steps += t.generate(n, limit) + t.train(n * (PROMPT_TOKENS + limit))
-        if (s + 1) % cfg.eval_every == 0 or s + 1 == cfg.steps:
+        if cfg.evaluates_at(s + 1):
             evals += 1
     return pre + steps + evals * evaluation, evaluation
 

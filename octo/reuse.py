@@ -9,8 +9,8 @@ are recorded beside the results, in full (not as a hash), so that a refusal can 
   command's resolved recipe before anything runs, except for:
   - ``RUN_LISTS``: lists whose items are runs of their own (a seed's probes, a checkpoint ``octo validate``
     probes); growing or shrinking one at its end adds or leaves out runs and changes none;
-  - ``PER_RUN_KEYS``: a probe's length and cadence, checked per probe (below), so that a shorter probe can
-    run beside the stages and full runs of the same directory;
+  - ``PER_RUN_KEYS``: a probe's length and cadence, and when full runs are evaluated, checked per probe and
+    full run (below), so that a shorter probe can run beside the stages and full runs of the same directory;
   - a stage or source that only one side defines: a branch recipe adds its decay stage and sources to the
     record (recipes/octothinker/decay-*.yaml);
   - ``validation.reduced``: the overrides of another run directory (``octo validate --reduced``), and
@@ -39,7 +39,8 @@ from octo.schema import read_recipe_file
 from octo.runio import PROBE_META_FILE, RECIPE_FILE, STAGE_DONE_FILE, read_json, write_text_atomic
 
 RUN_LISTS = ("probe.seeds", "validation.seeds", "validation.full_seeds", "validation.checkpoints")
-PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.save_every", "probe.max_len", "probe.start_max_len")
+PER_RUN_KEYS = ("probe.steps", "probe.eval_every", "probe.eval_steps", "probe.save_every", "probe.max_len",
+                "probe.start_max_len", "validation.full_eval_every", "validation.full_eval_steps")
 # how often a run saves by the clock, how many probes run at once and how many completions share a pass change no
 # result: a rerun may change them
 NOT_SETTINGS = ("cpt.save_every_s", "probe.save_every_s", "probe.jobs", "probe.micro_batch_size")

@@ -85,6 +85,10 @@ class ProbeConfig:
     max_len: LengthScheduleConfig = opt(default_factory=LengthScheduleConfig,
                                         help="max response length schedule")
     eval_every: int = opt(10, ge=1, help="held-out evaluation every N steps (and at step 0 and the end)")
+    eval_steps: list[int] = opt(default_factory=list,
+                                help="held-out evaluations at these steps too (each 1..steps); with a large "
+                                     "eval_every, only these and the ends: what evaluations cost without changing "
+                                     "what the run trains (they use their own random stream)")
     eval_problems: int = opt(200, ge=1, help="held-out problems per evaluation")
     eval_samples: int = opt(4, ge=1, help="samples per problem for sampled accuracy and pass@k")
     start_samples: int = opt(
@@ -125,6 +129,10 @@ class ProbeConfig:
         """Completions per optimizer step: prompts_per_step x num_generations."""
         return self.prompts_per_step * self.num_generations
 
+    def evaluates_at(self, step: int) -> bool:
+        """Whether a held-out evaluation follows optimizer step ``step`` (step 0 is always evaluated, before any)."""
+        return step % self.eval_every == 0 or step == self.steps or step in self.eval_steps
+
     def start_limit(self, schedule_maximum: int) -> int:
         """The step-0 sampling pass's length limit: ``start_max_len``, or the probe schedule's largest (0)."""
         return self.start_max_len or schedule_maximum
@@ -138,6 +146,16 @@ class ProbeConfig:
         if self.start_samples == 1:
             raise ConfigError("start_samples", "must be 0 (off) or at least 2: learnable mass needs two samples "
                                                "per prompt")
+        _check_steps("eval_steps", self.eval_steps, self.steps)
+
+
+def _check_steps(key: str, steps: list[int], last: int) -> None:
+    """Steps of a run of ``last`` optimizer steps, each named once."""
+    bad = [s for s in steps if not 1 <= s <= last]
+    if bad:
+        raise ConfigError(key, f"steps must lie in 1..{last}, the run's steps (got {bad[0]})")
+    if len(set(steps)) != len(steps):
+        raise ConfigError(key, "names a step twice")
 
 
 @dataclass(kw_only=True)
@@ -206,6 +224,11 @@ class ValidationConfig:
                                      "seeds); fewer than the probes' when full runs are what the compute allows")
     full_steps: int = opt(400, ge=2, help="GRPO steps of a full RL run")
     full_eval_every: int = opt(50, ge=1, help="held-out evaluation every N steps of a full run (and at 0 and the end)")
+    full_eval_steps: list[int] = opt(
+        default_factory=list, help="held-out evaluations of the full runs at these steps too (each 1..full_steps): "
+                                   "with full_eval_every = full_steps, only these and the ends. The analysis reads the "
+                                   "last two (is the ranking settled?); stair_vs_fixed's checkpoint is also evaluated "
+                                   "at its early_steps")
     full_save_every: int = opt(50, ge=1, help="full-run checkpoint every N steps (resume point)")
     full_seed_offset: int = opt(
         1000, ge=0, help="a full run's seed is its probe's seed plus this, so that a probe is not the first steps of "
@@ -236,6 +259,7 @@ class ValidationConfig:
             raise ConfigError("checkpoints", "names a stage twice")
         if len(set(self.full_seeds)) != len(self.full_seeds):
             raise ConfigError("full_seeds", "names a seed twice")
+        _check_steps("full_eval_steps", self.full_eval_steps, self.full_steps)
         sv = self.stair_vs_fixed
         if sv.steps > self.full_steps:
             raise ConfigError("stair_vs_fixed.steps", f"must be <= full_steps={self.full_steps} (got {sv.steps})")

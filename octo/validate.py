@@ -65,16 +65,18 @@ def validation_recipe(path: str, overrides: list[str], *, reduced: bool = False)
     return recipe
 
 
-def full_run_recipe(recipe: Recipe, max_len: LengthScheduleConfig | None = None, steps: int = 0) -> Recipe:
+def full_run_recipe(recipe: Recipe, max_len: LengthScheduleConfig | None = None, steps: int = 0,
+                    eval_steps: tuple[int, ...] = ()) -> Recipe:
     """The recipe whose probe is a full RL run: ``validation.full_*`` replace the probe's length schedule, its
     handling of cut completions and its evaluation and checkpoint cadence, and (``max_len``, ``steps``) its length
-    schedule and number of steps; it makes no step-0 sampling pass (the checkpoint's probes have made it, and the
-    analysis reads theirs); everything else is the probe's."""
+    schedule and number of steps, ``eval_steps`` adds evaluations; it makes no step-0 sampling pass (the
+    checkpoint's probes have made it, and the analysis reads theirs); everything else is the probe's."""
     v = recipe.validation
     steps = steps or v.full_steps
     mask = recipe.probe.mask_truncated_completions if v.full_mask_truncated_completions is None \
         else v.full_mask_truncated_completions
     probe = dataclasses.replace(recipe.probe, steps=steps, eval_every=min(v.full_eval_every, steps),
+                                eval_steps=sorted({s for s in (*v.full_eval_steps, *eval_steps) if s < steps}),
                                 save_every=v.full_save_every, start_samples=0,
                                 max_len=max_len or v.full_max_len or recipe.probe.max_len,
                                 mask_truncated_completions=mask)
@@ -190,7 +192,10 @@ def _jobs(ctx, recipe: Recipe) -> _Jobs:
     full = full_run_recipe(recipe)
     fixed_len = sv.fixed_len or LengthSchedule(full.probe.max_len).maximum
     fixed_steps = sv.steps or v.full_steps
-    fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len), steps=fixed_steps)
+    early = (sv.early_steps or fixed_steps // 2,)   # the steps stair_vs_fixed compares: evaluated in both kinds
+    fixed = full_run_recipe(recipe, LengthScheduleConfig(kind="constant", max_len=fixed_len), steps=fixed_steps,
+                            eval_steps=early)
+    stair = full_run_recipe(recipe, eval_steps=early)
     rows = {s: {"stage": s, "probes": [], "full": [], "fixed": []} for s in stages}
     jobs = _Jobs([], [], rows, full.probe.max_len, fixed_len, fixed_steps)
     for spec in probe_specs(ctx, stages=stages, seeds=recipe.validation_seeds):
@@ -202,7 +207,8 @@ def _jobs(ctx, recipe: Recipe) -> _Jobs:
             continue
         # independent of the probe's randomness; the stair and fixed-limit runs share theirs (a paired comparison)
         fspec = dataclasses.replace(spec, seed=spec.seed + v.full_seed_offset)
-        jobs.long_runs.append(Job(full, fspec, f"{FULL_DIR}/{fspec.probe_id}", "full RL run"))
+        run = stair if spec.stage == sv.checkpoint and not full.probe.evaluates_at(early[0]) else full
+        jobs.long_runs.append(Job(run, fspec, f"{FULL_DIR}/{fspec.probe_id}", "full RL run"))
         rows[spec.stage]["full"].append(jobs.long_runs[-1].rel)
         if spec.stage == sv.checkpoint:
             jobs.long_runs.append(Job(fixed, fspec, f"{FIXED_DIR}/{fspec.probe_id}", f"fixed-{fixed_len} run"))
@@ -222,7 +228,8 @@ def _plan(recipe: Recipe, jobs: _Jobs, *, command: str, full_command: str, reduc
         "descriptions": {s: _describe(recipe, s) for s in stages},
         "probe": {"steps": recipe.probe.steps, "eval_every": recipe.probe.eval_every,
                   "max_len": _schedule_text(recipe.probe.max_len)},
-        "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "max_len": _schedule_text(jobs.full_sched),
+        "full": {"steps": v.full_steps, "eval_every": v.full_eval_every, "eval_steps": sorted(v.full_eval_steps),
+                 "max_len": _schedule_text(jobs.full_sched),
                  "mask_truncated": full_run_recipe(recipe).probe.mask_truncated_completions},
         "max_probe_ratio": v.max_probe_ratio, "ppl_metrics": list(v.ppl_metrics), "target_tau": v.target_tau,
         "findings": dataclasses.asdict(v.findings), "world_targets": dataclasses.asdict(v.world_targets),

@@ -58,15 +58,16 @@ def sample_rows(step: int, batch: ScoredBatch, n: int) -> list[dict]:
 
 
 class ProbeMetricsCallback(TrainerCallback):
-    """Writes metrics.jsonl and samples.jsonl after every step, evals.jsonl every ``eval_every`` steps and at the
-    end, start.jsonl once before the first step, and a file manifest into every checkpoint the Trainer saves (a
-    truncated or altered file is then found at resume, which falls back to an older checkpoint)."""
+    """Writes metrics.jsonl and samples.jsonl after every step, evals.jsonl after the steps that ``evaluates_at``
+    (the probe's ``ProbeConfig.evaluates_at``) accepts and at the end, start.jsonl once before the first step, and a
+    file manifest into every checkpoint the Trainer saves (a truncated or altered file is then found at resume, which
+    falls back to an older checkpoint)."""
 
     def __init__(self, probe_dir: Path, probe_id: str, *, rollouts: ProbeRollouts, reward: ProbeReward,
-                 evaluate, start, eval_every: int, log_samples: int, save_every_s: float = 0.0):
+                 evaluate, start, evaluates_at, log_samples: int, save_every_s: float = 0.0):
         self.probe_dir, self.probe_id = Path(probe_dir), probe_id
         self.rollouts, self.reward, self.evaluate, self.start = rollouts, reward, evaluate, start
-        self.eval_every, self.log_samples = eval_every, log_samples
+        self.evaluates_at, self.log_samples = evaluates_at, log_samples
         self.metrics = JsonlWriter(self.probe_dir / METRICS_FILE)
         self.evals = JsonlWriter(self.probe_dir / EVALS_FILE)
         self.samples = JsonlWriter(self.probe_dir / SAMPLES_FILE)
@@ -115,7 +116,7 @@ class ProbeMetricsCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         progress.note_step(state.global_step)
-        if state.global_step % self.eval_every == 0 or state.global_step == args.max_steps:
+        if self.evaluates_at(state.global_step) or state.global_step == args.max_steps:
             self.write_eval(state.global_step)
         # a time-based save (probe.save_every_s) beside the Trainer's every save_steps: after the evaluation,
         # whose row the checkpoint's step then covers

@@ -11,7 +11,7 @@ grouped by completion length: octo.probe.passes) with three octo parts, through 
   place), picklable like TRL's own reward functions;
 - :class:`~octo.probe.callback.ProbeMetricsCallback`: metrics.jsonl, samples.jsonl and evals.jsonl in
   the probe vocabulary (docs/run-directory.md); held-out evaluation at step 0, every ``eval_every``
-  steps and at the end.
+  steps, at the ``eval_steps`` and at the end.
 
 A probe writes TRL checkpoints every ``save_every`` steps and after any step that ends ``save_every_s`` seconds
 after the last checkpoint; a probe killed at any point resumes from
@@ -74,7 +74,8 @@ def probe_meta(cfg: ProbeConfig, spec: ProbeSpec) -> dict:
         "prompts_per_step": cfg.prompts_per_step, "num_generations": cfg.num_generations, "lr": cfg.lr,
         "beta": cfg.beta, "temperature": cfg.temperature, "loss_type": cfg.loss_type,
         "max_len": {"kind": cfg.max_len.kind, "max_len": cfg.max_len.max_len, "stairs": cfg.max_len.stairs},
-        "eval_every": cfg.eval_every, "start_samples": cfg.start_samples, "start_max_len": cfg.start_max_len,
+        "eval_every": cfg.eval_every, "eval_steps": sorted(cfg.eval_steps), "start_samples": cfg.start_samples,
+        "start_max_len": cfg.start_max_len,
         "start_heldout_problems": cfg.start_heldout_problems, "start_prompt_problems": cfg.start_prompt_problems,
         "lora": to_dict(cfg.lora) if cfg.lora else None,
         "rollout_tokens": None,
@@ -191,7 +192,7 @@ def _build_trainer(recipe: Recipe, spec: ProbeSpec, probe_dir: Path, tokenizer, 
     callback = ProbeMetricsCallback(probe_dir, spec.probe_id, rollouts=rollouts, reward=reward,
                                     evaluate=partial(rollouts.evaluate, heldout, verifier=recipe.verifier, pool=pool),
                                     start=partial(rollouts.start_pass, pool=pool),
-                                    eval_every=cfg.eval_every, log_samples=cfg.log_samples,
+                                    evaluates_at=cfg.evaluates_at, log_samples=cfg.log_samples,
                                     save_every_s=cfg.save_every_s)
     if peft_config is not None:
         _check_lora_targets(model, peft_config.target_modules)

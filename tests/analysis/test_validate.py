@@ -21,6 +21,7 @@ import yaml
 from octo.analysis.stats import kendall_tau, kendall_tau_rows, ranking, ranks, tau_ci, tau_gain_ci
 from octo.analysis.validation import separated_agreement, separated_pairs, write_validation
 from octo.config import load_recipe, stage_order
+from octo.runio import read_jsonl
 
 from tests.analysis.synth import RunBuilder, const, jump, ramp
 from tests.conftest import QUICKSTART, REPO
@@ -367,11 +368,18 @@ def octo(*args, timeout=120):
     ([QUICKSTART, "--reduced"], "no validation.reduced overrides"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, nosuch, pretrain]"], "'nosuch' is not a stage"),
     ([VALIDATION, "--set", "validation.checkpoints=[stable, decay-short, pretrain]"], "is not a validated checkpoint"),
-    ([VALIDATION, "--set", "validation.full_steps=60"], "raise full_steps to at least 80"),
+    ([VALIDATION, "--set", "validation.full_steps=60", "--set", "validation.full_eval_steps=[50]"],
+     "raise full_steps to at least 80"),
+    ([VALIDATION, "--set", "validation.full_steps=60"], "'validation.full_eval_steps': steps must lie in 1..60"),
     ([VALIDATION, "--set", "validation.stair_vs_fixed.early_steps=31"], "must be <= the fixed-limit run's 30 steps"),
     ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=20"], "must be <= the fixed-limit run's 20 steps"),
     ([VALIDATION, "--set", "validation.stair_vs_fixed.steps=200"], "must be <= full_steps=120"),
     ([VALIDATION, "--set", "validation.full_seeds=[1, 1]"], "names a seed twice"),
+    ([VALIDATION, "--set", "validation.full_eval_steps=[90, 121]"],
+     "steps must lie in 1..120, the run's steps (got 121)"),
+    ([VALIDATION, "--set", "validation.full_eval_steps=[0]"], "steps must lie in 1..120"),
+    ([VALIDATION, "--set", "validation.full_eval_steps=[90, 90]"], "names a step twice"),
+    ([VALIDATION, "--set", "probe.eval_steps=[9]"], "'probe.eval_steps': steps must lie in 1..8"),
     ([VALIDATION, "--jobs", "0"], "--jobs must be 1 or more"),
     ([VALIDATION, "--set", "validation.findings.long="], "name both stages or neither"),
     ([VALIDATION, "--set", "validation.findings.long=", "--set", "validation.findings.short="],
@@ -536,6 +544,8 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     assert world["cost"]["holds"] is True and "1 of them interrupted" in world["cost"]["figure"]
     assert "hybrid" not in world and world["late_bloomers"]["holds"] is False   # 6 checkpoints: fewer than 12
     assert "`octo validate recipes/toy/validation.yaml --jobs 2 --doc " in text    # the full command, no --reduced
+    assert "evaluated at steps 0, 15 and 20 (and decay-long's at 10, where stair and fixed limit are compared)" \
+        in text.replace("\n", " ")
     # every number of the checkpoint table is traceable to the run's files
     gates = {}
     for s in stages:
@@ -558,8 +568,14 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
         for piece in (f"{acc:.3f}", f"{gates[s]['ppl/general']:.3f}", f"{gates[s]['ppl/mathweb']:.3f}",
                       f"{ptok:,.0f} / {ftok:,.0f}"):
             assert f"| {piece} |" in line, (piece, line)
-        if s == plan["stair_vs_fixed"]["checkpoint"]:
+        # evaluated where the analysis reads them (validation.full_eval_steps): the ends and step 15 (the one
+        # before the last), and the stair_vs_fixed checkpoint's runs also at its early step 10
+        sv = s == plan["stair_vs_fixed"]["checkpoint"]
+        for d in c["full"]:
+            assert [r["step"] for r in read_jsonl(run / d / "evals.jsonl")] == ([0, 10, 15, 20] if sv else [0, 15, 20])
+        if sv:
             assert all((run / d / "DONE.json").exists() for d in c["fixed"]) and c["fixed"]
+            assert all([r["step"] for r in read_jsonl(run / d / "evals.jsonl")] == [0, 10] for d in c["fixed"])
     # tau table: recomputed by pair counting from the numbers above
     readiness = [result["checkpoints"][s]["readiness"] for s in stages]
     truth = [result["checkpoints"][s]["full_final_acc"] for s in stages]
@@ -765,6 +781,11 @@ def test_probe_length_and_cadence_may_change_in_the_run_directory(tmp_path):
     probe = yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["probe"]
     assert (probe["steps"], probe["eval_every"], probe["save_every"]) == (4, 2, 2)
     assert probe["max_len"]["stairs"] == {0: 128, 2: 256}
+    # so is when the full runs are evaluated (each full run's probe.json records it)
+    check_run_dir(validation_recipe(str(VALIDATION), over + ["validation.full_eval_every=30",
+                                                            "validation.full_eval_steps=[]"]))
+    v = yaml.safe_load((tmp_path / "run" / "recipe.resolved.yaml").read_text())["validation"]
+    assert (v["full_eval_every"], v["full_eval_steps"]) == (30, [])
     with pytest.raises(OctoError, match=r"different recipe \(differs in: probe.lr\)"):
         check_run_dir(validation_recipe(str(VALIDATION), over + ["probe.lr=3.0e-4"]))
 

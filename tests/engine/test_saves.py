@@ -41,7 +41,8 @@ def test_a_probe_asks_the_trainer_for_a_save_by_the_clock(tmp_path, limit, due):
     from octo.probe.callback import ProbeMetricsCallback
 
     cb = ProbeMetricsCallback(tmp_path, "stable.step-16", rollouts=None, reward=None, evaluate=None, start=None,
-                              eval_every=100, log_samples=0, save_every_s=limit)
+                              evaluates_at=lambda step: False, log_samples=0,
+                              save_every_s=limit)
     control = SimpleNamespace(should_save=False)
     cb.on_step_end(SimpleNamespace(max_steps=40), SimpleNamespace(global_step=3), control)
     assert control.should_save is due

@@ -296,12 +296,15 @@ def test_micro_batches_train_the_same_step_as_one_pass(tmp_path):
 def test_heldout_evaluations_do_not_change_what_the_probe_trains(tmp_path):
     """How often a run is evaluated is a measuring choice: evaluating after every step trains the same rollouts,
     rewards and weights as evaluating only at the start and the end (the evaluation samples with its own seed and
-    leaves no state behind), so a recipe can evaluate less without changing the run it measures."""
+    leaves no state behind), so a recipe can evaluate less without changing the run it measures. Variant 3 names
+    its evaluation steps (probe.eval_steps, what validation.full_eval_steps sets) with an eval_every past the end."""
     from safetensors.torch import load_file
 
-    ckpt, _, outs = _random_reward_probes(tmp_path, 3, {e: [f"probe.eval_every={e}"] for e in (1, 3)})
+    ckpt, _, outs = _random_reward_probes(tmp_path, 3, {1: ["probe.eval_every=1"],
+                                                        3: ["probe.eval_every=100", "probe.eval_steps=[2]"]})
     assert [r["step"] for r in _rows(outs[1] / "evals.jsonl")] == [0, 1, 2, 3]
-    assert [r["step"] for r in _rows(outs[3] / "evals.jsonl")] == [0, 3]
+    assert [r["step"] for r in _rows(outs[3] / "evals.jsonl")] == [0, 2, 3]
+    assert json.loads((outs[3] / "probe.json").read_text())["eval_steps"] == [2]
 
     def trained(out: Path) -> list[dict]:
         return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in _rows(out / "metrics.jsonl")]

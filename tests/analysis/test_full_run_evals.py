@@ -1,0 +1,69 @@
+"""benchmarks/full_run_evals.py: a full run evaluated at the recipe's steps against the same run evaluated every N
+steps, side by side; the two must train alike, so the wall-time difference is the evaluations' cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks" / "full_run_evals.py"
+VALIDATION = REPO / "recipes" / "toy" / "validation.yaml"
+
+
+def _bench(*args, timeout=600):
+    return subprocess.run([sys.executable, str(BENCH), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def _checkpoint(run_dir: Path) -> Path:
+    """A fresh tiny model of the reduced validation recipe (its world and tokenizer), saved as a checkpoint."""
+    from octo.context import RunContext
+    from octo.model import build_toy_model
+    from octo.validate import validation_recipe
+
+    recipe = validation_recipe(str(VALIDATION), [f"run_dir={run_dir}"], reduced=True)
+    ctx = RunContext(recipe)
+    ctx.prepare()
+    ckpt = run_dir / "init-ckpt"
+    build_toy_model(recipe.model, ctx.tokenizer, seed=0).save_pretrained(str(ckpt))
+    ctx.tokenizer.save_pretrained(str(ckpt))
+    ctx.release()
+    return ckpt
+
+
+@pytest.mark.multiproc
+def test_the_recipe_evaluates_less_and_trains_the_same(tmp_path):
+    ckpt = _checkpoint(tmp_path / "run")
+    # evaluated every 2 steps against the recipe's steps 5 and the ends: more evaluations, the same training
+    sets = ["validation.full_steps=10", "validation.max_probe_ratio=0.2", "validation.full_eval_steps=[5]",
+            "validation.stair_vs_fixed.early_steps=5", "validation.stair_vs_fixed.steps=10",
+            "validation.full_save_every=10", "probe.eval_problems=8"]
+    res = _bench(ckpt, "--reduced", "--every", "2", "--out", tmp_path / "out", *(a for s in sets for a in ("--set", s)))
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    assert out["baseline"]["eval_steps"] == [0, 2, 4, 6, 8, 10] and out["recipe"]["eval_steps"] == [0, 5, 10]
+    assert out["shared_eval_steps"] == [0, 10]
+    assert out["same_training_metrics"] is True and out["same_evaluations_at_shared_steps"] is True
+    assert isinstance(out["saved_s"], float) and out["seconds_per_evaluation"] is not None
+
+
+@pytest.mark.parametrize("args, says", [
+    (["nosuch-dir"], "is not a checkpoint directory"),
+    ([REPO, "--every", "0"], "--every must be at least 1"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(args, says):
+    res = _bench(*args)
+    assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_bad_recipe_value_is_one_line_and_exit_2(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    res = _bench(ckpt, "--set", "validation.full_eval_steps=[500]", "--out", tmp_path / "out")
+    assert res.returncode == 2 and "steps must lie in 1..120" in res.stderr and "Traceback" not in res.stderr
