@@ -34,17 +34,10 @@ BASE = ["world.docs_per_source=200", "world.prompts=200", "world.heldout_per_lev
 def prepare(run_dir: Path, overrides: list[str]) -> Path:
     """The run's world and tokenizer, and a random-init toy model saved as a checkpoint; returns it."""
     from octo.config import load_recipe_dict, parse_recipe
-    from octo.context import RunContext
-    from octo.model import build_toy_model
+    from octo.context import random_init_checkpoint
 
     recipe = parse_recipe(copy.deepcopy(load_recipe_dict(QUICKSTART)), overrides + [f"run_dir={run_dir}"])
-    ctx = RunContext(recipe)
-    ctx.prepare()
-    ckpt = run_dir / "init-ckpt"
-    build_toy_model(recipe.model, ctx.tokenizer, seed=0).save_pretrained(str(ckpt))
-    ctx.tokenizer.save_pretrained(str(ckpt))
-    ctx.release()
-    return ckpt
+    return random_init_checkpoint(recipe, run_dir / "init-ckpt")
 
 
 def trainable(ckpt: Path, rank: int | None) -> tuple[int, int]:

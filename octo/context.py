@@ -186,3 +186,19 @@ class RunContext:
     def stage_done(self, stage: str) -> dict | None:
         path = self.stage_dir(stage) / "DONE.json"
         return read_json(path) if path.exists() else None
+
+
+def random_init_checkpoint(recipe: Recipe, out: Path, *, seed: int = 0) -> Path:
+    """The recipe's world and tokenizer prepared in its run directory, and a freshly initialised toy model saved with
+    that tokenizer as a checkpoint directory ``out`` (returned). The run directory's write lock is released after,
+    so that the ``octo probe`` processes a test or benchmark starts next may write it."""
+    from octo.model import build_toy_model
+
+    ctx = RunContext(recipe)
+    ctx.prepare()
+    try:
+        build_toy_model(recipe.model, ctx.tokenizer, seed=seed).save_pretrained(str(out))
+        ctx.tokenizer.save_pretrained(str(out))
+    finally:
+        ctx.release()
+    return Path(out)

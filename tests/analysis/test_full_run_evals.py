@@ -22,18 +22,11 @@ def _bench(*args, timeout=600):
 
 def _checkpoint(run_dir: Path) -> Path:
     """A fresh tiny model of the reduced validation recipe (its world and tokenizer), saved as a checkpoint."""
-    from octo.context import RunContext
-    from octo.model import build_toy_model
+    from octo.context import random_init_checkpoint
     from octo.validate import validation_recipe
 
     recipe = validation_recipe(str(VALIDATION), [f"run_dir={run_dir}"], reduced=True)
-    ctx = RunContext(recipe)
-    ctx.prepare()
-    ckpt = run_dir / "init-ckpt"
-    build_toy_model(recipe.model, ctx.tokenizer, seed=0).save_pretrained(str(ckpt))
-    ctx.tokenizer.save_pretrained(str(ckpt))
-    ctx.release()
-    return ckpt
+    return random_init_checkpoint(recipe, run_dir / "init-ckpt")
 
 
 @pytest.mark.multiproc

@@ -37,20 +37,13 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _prepare(run_dir: Path, overrides: list[str]) -> Path:
-    """The run's world and tokenizer, and a fresh toy model saved as a checkpoint; returns it."""
+    """The run's world and tokenizer, and a fresh toy model saved as a checkpoint; returns it (the run directory
+    released: the `octo probe` processes below write it, one writer at a time)."""
     from octo.config import load_recipe_dict, parse_recipe
-    from octo.context import RunContext
-    from octo.model import build_toy_model
+    from octo.context import random_init_checkpoint
 
     recipe = parse_recipe(copy.deepcopy(load_recipe_dict(QUICKSTART)), overrides + [f"run_dir={run_dir}"])
-    ctx = RunContext(recipe)
-    ctx.prepare()
-    tok = ctx.tokenizer
-    ckpt = run_dir / "init-ckpt"
-    build_toy_model(recipe.model, tok, seed=0).save_pretrained(str(ckpt))
-    tok.save_pretrained(str(ckpt))
-    ctx.release()  # the `octo probe` processes below write this run directory: one writer at a time
-    return ckpt
+    return random_init_checkpoint(recipe, run_dir / "init-ckpt")
 
 
 def _probe_cmd(ckpt: Path, run_dir: Path, overrides: list[str], *extra: str) -> list[str]:
