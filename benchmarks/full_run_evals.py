@@ -58,10 +58,6 @@ def run(checkpoint: Path, out: Path, recipe: Path, seed: int, sets: list[str]) -
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(out / "log", "w"), cwd=REPO)
 
 
-def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", type=Path)
@@ -79,6 +75,7 @@ def main() -> None:
     if args.out.exists() and any(args.out.iterdir()):
         ap.error(f"{args.out} is not empty (an earlier run's): pass another --out or remove it")
     from octo.errors import OctoError
+    from octo.runio import read_jsonl
 
     try:
         variants = {"every": full_run_sets(args.recipe, args.sets, args.every, args.reduced),
@@ -102,8 +99,8 @@ def main() -> None:
                 wall[k] = time.perf_counter() - t0
         time.sleep(0.5)
     metrics = {k: [{m: v for m, v in r.items() if not m.startswith("time/")}
-                   for r in jsonl(o / "probe" / "metrics.jsonl")] for k, o in outs.items()}
-    evals = {k: {r["step"]: r for r in jsonl(o / "probe" / "evals.jsonl")} for k, o in outs.items()}
+                   for r in read_jsonl(o / "probe" / "metrics.jsonl")] for k, o in outs.items()}
+    evals = {k: {r["step"]: r for r in read_jsonl(o / "probe" / "evals.jsonl")} for k, o in outs.items()}
     shared = sorted(set(evals["every"]) & set(evals["recipe"]))
     same_evals = all(evals["every"][s]["per_problem/greedy"] == evals["recipe"][s]["per_problem/greedy"]
                      and evals["every"][s].get("per_problem/sampled") == evals["recipe"][s].get("per_problem/sampled")
