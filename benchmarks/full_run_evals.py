@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from side_by_side import run_side_by_side  # noqa: E402
 
 
 def full_run_sets(recipe_path: Path, sets: list[str], every: int | None, reduced: bool = False) -> list[str]:
@@ -47,15 +46,6 @@ def full_run_sets(recipe_path: Path, sets: list[str], every: int | None, reduced
             "probe.start_samples=0", length,
             f"probe.mask_truncated_completions={str(p.mask_truncated_completions).lower()}",
             f"probe.eval_every={every or p.eval_every}", f"probe.eval_steps={[] if every else p.eval_steps}"]
-
-
-def run(checkpoint: Path, out: Path, recipe: Path, seed: int, sets: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "octo.cli", "probe", str(checkpoint), "--recipe", str(recipe),
-           "--run-dir", str(out / "run"), "--out", str(out / "probe"), "--seed", str(seed)]
-    for s in sets:
-        cmd += ["--set", s]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(out / "log", "w"), cwd=REPO)
 
 
 def main() -> None:
@@ -83,21 +73,10 @@ def main() -> None:
     except OctoError as err:
         ap.error(str(err))
     outs = {k: args.out / k for k in variants}
-    t0 = time.perf_counter()
-    procs = {}
-    for k, sets in variants.items():
-        outs[k].mkdir(parents=True)
-        procs[k] = run(args.checkpoint.resolve(), outs[k], args.recipe, args.seed, sets)
-    wall = {}
-    while len(wall) < len(procs):
-        for k, p in procs.items():
-            if k not in wall and p.poll() is not None:
-                if p.returncode:
-                    for q in procs.values():
-                        q.kill()
-                    raise SystemExit(f"the {k} run failed; see {outs[k] / 'log'}")
-                wall[k] = time.perf_counter() - t0
-        time.sleep(0.5)
+    for out in outs.values():
+        out.mkdir(parents=True)
+    wall = run_side_by_side({k: (args.checkpoint, outs[k], args.recipe, args.seed, sets)
+                             for k, sets in variants.items()}, "full run")
     metrics = {k: [{m: v for m, v in r.items() if not m.startswith("time/")}
                    for r in read_jsonl(o / "probe" / "metrics.jsonl")] for k, o in outs.items()}
     evals = {k: {r["step"]: r for r in read_jsonl(o / "probe" / "evals.jsonl")} for k, o in outs.items()}

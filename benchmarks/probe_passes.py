@@ -19,27 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from side_by_side import run_side_by_side
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def probe(checkpoint: Path, out: Path, args, micro: int) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+def probe_sets(args, micro: int) -> list[str]:
     steps = args.steps
-    sets = [f"validation.full_steps={steps * 100}", f"probe.steps={steps}",
+    return [f"validation.full_steps={steps * 100}", f"probe.steps={steps}",
             f"probe.eval_every={args.eval_every or steps * 10}", f"probe.save_every={steps * 10}",
             "probe.start_samples=0", f"probe.eval_problems={args.eval_problems}",
             f"probe.max_len={{kind: stair, stairs: {{{args.stairs}}}}}", f"probe.micro_batch_size={micro}"]
-    cmd = [sys.executable, "-m", "octo.cli", "probe", str(checkpoint), "--recipe", str(args.recipe),
-           "--run-dir", str(out / "run"), "--out", str(out / "probe"), "--seed", "0"]
-    for s in sets:
-        cmd += ["--set", s]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(out / "log", "w"))
 
 
 def stairs(spec: str) -> str:
@@ -62,16 +54,8 @@ def compare(checkpoint: Path, args) -> dict:
     outs = {m: args.out / f"{checkpoint.parent.parent.name}-{checkpoint.name}-m{m}" for m in (0, args.micro)}
     for out in outs.values():
         out.mkdir(parents=True, exist_ok=False)
-    t0 = time.perf_counter()
-    procs = {m: probe(checkpoint, out, args, m) for m, out in outs.items()}
-    wall = {}
-    while len(wall) < len(procs):
-        for m, p in procs.items():
-            if m not in wall and p.poll() is not None:
-                if p.returncode:
-                    raise SystemExit(f"the probe with micro_batch_size={m} failed; see {outs[m] / 'log'}")
-                wall[m] = time.perf_counter() - t0
-        time.sleep(0.5)
+    wall = run_side_by_side({m: (checkpoint, out, args.recipe, 0, probe_sets(args, m)) for m, out in outs.items()},
+                            "probe with micro_batch_size")
     one, grouped = rows(outs[0]), rows(outs[args.micro])
     total = {m: {k: sum(r[f"time/{k}"] for r in rs) for k in ("train", "rollout")}
              for m, rs in ((0, one), (args.micro, grouped))}

@@ -1,5 +1,6 @@
 """benchmarks/full_run_evals.py: a full run evaluated at the recipe's steps against the same run evaluated every N
-steps, side by side; the two must train alike, so the wall-time difference is the evaluations' cost."""
+steps, side by side; the two must train alike, so the wall-time difference is the evaluations' cost. Also
+benchmarks/probe_passes.py and the side-by-side launcher both use (benchmarks/side_by_side.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks" / "full_run_evals.py"
+PASSES = REPO / "benchmarks" / "probe_passes.py"
 VALIDATION = REPO / "recipes" / "toy" / "validation.yaml"
 
 
@@ -60,3 +62,34 @@ def test_a_bad_recipe_value_is_one_line_and_exit_2(tmp_path):
     (ckpt / "config.json").write_text("{}")
     res = _bench(ckpt, "--set", "validation.full_eval_steps=[500]", "--out", tmp_path / "out")
     assert res.returncode == 2 and "steps must lie in 1..120" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.multiproc
+def test_probe_passes_runs_one_pass_and_grouped_passes_side_by_side(tmp_path):
+    ckpt = _checkpoint(tmp_path / "run")
+    dry = subprocess.run([sys.executable, "-m", "octo.cli", "validate", str(VALIDATION), "--reduced", "--dry-run"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert dry.returncode == 0, dry.stderr
+    recipe = tmp_path / "reduced.yaml"
+    recipe.write_text(dry.stdout)
+    res = subprocess.run([sys.executable, str(PASSES), str(ckpt), "--recipe", str(recipe), "--steps", "2",
+                          "--stairs", "0:12", "--eval-problems", "4", "--micro", "1", "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (run,) = json.loads(res.stdout)["runs"]
+    # both probes start from the same rollouts: step 1 generates alike, its loss agrees up to float rounding
+    assert run["steps"] == 2 and run["steps_with_equal_rollout_lengths"] >= 1
+    assert run["step1_rel_diff"]["len/mean"] == 0 and run["step1_rel_diff"]["loss"] < 1e-3
+    assert run["one_pass"]["wall_s"] > 0 and run["passes_of_1"]["wall_s"] > 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{tmp_path.name}-init-ckpt-m{m}" for m in (0, 1)]
+
+
+def test_a_failed_side_by_side_run_stops_the_benchmark_with_its_log(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from side_by_side import run_side_by_side
+
+    out = tmp_path / "bad"
+    out.mkdir()
+    with pytest.raises(SystemExit, match=r"the full run 'bad' failed; see .*bad/log"):
+        run_side_by_side({"bad": (tmp_path / "no-such-checkpoint", out, VALIDATION, 0, [])}, "full run")
+    assert (out / "log").read_text().strip()   # the run's own one-line reason is in its log
