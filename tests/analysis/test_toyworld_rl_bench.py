@@ -69,3 +69,18 @@ def test_the_page_names_the_command_that_regenerates_it():
         "python benchmarks/toyworld_rl.py --full-seeds --set model.num_layers=4 --doc docs/toyworld-4layers.md")
     assert toyworld_rl.command_line(ns(seeds=[3], doc="/tmp/x.md")) == \
         "python benchmarks/toyworld_rl.py --seeds 3 --doc /tmp/x.md"
+
+
+def test_regenerating_a_page_keeps_its_hand_written_part(tmp_path):
+    """The pilot runs and notes below the generated tables are written by hand, on docs/toyworld.md only: the
+    benchmark keeps a page's own part and gives a new page a pointer to that one, so nothing drifts."""
+    page = tmp_path / "page.md"
+    assert toyworld_rl.page_tail(page) == toyworld_rl.TAIL_POINTER          # no page yet
+    own = "## How the design was chosen (pilots)\n\n- a pilot\n\n## Notes\n\n- n\n"
+    page.write_text("# generated\n\n| table |\n\n" + own)
+    assert toyworld_rl.page_tail(page) == own
+    page.write_text("# generated\n\n| table |\n")
+    assert toyworld_rl.page_tail(page) == toyworld_rl.TAIL_POINTER          # a page without that part
+    shipped = toyworld_rl.page_tail(REPO / "docs" / "toyworld.md")
+    assert shipped.startswith("## How the design was chosen (pilot runs") and "## Notes" in shipped
+    assert "[docs/toyworld.md](toyworld.md)" in toyworld_rl.page_tail(REPO / "docs" / "toyworld-5layers.md")
