@@ -10,6 +10,7 @@ import numpy as np
 
 from octo.analysis.document import Bullets, Document, Figure, Heading, Para, Table
 from octo.analysis.stats import ranking_text
+from octo.analysis.world_properties import machine_text
 
 #: the predictors drawn against the full-RL outcome (with the perplexities; the tau chart shows every one)
 SCATTER = ("readiness", "start_acc", "start/pass@1", "start/pass@k", "probe_final_acc")
@@ -68,7 +69,8 @@ def page_document(r: dict, images: dict[str, Path]) -> Document:
     doc.add(Heading("Reading this honestly, and what would improve it"), Bullets(improvements(r)))
     worked = [x for x in r.get("invocations", []) if x["runs"]]   # a rerun that only re-analyses adds nothing
     if worked:
-        calls = "; ".join(f"{x['wall_s']:.0f} s, executing {x['runs']} of the {x['of']} GRPO runs"
+        calls = "; ".join(f"{x['wall_s']:.0f} s" + (f" on {machine_text(x['machine'])}" if x.get("machine") else "")
+                          + f", executing {x['runs']} of the {x['of']} GRPO runs"
                           + (f" ({x['probes']} of them probes of {x['probe_steps']} steps)" if x.get("probes") else "")
                           + ("" if x.get("complete", True) else ", interrupted (its time to its last finished run)")
                           for x in worked)

@@ -92,6 +92,15 @@ def _late(result: dict, t: dict) -> dict:
                  f"{len(late)} of {n}" + (f" ({names})" if names else ""))
 
 
+def machine_text(m: dict | None) -> str:
+    """Where an invocation ran (octo.validate.machine), as the page says it; '' where it recorded none (before octo
+    recorded machines)."""
+    if not m:
+        return ""
+    return (f"{m['cpus']} CPU cores ({m['cpu']}; {m['gflops_1thread']:g} GFLOP/s on one thread), "
+            + (f"GPU {m['gpu']}" if m.get("gpu") else "no GPU"))
+
+
 def _cost(result: dict, t: dict) -> dict:
     calls = result["invocations"]
     claim = f"the whole experiment takes at most {t['max_hours']:g} h"
@@ -116,6 +125,8 @@ def _cost(result: dict, t: dict) -> dict:
                          "(copied from another directory, trained by `octo cpt`, or by an invocation killed before "
                          "its stages were done)")
     cut = sum(not x.get("complete", True) for x in calls)
+    where = list(dict.fromkeys(machine_text(x.get("machine")) for x in calls if x.get("machine")))
     return _prop("cost", claim, bool(wall <= t["max_hours"] * 3600),
                  f"{wall / 60:.0f} min over {len(calls)} invocation(s) (CPT, gates and GRPO runs; not the analysis)"
-                 + (f"; {cut} of them interrupted, counted to their last finished run" if cut else ""))
+                 + (f"; {cut} of them interrupted, counted to their last finished run" if cut else "")
+                 + (f"; on {' and '.join(where)}" if where else ""))

@@ -114,6 +114,38 @@ def longest_first(run_dir, plan_rows: dict, jobs: list[Job]) -> list[Job]:
     return sorted(jobs, key=lambda j: -_expected_cost(run_dir, plan_rows, j))
 
 
+def machine() -> dict:
+    """What an invocation's wall time was measured on, so that two timings can be compared: CPU cores, the CPU's
+    model name, the GPU's (None: none), and a speed that tells apart machines of the same name (float32 256x256
+    matrix products on one torch thread, in GFLOP/s: about 0.2 s)."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(256, 256), torch.randn(256, 256)
+        for _ in range(3):
+            a @ b
+        n, t0 = 0, time.perf_counter()
+        while (dt := time.perf_counter() - t0) < 0.2:
+            a @ b
+            n += 1
+    finally:
+        torch.set_num_threads(threads)
+    return {"cpus": os.cpu_count(), "cpu": cpu or platform.processor() or platform.machine(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "gflops_1thread": round(2 * 256 ** 3 * n / dt / 1e9, 1)}
+
+
 def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: bool, doc: str | None = None,
                    allow_mismatch: tuple[str, ...] = (), n_jobs: int = 1) -> dict:
     from octo.analysis.validation import PLAN_FILE, VALIDATION_DIR, write_validation
@@ -123,6 +155,7 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     from octo.reuse import check_probe_dir
 
     t0 = time.monotonic()
+    where = machine()   # before anything of the run loads the cores
     ctx = RunContext(recipe)
     ctx.allow_mismatch = set(allow_mismatch)
     progress.info(f"validate {recipe.name} in {ctx.run_dir}" + (" (reduced)" if reduced else ""))
@@ -142,10 +175,11 @@ def run_validation(recipe: Recipe, *, command: str, full_command: str, reduced: 
     # after the stages and after every finished run, so that a killed invocation keeps its time up to its last
     # finished run (complete: false), and the experiment's whole cost can be read from the directory. The CPT stages
     # it trained are recorded too: a stage trained elsewhere (copied in, `octo cpt`, or an invocation killed before
-    # its stages were done, which records nothing) is a cost the directory cannot tell
+    # its stages were done, which records nothing) is a cost the directory cannot tell. And the machine it ran on: a
+    # wall time means little without it
     invocation = {"wall_s": 0.0, "runs": 0, "of": len(jobs.probes) + len(jobs.long_runs), "probes": 0,
                   "probe_steps": recipe.probe.steps, "stages_trained": trained, "stages_needed": needed,
-                  "complete": False}
+                  "complete": False, "machine": where}
 
     def record(run: str = "") -> None:
         invocation["runs"] += bool(run)

@@ -540,6 +540,7 @@ def test_reduced_pipeline_end_to_end_killed_and_resumed(tmp_path):
     assert calls[1]["stages_trained"] == [] and calls[1]["stages_needed"] == calls[0]["stages_needed"]
     assert calls[0]["probes"] == sum(len(c["probes"]) for c in plan["checkpoints"]) and calls[1]["probes"] == 0
     assert 0 < calls[0]["wall_s"] and ", interrupted (its time to its last finished run)" in text
+    assert all(c["machine"]["cpus"] == os.cpu_count() for c in calls) and "GFLOP/s on one thread), " in text
     world = {p["key"]: p for p in result["world_properties"]}
     assert world["cost"]["holds"] is True and "1 of them interrupted" in world["cost"]["figure"]
     assert "hybrid" not in world and world["late_bloomers"]["holds"] is False   # 6 checkpoints: fewer than 12
@@ -1002,6 +1003,30 @@ def test_world_properties_are_yes_or_no_with_the_figure_they_are_read_from(tmp_p
     _, res = _world_run(tmp_path / "d", invocations=calls)
     cost = {p["key"]: p for p in res["world_properties"]}["cost"]
     assert cost["holds"] is True and cost["figure"].startswith("11 min over 2 invocation(s)")
+    assert " on " not in cost["figure"]   # invocations recorded before octo recorded machines name none
+    # the machines the invocations ran on are named, each once, so a wall time can be read against another's
+    slow = {"cpus": 2, "cpu": "AMD EPYC", "gpu": None, "gflops_1thread": 41.5}
+    calls[0]["machine"], calls[1]["machine"] = slow, {**slow, "gflops_1thread": 80.0, "gpu": "NVIDIA H200"}
+    _, res = _world_run(tmp_path / "e", invocations=calls)
+    cost = {p["key"]: p for p in res["world_properties"]}["cost"]
+    assert cost["figure"].endswith("; on 2 CPU cores (AMD EPYC; 41.5 GFLOP/s on one thread), no GPU and 2 CPU cores "
+                                   "(AMD EPYC; 80 GFLOP/s on one thread), GPU NVIDIA H200")
+    calls[1]["machine"] = slow
+    _, res = _world_run(tmp_path / "f", invocations=calls)
+    cost = {p["key"]: p for p in res["world_properties"]}["cost"]
+    assert cost["figure"].endswith("; on 2 CPU cores (AMD EPYC; 41.5 GFLOP/s on one thread), no GPU")
+
+
+def test_an_invocation_records_the_machine_it_ran_on():
+    import torch
+
+    from octo.validate import machine
+
+    threads = torch.get_num_threads()
+    m = machine()
+    assert m["cpus"] == os.cpu_count() and m["cpu"] and m["gflops_1thread"] > 0
+    assert m["gpu"] is None or isinstance(m["gpu"], str)
+    assert torch.get_num_threads() == threads   # measured on one thread, the caller's count restored
 
 
 def test_full_runs_can_leave_cut_completions_out_of_the_loss_while_the_probes_keep_theirs(tmp_path):
