@@ -446,7 +446,17 @@ def test_validation_recipe_is_the_quickstart_plus_its_experiment():
     added = set(vs) - set(qs)
     assert added == {"stable-more", "decay-long-noif", "pretrain-half", "decay-noqa", "decay-long-half",
                      "decay-long-am", "decay-direct", "decay-long-brief", "decay-long-am-more", "decay-long-seed1",
-                     "decay-short-seed1"}
+                     "decay-short-seed1", "decay-long-am-noif", "decay-short-more"}
+    # v10's two (docs/toyworld.md): decay-long-am without IF (its share to mathweb), decay-short from stable-more
+    am, noif = vs["decay-long-am"]["mixture"], vs["decay-long-am-noif"]["mixture"]
+    assert "if" not in noif and noif["mathweb"] == am["mathweb"] + am["if"] and \
+        {k: x for k, x in noif.items() if k != "mathweb"} == {k: x for k, x in am.items() if k not in ("if", "mathweb")}
+    assert {k: x for k, x in vs["decay-long-am-noif"].items() if k != "mixture"} == \
+        {k: x for k, x in vs["decay-long-am"].items() if k != "mixture"}
+    assert {**vs["decay-short-more"], "init": "stable"} == qs["decay-short"] and \
+        vs["decay-short-more"]["init"] == "stable-more"
+    # the shipped validation does not validate them
+    assert not {"decay-long-am-noif", "decay-short-more"} & set(v["validation"]["checkpoints"])
     # second draws of Long and Short: the same stages under another seed
     for name in ("decay-long", "decay-short"):
         assert vs[f"{name}-seed1"] == {**qs[name], "seed": 1} and qs[name].get("seed", v["seed"]) != 1
