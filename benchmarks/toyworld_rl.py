@@ -301,7 +301,7 @@ def write_doc(path: Path, result: dict) -> None:
              f"Command: `{result['command']}` (its probes ran {result['probe_s'] / 60:.0f} min in all, "
              + (f"its full runs {result['full_s'] / 60:.0f} min, " if full else
                 "no full RL runs (`--full-seeds` with no seed: the claims about full RL are left out; "
-                "`octo validate recipes/toy/validation.yaml` runs them on the same stages, at 4 layers), ")
+                "`octo validate recipes/toy/validation.yaml` runs them on the same stages, at 5 layers), ")
              + f"on {result['machine']}). Held-out sampled accuracy at temperature "
              f"{rec['temperature']}, {rows['stable']['n_problems']} problems x {rec['eval_samples']} samples, "
              f"evaluated at the probe's largest limit ({rec['probe_max']} tokens); gain = last - step-0 evaluation; "
@@ -407,8 +407,8 @@ measured. World v1 (small-number multi-step problems) hit a ceiling, and long re
 - **Model.** This page's runs: Llama, {num_layers} layers, width {hidden_size}, {num_heads} heads of {head_dim},
   FFN {intermediate_size}, untied embeddings, {params_m:.2f}M parameters. The quickstart's shipped base has 3
   layers, about 0.8M parameters (world v1's size; it learns the column procedure, see above). The validation
-  experiment (recipes/toy/validation.yaml) uses 4 layers, about 1.0M: at 3 the Long branch copies the
-  question's numbers into its procedure wrongly (below).
+  experiment (recipes/toy/validation.yaml) uses 5 layers, about 1.2M, since v10: at 3 the Long branch copies the
+  question's numbers into its procedure wrongly, at 4 the 7-digit level that only RL poses is not learned (below).
 - **Stages.** pretrain ({pretrain_tokens} tokens, cosine 2e-3 -> 1e-3) -> stable ({stable_tokens} tokens at
   constant 1e-3) -> three decay branches ({decay_tokens} tokens each, cosine to 5e-4) with OctoThinker's Table 5
   mixtures.
