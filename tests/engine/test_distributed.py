@@ -194,9 +194,16 @@ def fsdp_run(fsdp2, tmp_path_factory, tiny_ctx):
 
 
 def _same_up_to_rounding(b, a) -> bool:
-    """Tensor ``b`` is ``a`` up to 1e-5 of ``a``'s largest entry (same shape and dtype)."""
-    return b.shape == a.shape and b.dtype == a.dtype and \
-        float((b - a).abs().max()) <= 1e-5 * float(a.abs().max())
+    """Tensor ``b`` is ``a`` up to rounding (same shape and dtype): the difference's norm within 1e-4 of ``a``'s, and
+    every entry within 1e-3 of ``a``'s largest. FSDP sums the ranks' gradients in another order than one process
+    does, and Adam divides by the root of a second moment that is tiny for a few entries, so there a last-bit
+    gradient difference moves the update by much more: on an Intel Xeon (2026-12-07) one entry in 4,096 differed by
+    1.0e-4 of the largest, the norms by 5.7e-6, where an AMD EPYC stayed within 1e-5. A sharding or gathering
+    mistake (a shard in the wrong place, a missing average in the second moment) differs by order 1."""
+    if b.shape != a.shape or b.dtype != a.dtype:
+        return False
+    diff = (b - a).abs()
+    return float(diff.norm()) <= 1e-4 * float(a.norm()) and float(diff.max()) <= 1e-3 * float(a.abs().max())
 
 
 def test_fsdp_matches_one_process_and_writes_its_checkpoint_format(runs, fsdp_run):
